@@ -1,0 +1,31 @@
+"""The algorithms the command line can train: name → (config class, default config, train, policy).
+
+A plain table, not a plugin system: each later lesson adds its line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from rlcourse.tabular import td_control
+from rlcourse.tabular.qtable import QTable
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    config: type
+    defaults: Any
+    train: Callable
+    policy: type
+
+
+ALGORITHMS = {
+    "q-learning": Algorithm(td_control.TDControlConfig, td_control.TDControlConfig(method="q-learning"),
+                            td_control.train, QTable),
+    "sarsa": Algorithm(td_control.TDControlConfig, td_control.TDControlConfig(method="sarsa"),
+                       td_control.train, QTable),
+    "expected-sarsa": Algorithm(td_control.TDControlConfig,
+                                td_control.TDControlConfig(method="expected-sarsa"),
+                                td_control.train, QTable),
+}

@@ -1,0 +1,106 @@
+"""Checks and overrides for the frozen configuration dataclasses.
+
+Every algorithm has one frozen ``dataclass`` of hyperparameters. Its ``__post_init__``
+calls :func:`check_range` / :func:`check_choice` on each field, so a bad value fails at
+once with a message that names the field and what it may be::
+
+    QLearningConfig.alpha = 1.5 is out of range: it must be in (0, 1]
+
+:func:`apply_overrides` turns the command line's ``--set key=value`` strings into a new
+config, converting each string to the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+
+
+class ConfigError(ValueError):
+    """A hyperparameter has a value it may not take."""
+
+
+def check_range(config, field: str, low=None, high=None, *, low_open=False, high_open=False,
+                integer=False):
+    """Raise ConfigError unless ``config.field`` lies in the interval given.
+
+    ``low``/``high`` of None mean unbounded; ``*_open`` excludes that end point.
+    """
+    value = getattr(config, field)
+    name = f"{type(config).__name__}.{field}"
+    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{name} = {value!r} must be an integer")
+    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{name} = {value!r} must be a number")
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"{name} = nan is not a number")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ConfigError(f"{name} = {value!r} is out of range: it must be in {left}{lo}, {hi}{right}")
+
+
+def check_choice(config, field: str, choices):
+    """Raise ConfigError unless ``config.field`` is one of ``choices``."""
+    value = getattr(config, field)
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{type(config).__name__}.{field} = {value!r} is not allowed: "
+                          f"it must be one of {allowed}")
+
+
+def _parse(text: str, kind, name: str):
+    origin = typing.get_origin(kind)
+    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if text.lower() in ("none", "null"):
+            return None
+        kind = options[0]
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} = {text!r} must be true or false")
+    if kind in (int, float):
+        try:
+            number = float(text) if kind is float else int(float(text))
+        except ValueError:
+            raise ConfigError(f"{name} = {text!r} must be a number") from None
+        if kind is int and float(text) != number:
+            raise ConfigError(f"{name} = {text!r} must be an integer")
+        return number
+    return text
+
+
+def apply_overrides(config, overrides: dict[str, str]):
+    """Return a copy of ``config`` with fields replaced by parsed ``overrides``.
+
+    Unknown keys raise ConfigError listing the fields that exist; the new config runs
+    its own checks, so an out-of-range value is reported the usual way.
+    """
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for key, text in overrides.items():
+        if key not in fields:
+            raise ConfigError(f"{type(config).__name__} has no field {key!r}; "
+                              f"its fields are: {', '.join(sorted(fields))}")
+        changes[key] = _parse(text, hints[key], f"{type(config).__name__}.{key}")
+    return dataclasses.replace(config, **changes)
+
+
+def config_from_dict(cls, values: dict):
+    """Rebuild a config saved with ``dataclasses.asdict`` (tuples came back as lists)."""
+    hints = typing.get_type_hints(cls)
+    fixed = {}
+    for key, value in values.items():
+        if typing.get_origin(hints.get(key)) is tuple and isinstance(value, list):
+            value = tuple(value)
+        fixed[key] = value
+    return cls(**fixed)

@@ -1,0 +1,68 @@
+"""Run a trained policy greedily and summarise its episodes.
+
+``render`` is ``"none"``, ``"ansi"`` (each frame printed as text: the corridor, FrozenLake)
+or ``"gif"`` (frames from ``render_mode="rgb_array"`` written to a GIF with Pillow).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+RENDER_MODES = ("none", "ansi", "gif")
+
+
+def evaluate(result, episodes: int = 10, seed: int = 0, render: str = "none",
+             gif_path: str | Path | None = None, print_fn=print) -> dict:
+    """Play ``episodes`` episodes with ``result.policy.act``; return mean/std return and length.
+
+    Episodes are seeded ``seed, seed + 1, …`` so an evaluation repeats exactly. With
+    ``render="gif"`` only the first episode is recorded, to ``gif_path``.
+    """
+    if render not in RENDER_MODES:
+        raise ValueError(f"render = {render!r} is not allowed: it must be one of {', '.join(RENDER_MODES)}")
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes = {episodes!r} is out of range: it must be an integer >= 1")
+    render_mode = {"none": None, "ansi": "ansi", "gif": "rgb_array"}[render]
+    env = gym.make(result.env_id, **result.env_kwargs)
+    if render_mode is not None:
+        if render_mode not in env.metadata.get("render_modes", []):
+            raise ValueError(f"{result.env_id} cannot render {render!r}: its render modes are "
+                             f"{env.metadata.get('render_modes', [])}")
+        env = gym.make(result.env_id, render_mode=render_mode, **result.env_kwargs)
+    rng = np.random.default_rng(seed)
+    returns, lengths, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, length, done = 0.0, 0, False
+        while not done:
+            if render == "ansi":
+                print_fn(env.render())
+            elif render == "gif" and episode == 0:
+                frames.append(env.render())
+            obs, reward, terminated, truncated, _ = env.step(result.policy.act(obs, rng))
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        if render == "ansi":
+            print_fn(env.render())
+            print_fn(f"episode {episode}: return {total:g}, length {length}")
+        elif render == "gif" and episode == 0:
+            frames.append(env.render())
+        returns.append(total)
+        lengths.append(length)
+    env.close()
+    if render == "gif":
+        _write_gif(frames, gif_path or "episode.gif", env.metadata.get("render_fps", 30))
+    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "mean_length": float(np.mean(lengths)), "episodes": episodes}
+
+
+def _write_gif(frames, path, fps: int) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(frame)) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / max(fps, 1)),
+                   loop=0)

@@ -1,0 +1,182 @@
+"""What every training run shares: seeding, the Result it returns, safe checkpoints.
+
+A run ends in one of three ways, and none of them loses what was learned:
+
+* it finishes its budget: ``status == "finished"``;
+* the user presses Ctrl-C: the loop catches ``KeyboardInterrupt`` and returns what it
+  has so far, ``status == "interrupted"`` (the CLI then saves it as usual);
+* a loss or value turns NaN/inf: the loop raises :class:`NonFiniteError` naming the step,
+  and the last checkpoint written before it stays on disk untouched.
+
+Files are written atomically (a temporary file in the same folder, flushed to disk,
+then ``os.replace``), so a crash mid-write leaves the previous file in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+CHECKPOINT = "checkpoint.pkl"
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN or inf; carries the env step at which it happened."""
+
+    def __init__(self, what: str, step: int, checkpoint: Path | None = None):
+        self.step = step
+        where = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint else ""
+        super().__init__(f"non-finite {what} at env step {step}: training stopped{where}")
+
+
+class UnsupportedSpaceError(ValueError):
+    """An algorithm was asked to run on an observation or action space it cannot handle."""
+
+
+def require_discrete(algo: str, env) -> tuple[int, int]:
+    """Return (n_states, n_actions), or fail naming ``algo`` and the offending space."""
+    import gymnasium as gym
+
+    for kind, space in (("observation", env.observation_space), ("action", env.action_space)):
+        if not isinstance(space, gym.spaces.Discrete):
+            raise UnsupportedSpaceError(
+                f"{algo} needs a Discrete {kind} space, but {env.spec.id if env.spec else env} "
+                f"has {space}")
+    return int(env.observation_space.n), int(env.action_space.n)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy's global state and torch (if loaded); return a fresh Generator.
+
+    Algorithms draw their own randomness from the returned generator and seed their
+    environments with the same ``seed``, so a run depends on nothing else.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(directory: str | os.PathLike, state: dict) -> Path:
+    """Pickle ``state`` to ``directory/checkpoint.pkl`` atomically; return the path."""
+    path = Path(directory) / CHECKPOINT
+    atomic_write(path, lambda f: pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def load_checkpoint(directory: str | os.PathLike) -> dict:
+    with open(Path(directory) / CHECKPOINT, "rb") as f:
+        return pickle.load(f)
+
+
+@dataclasses.dataclass
+class Result:
+    """What ``train`` returns: the learned policy, the log, and how the run was made.
+
+    ``log`` has one row per episode (tabular methods) or per iteration (deep methods)
+    and no wall-clock column, so the same seed gives the same log bit for bit.
+    Timing goes to ``timing`` instead.
+    """
+
+    algo: str
+    env_id: str
+    config: Any
+    policy: Any
+    log: pd.DataFrame
+    seed: int
+    steps: int
+    status: str = "finished"
+    env_kwargs: dict = dataclasses.field(default_factory=dict)
+    timing: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def q_table(self) -> pd.DataFrame:
+        """The Q-table as a DataFrame with one named column per action (tabular runs)."""
+        return self.policy.frame()
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write config.json, progress.csv, learning_curve.png and the model to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
+            "seed": self.seed, "steps": self.steps, "status": self.status,
+            "config": dataclasses.asdict(self.config), "timing": self.timing,
+        }
+        atomic_write(directory / "config.json",
+                     lambda f: f.write(json.dumps(meta, indent=2) + "\n"), mode="w")
+        atomic_write(directory / "progress.csv", lambda f: self.log.to_csv(f, index=False), mode="w")
+        self.policy.save(directory)
+        fig = self.plot()
+        atomic_write(directory / "learning_curve.png", lambda f: fig.savefig(f, format="png", dpi=100))
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return directory
+
+    def plot(self, ax=None, window: int = 50):
+        """Plot episode return against env steps, with a moving average; return the figure."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+        else:
+            fig = ax.figure
+        if len(self.log):
+            x, y = self.log["env_steps"], self.log["return"]
+            ax.plot(x, y, alpha=0.3, lw=0.8, label="episode return")
+            ax.plot(x, y.rolling(window, min_periods=1).mean(), lw=1.8,
+                    label=f"mean of last {window}")
+            ax.legend(loc="lower right", fontsize="small")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("return")
+        ax.set_title(f"{self.algo} on {self.env_id} (seed {self.seed})")
+        fig.tight_layout()
+        return fig
+
+
+def load(directory: str | os.PathLike) -> Result:
+    """Bring back a run written by :meth:`Result.save`."""
+    from rlcourse.algorithms import ALGORITHMS
+    from rlcourse.config import config_from_dict
+
+    directory = Path(directory)
+    meta_path = directory / "config.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a run directory: it has no config.json")
+    meta = json.loads(meta_path.read_text())
+    algo = ALGORITHMS[meta["algo"]]
+    return Result(
+        algo=meta["algo"], env_id=meta["env_id"], env_kwargs=meta.get("env_kwargs", {}),
+        config=config_from_dict(algo.config, meta["config"]),
+        policy=algo.policy.load(directory),
+        log=pd.read_csv(directory / "progress.csv"),
+        seed=meta["seed"], steps=meta["steps"], status=meta["status"], timing=meta.get("timing", {}),
+    )

@@ -1,0 +1,1 @@
+"""Lessons 1–2: tabular control, policy evaluation and planning."""

@@ -1,0 +1,83 @@
+"""The Q-table: an array Q[s, a], acted on greedily or ε-greedily, shown as a DataFrame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlcourse.run import atomic_write
+
+# Action names of Gymnasium's toy-text environments (from their documentation).
+KNOWN_ACTION_NAMES = {
+    "FrozenLake": ("left", "down", "right", "up"),
+    "CliffWalking": ("up", "right", "down", "left"),
+    "Taxi": ("south", "north", "east", "west", "pickup", "dropoff"),
+}
+
+
+def action_names_for(env) -> tuple[str, ...]:
+    """Readable action names for ``env``: its own ``action_names``, a known table, or a0…"""
+    names = getattr(env.unwrapped, "action_names", None)
+    if names is None and env.spec is not None:
+        family = env.spec.id.split("/")[-1].split("-")[0].replace("8x8", "").replace("Slippery", "")
+        names = KNOWN_ACTION_NAMES.get(family)
+    return tuple(names) if names else tuple(f"a{i}" for i in range(env.action_space.n))
+
+
+def greedy_action(q_row: np.ndarray, rng: np.random.Generator) -> int:
+    """argmax_a Q(s, a), choosing uniformly among tied actions.
+
+    A fresh table is all zeros: breaking ties by index would always pick action 0.
+    """
+    best = np.flatnonzero(q_row == q_row.max())
+    return int(best[0]) if best.size == 1 else int(best[rng.integers(best.size)])
+
+
+def epsilon_greedy(q_row: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+    """With probability ε a uniformly random action, otherwise a greedy one."""
+    if rng.random() < epsilon:
+        return int(rng.integers(q_row.size))
+    return greedy_action(q_row, rng)
+
+
+class QTable:
+    """Action values ``values[s, a]`` with the names of the actions.
+
+    ``act`` is the greedy policy (ties broken at random); ``frame()`` shows the table.
+    """
+
+    file_name = "q_table.npy"
+
+    def __init__(self, values: np.ndarray, action_names: tuple[str, ...]):
+        self.values = values
+        self.action_names = tuple(action_names)
+
+    def act(self, state: int, rng: np.random.Generator) -> int:
+        return greedy_action(self.values[int(state)], rng)
+
+    def greedy_policy(self) -> np.ndarray:
+        """π(s) = argmax_a Q(s, a) for every state (lowest index among ties)."""
+        return self.values.argmax(axis=1)
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.values, columns=list(self.action_names))
+        frame.index.name = "state"
+        return frame
+
+    def __repr__(self) -> str:
+        return f"QTable({self.values.shape[0]} states × {self.action_names})\n{self.frame()}"
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        atomic_write(directory / self.file_name, lambda f: np.save(f, self.values))
+        atomic_write(directory / "actions.json",
+                     lambda f: f.write(json.dumps(list(self.action_names)) + "\n"), mode="w")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "QTable":
+        directory = Path(directory)
+        names = json.loads((directory / "actions.json").read_text())
+        return cls(np.load(directory / cls.file_name), tuple(names))

@@ -1,0 +1,157 @@
+r"""Tabular TD control: Q-learning, SARSA and expected SARSA (lesson 1).
+
+All three follow an ε-greedy behaviour policy and move Q(s, a) toward a one-step target:
+
+.. math::
+
+    Q(s_t, a_t) \leftarrow Q(s_t, a_t) + \alpha\,[\,y_t - Q(s_t, a_t)\,]
+
+and differ only in the target :math:`y_t`:
+
+* Q-learning (off-policy): :math:`y_t = r_{t+1} + \gamma \max_a Q(s_{t+1}, a)`
+* SARSA (on-policy): :math:`y_t = r_{t+1} + \gamma Q(s_{t+1}, a_{t+1})`, with
+  :math:`a_{t+1}` the action the agent will actually take next
+* expected SARSA: :math:`y_t = r_{t+1} + \gamma \sum_a \pi(a \mid s_{t+1}) Q(s_{t+1}, a)`
+
+At a terminal :math:`s_{t+1}` the target is :math:`r_{t+1}` alone. An episode cut by
+the step limit (``truncated``) still bootstraps: the state it stopped in is not terminal.
+
+Pseudocode (Sutton & Barto, 2nd ed., §6.4–6.5)::
+
+    for each step:
+        take a_t, observe r_{t+1}, s_{t+1}
+        y_t = target above
+        Q(s_t, a_t) += α (y_t − Q(s_t, a_t))
+        a_{t+1} ← ε-greedy(Q(s_{t+1}, ·))     (SARSA picks it before the update)
+
+ε falls linearly from ``epsilon_start`` to ``epsilon_end`` over the first
+``exploration_fraction`` of the steps, then stays there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from rlcourse.config import check_choice, check_range
+from rlcourse.run import NonFiniteError, Result, require_discrete, save_checkpoint, seed_everything
+from rlcourse.tabular.qtable import QTable, action_names_for, epsilon_greedy
+
+METHODS = ("q-learning", "sarsa", "expected-sarsa")
+
+
+@dataclasses.dataclass(frozen=True)
+class TDControlConfig:
+    method: str = "q-learning"
+    alpha: float = 0.1                # step size α
+    gamma: float = 0.99               # discount γ
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    exploration_fraction: float = 0.5  # share of the steps over which ε falls
+    q_init: float = 0.0               # initial value of every Q(s, a)
+
+    def __post_init__(self):
+        check_choice(self, "method", METHODS)
+        check_range(self, "alpha", 0, 1, low_open=True)
+        check_range(self, "gamma", 0, 1)
+        check_range(self, "epsilon_start", 0, 1)
+        check_range(self, "epsilon_end", 0, 1)
+        check_range(self, "exploration_fraction", 0, 1)
+        check_range(self, "q_init")
+
+
+def epsilon_at(config: TDControlConfig, step: int, total_steps: int) -> float:
+    """Linear ε schedule: epsilon_start → epsilon_end over exploration_fraction · total_steps."""
+    span = config.exploration_fraction * total_steps
+    if span <= 0 or step >= span:
+        return config.epsilon_end
+    return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * step / span
+
+
+def td_target(config: TDControlConfig, q_next: np.ndarray, next_action: int, reward: float,
+              terminated: bool, epsilon: float) -> float:
+    """The one-step target y_t of the chosen method (``q_next`` is the row Q(s_{t+1}, ·))."""
+    if terminated:
+        return reward
+    if config.method == "q-learning":
+        bootstrap = q_next.max()
+    elif config.method == "sarsa":
+        bootstrap = q_next[next_action]
+    else:  # expected SARSA under the ε-greedy policy, ties sharing the greedy mass
+        greedy = q_next == q_next.max()
+        probs = epsilon / q_next.size + (1 - epsilon) * greedy / greedy.sum()
+        bootstrap = probs @ q_next
+    return reward + config.gamma * float(bootstrap)
+
+
+def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None = None, *,
+          steps: int = 3000, seed: int = 0, out: str | Path | None = None,
+          progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 10_000) -> Result:
+    """Run TD control for ``steps`` environment steps; return a Result with a QTable.
+
+    The log has one row per finished episode: ``episode``, ``env_steps``, ``return``,
+    ``length``, ``epsilon`` and ``mean_abs_td_error``. With ``out`` set, a checkpoint is
+    written there every ``checkpoint_every`` steps.
+    """
+    config = config or TDControlConfig()
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
+    env = gym.make(env_id, **(env_kwargs or {}))
+    n_states, n_actions = require_discrete(config.method, env)
+    rng = seed_everything(seed)
+    q = np.full((n_states, n_actions), float(config.q_init))
+    policy = QTable(q, action_names_for(env))
+    alpha, sarsa = config.alpha, config.method == "sarsa"
+
+    rows, episode_return, episode_length, abs_td = [], 0.0, 0, 0.0
+    last_checkpoint, status, start = None, "finished", time.perf_counter()
+    bar = tqdm(total=steps, disable=not progress, desc=config.method, unit="step")
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    epsilon = epsilon_at(config, 0, steps)
+    action = epsilon_greedy(q[obs], epsilon, rng)
+    step = 0
+    try:
+        for step in range(1, steps + 1):
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            epsilon = epsilon_at(config, step, steps)
+            next_action = epsilon_greedy(q[next_obs], epsilon, rng) if sarsa else -1
+            td_error = td_target(config, q[next_obs], next_action, reward, terminated, epsilon) - q[obs, action]
+            if not math.isfinite(td_error):
+                raise NonFiniteError("TD error", step, last_checkpoint)
+            q[obs, action] += alpha * td_error
+            episode_return += reward
+            episode_length += 1
+            abs_td += abs(td_error)
+            if terminated or truncated:
+                rows.append((len(rows), step, episode_return, episode_length, epsilon,
+                             abs_td / episode_length))
+                bar.update(episode_length)
+                episode_return, episode_length, abs_td = 0.0, 0, 0.0
+                obs, _ = env.reset()
+                action = epsilon_greedy(q[obs], epsilon, rng)
+            else:
+                obs = next_obs
+                action = next_action if sarsa else epsilon_greedy(q[obs], epsilon, rng)
+            if out is not None and step % checkpoint_every == 0:
+                last_checkpoint = save_checkpoint(out, {"q": q.copy(), "step": step, "rows": list(rows),
+                                                        "rng": rng.bit_generator.state})
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        bar.close()
+        env.close()
+    elapsed = time.perf_counter() - start
+    log = pd.DataFrame(rows, columns=["episode", "env_steps", "return", "length", "epsilon",
+                                      "mean_abs_td_error"])
+    return Result(algo=config.method, env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
+                  policy=policy, log=log, seed=seed, steps=step, status=status,
+                  timing={"seconds": elapsed, "steps_per_second": step / max(elapsed, 1e-9)})
