@@ -33,8 +33,8 @@ def check_range(config, field: str, low=None, high=None, *, low_open=False, high
         raise ConfigError(f"{name} = {value!r} must be an integer")
     if not integer and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ConfigError(f"{name} = {value!r} must be a number")
-    if isinstance(value, float) and math.isnan(value):
-        raise ConfigError(f"{name} = nan is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} = {value!r} must be a finite number")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

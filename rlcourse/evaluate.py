@@ -6,6 +6,7 @@ or ``"gif"`` (frames from ``render_mode="rgb_array"`` written to a GIF with Pill
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gymnasium as gym
@@ -16,22 +17,32 @@ RENDER_MODES = ("none", "ansi", "gif")
 
 def evaluate(result, episodes: int = 10, seed: int = 0, render: str = "none",
              gif_path: str | Path | None = None, print_fn=print) -> dict:
-    """Play ``episodes`` episodes with ``result.policy.act``; return mean/std return and length.
+    """Play ``episodes`` greedy episodes of a trained ``Result`` on its own environment."""
+    return evaluate_policy(result.policy, result.env_id, episodes, seed, render, gif_path, print_fn,
+                           env_kwargs=result.env_kwargs)
+
+
+def evaluate_policy(policy, env_id: str, episodes: int = 10, seed: int = 0, render: str = "none",
+                    gif_path: str | Path | None = None, print_fn=print, env_kwargs=None) -> dict:
+    """Play ``episodes`` episodes with ``policy.act``; return mean/std return and length.
 
     Episodes are seeded ``seed, seed + 1, …`` so an evaluation repeats exactly. With
     ``render="gif"`` only the first episode is recorded, to ``gif_path``.
     """
+    env_kwargs = env_kwargs or {}
     if render not in RENDER_MODES:
         raise ValueError(f"render = {render!r} is not allowed: it must be one of {', '.join(RENDER_MODES)}")
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes = {episodes!r} is out of range: it must be an integer >= 1")
     render_mode = {"none": None, "ansi": "ansi", "gif": "rgb_array"}[render]
-    env = gym.make(result.env_id, **result.env_kwargs)
+    if render == "gif":
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen
+    env = gym.make(env_id, **env_kwargs)
     if render_mode is not None:
         if render_mode not in env.metadata.get("render_modes", []):
-            raise ValueError(f"{result.env_id} cannot render {render!r}: its render modes are "
+            raise ValueError(f"{env_id} cannot render {render!r}: its render modes are "
                              f"{env.metadata.get('render_modes', [])}")
-        env = gym.make(result.env_id, render_mode=render_mode, **result.env_kwargs)
+        env = gym.make(env_id, render_mode=render_mode, **env_kwargs)
     rng = np.random.default_rng(seed)
     returns, lengths, frames = [], [], []
     for episode in range(episodes):
@@ -42,7 +53,7 @@ def evaluate(result, episodes: int = 10, seed: int = 0, render: str = "none",
                 print_fn(env.render())
             elif render == "gif" and episode == 0:
                 frames.append(env.render())
-            obs, reward, terminated, truncated, _ = env.step(result.policy.act(obs, rng))
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs, rng))
             total += float(reward)
             length += 1
             done = terminated or truncated

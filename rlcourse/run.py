@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 CHECKPOINT = "checkpoint.pkl"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class NonFiniteError(FloatingPointError):
@@ -78,6 +80,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

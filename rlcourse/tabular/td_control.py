@@ -118,7 +118,7 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
     env.action_space.seed(seed)
     epsilon = epsilon_at(config, 0, steps)
     action = epsilon_greedy(q[obs], epsilon, rng)
-    step = 0
+    completed = 0
     try:
         for step in range(1, steps + 1):
             next_obs, reward, terminated, truncated, _ = env.step(action)
@@ -141,6 +141,7 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
             else:
                 obs = next_obs
                 action = next_action if sarsa else epsilon_greedy(q[obs], epsilon, rng)
+            completed = step
             if out is not None and step % checkpoint_every == 0:
                 last_checkpoint = save_checkpoint(out, {"q": q.copy(), "step": step, "rows": list(rows),
                                                         "rng": rng.bit_generator.state})
@@ -153,5 +154,5 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
     log = pd.DataFrame(rows, columns=["episode", "env_steps", "return", "length", "epsilon",
                                       "mean_abs_td_error"])
     return Result(algo=config.method, env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=policy, log=log, seed=seed, steps=step, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": step / max(elapsed, 1e-9)})
+                  policy=policy, log=log, seed=seed, steps=completed, status=status,
+                  timing={"seconds": elapsed, "steps_per_second": completed / max(elapsed, 1e-9)})

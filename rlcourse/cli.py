@@ -1,0 +1,160 @@
+"""The command line: ``rlcourse train``, ``rlcourse evaluate``, ``rlcourse tour``.
+
+A user's mistake (unknown algorithm or environment, a bad ``--set`` value, a missing run
+directory) ends with exit status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+USAGE_ERROR, TRAINING_FAILED, INTERRUPTED = 2, 1, 130
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for; reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _check_env(env_id: str) -> None:
+    import gymnasium as gym
+
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as err:
+        raise UsageError(f"unknown environment {env_id!r}: {err}") from None
+
+
+def cmd_train(args) -> int:
+    from rlcourse.algorithms import ALGORITHMS
+    from rlcourse.config import ConfigError, apply_overrides
+    from rlcourse.run import NonFiniteError, UnsupportedSpaceError
+
+    if args.algo not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {args.algo!r}; choose one of: {', '.join(ALGORITHMS)}")
+    if args.steps < 1:
+        raise UsageError(f"--steps = {args.steps} is out of range: it must be >= 1")
+    _check_env(args.env)
+    spec = ALGORITHMS[args.algo]
+    try:
+        config = apply_overrides(spec.defaults, _parse_sets(args.set))
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    out = Path(args.out or f"runs/{args.algo}_{args.env.split('/')[-1]}_seed{args.seed}")
+    try:
+        result = spec.train(args.env, config, steps=args.steps, seed=args.seed, out=out,
+                            progress=not args.quiet)
+    except UnsupportedSpaceError as err:
+        raise UsageError(str(err)) from None
+    except NonFiniteError as err:
+        print(f"rlcourse: {err}", file=sys.stderr)
+        return TRAINING_FAILED
+    result.save(out)
+    last = result.log.tail(100)
+    summary = {"out": str(out), "status": result.status, "env_steps": result.steps,
+               "episodes": len(result.log),
+               "mean_return_last_100": float(last["return"].mean()) if len(last) else None,
+               "steps_per_second": round(result.timing["steps_per_second"], 1)}
+    print(json.dumps(summary))
+    if result.status == "interrupted":
+        print(f"rlcourse: interrupted at env step {result.steps}; what was learned is saved in {out}",
+              file=sys.stderr)
+        return INTERRUPTED
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from rlcourse.evaluate import evaluate
+    from rlcourse.run import load
+
+    directory = Path(args.run_dir)
+    if not (directory / "config.json").is_file():
+        raise UsageError(f"{directory} is not a run directory (no config.json); "
+                         "make one with `rlcourse train ... --out DIR`")
+    if args.episodes < 1:
+        raise UsageError(f"--episodes = {args.episodes} is out of range: it must be >= 1")
+    import gymnasium as gym
+
+    result = load(directory)
+    gif = args.gif or directory / "episode.gif"
+    try:
+        summary = evaluate(result, episodes=args.episodes, seed=args.seed, render=args.render,
+                           gif_path=gif)
+    except (ValueError, gym.error.DependencyNotInstalled) as err:
+        raise UsageError(str(err)) from None
+    if args.render == "gif":
+        print(f"wrote {gif}")
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_tour(args) -> int:
+    from rlcourse.tour import run_tour
+
+    report = run_tour(Path(args.out), quick=args.quick, progress=not args.quiet)
+    print(f"report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlcourse", description="Reinforcement learning, taught by building it.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train an algorithm and save the run")
+    train.add_argument("algo", help="q-learning, sarsa or expected-sarsa")
+    train.add_argument("--env", required=True, help="a Gymnasium id, e.g. rlcourse/Corridor-v0")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=int, default=10_000, help="environment steps")
+    train.add_argument("--out", help="run directory (default runs/ALGO_ENV_seedN)")
+    train.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="override config fields, e.g. --set alpha=0.5 gamma=1")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--render", choices=["none", "ansi", "gif"], default="none")
+    evaluate.add_argument("--gif", help="where --render gif writes (default RUN_DIR/episode.gif)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    tour = sub.add_parser("tour", help="run every lesson on small budgets and write a report")
+    tour.add_argument("--out", default="tour", help="report directory (default ./tour)")
+    tour.add_argument("--quick", action="store_true", help="even smaller budgets (for tests)")
+    tour.add_argument("--quiet", action="store_true", help="no progress bar")
+    tour.set_defaults(func=cmd_tour)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as err:
+        print(f"rlcourse: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("rlcourse: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

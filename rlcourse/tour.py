@@ -1,0 +1,186 @@
+"""``rlcourse tour``: every lesson that exists, on small budgets, in one Markdown report.
+
+Each section trains or computes something, saves its plots next to the report and
+writes a few lines of what to look at. The whole tour takes well under a minute on two
+CPU cores (``quick=True`` shrinks it further for tests).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+import rlcourse  # noqa: E402
+from rlcourse.evaluate import evaluate, evaluate_policy  # noqa: E402
+from rlcourse.tabular import evaluation, planning  # noqa: E402
+from rlcourse.tabular.qtable import QTable  # noqa: E402
+
+
+def _savefig(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=90)
+    plt.close(fig)
+    return name
+
+
+def lesson1_corridor(out: Path, quick: bool) -> list[str]:
+    result = rlcourse.train("q-learning", "rlcourse/Corridor-v0", steps=3000, seed=0)
+    result.save(out / "runs" / "corridor_q-learning")
+    score = evaluate(result, episodes=10, seed=0)
+    frames = []
+    evaluate(result, episodes=1, seed=0, render="ansi", print_fn=frames.append)
+    return [
+        "## Lesson 1a: Q-learning on the corridor",
+        "",
+        "Six cells, the treasure at the right end, reward 1 for reaching it. After 3,000 steps "
+        f"the greedy policy walks straight to it: mean length {score['mean_length']:g} "
+        "(the shortest path is 5).",
+        "",
+        "```",
+        result.q_table.round(3).to_string(),
+        "```",
+        "",
+        f"![corridor learning curve]({_savefig(result.plot(), out, 'corridor_curve.png')})",
+        "",
+        "A greedy episode:",
+        "",
+        "```",
+        *frames[:-1],
+        "```",
+        "",
+    ]
+
+
+def lesson1_frozenlake(out: Path, quick: bool) -> list[str]:
+    steps = 60_000 if quick else 300_000
+    result = rlcourse.train("q-learning", "FrozenLake-v1", steps=steps, seed=0, alpha=0.02)
+    success = evaluate(result, episodes=1000, seed=10_000)["mean_return"]
+    optimal = planning.value_iteration(gym.make("FrozenLake-v1").unwrapped.P, 0.99)
+    best = evaluate_policy(QTable(optimal.Q, result.policy.action_names), "FrozenLake-v1",
+                           episodes=1000, seed=10_000)["mean_return"]
+    return [
+        "## Lesson 1b: Q-learning on slippery FrozenLake",
+        "",
+        f"{steps:,} steps with α = 0.02, γ = 0.99. Greedy success rate over 1,000 episodes: "
+        f"**{success:.3f}**; the optimal policy (value iteration on the true model) scores "
+        f"{best:.3f}. The ice is slippery, so even the best policy falls in a hole a quarter "
+        "of the time.",
+        "",
+    ]
+
+
+def lesson1_cliff(out: Path, quick: bool) -> list[str]:
+    steps = 10_000 if quick else 20_000
+    settings = dict(alpha=0.5, gamma=1.0, epsilon_start=0.1, epsilon_end=0.1)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    lines = ["## Lesson 1c: the cliff — SARSA walks safe, Q-learning walks the edge", "",
+             "| method | greedy path length | online return, last 200 episodes |", "|---|---|---|"]
+    for method in ("q-learning", "sarsa", "expected-sarsa"):
+        result = rlcourse.train(method, "CliffWalking-v1", steps=steps, seed=0, **settings)
+        path = evaluate(result, episodes=1, seed=0)["mean_length"]
+        online = result.log["return"].tail(200).mean()
+        lines.append(f"| {method} | {path:g} | {online:.1f} |")
+        ax.plot(result.log["episode"], result.log["return"].rolling(20, min_periods=1).mean(),
+                label=method)
+    ax.set_ylim(-150, 0)
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return (mean of 20)")
+    ax.set_title("CliffWalking, ε = 0.1 fixed, α = 0.5")
+    ax.legend()
+    lines += [
+        "",
+        "With ε held at 0.1, SARSA's targets include the exploratory steps that fall off the "
+        "cliff, so it learns the longer safe path and earns more *while exploring*. "
+        "Q-learning's target is the greedy action, so it learns the shortest path along the "
+        "edge (13 steps) and falls more often while exploring (Sutton & Barto, 2nd ed., "
+        "Example 6.6).",
+        "",
+        f"![cliff walking]({_savefig(fig, out, 'cliff_curves.png')})",
+        "",
+    ]
+    return lines
+
+
+def lesson2_evaluation(out: Path, quick: bool) -> list[str]:
+    episodes = 500 if quick else 3000
+    env = gym.make("FrozenLake-v1")
+    P = env.unwrapped.P
+    pi = evaluation.uniform_policy(len(P), len(P[0]))
+    gamma = 0.9
+    exact = evaluation.exact_evaluation(P, pi, gamma)
+    estimates = {
+        "MC first-visit": evaluation.mc_evaluation(env, pi, gamma, episodes, seed=0),
+        "MC every-visit": evaluation.mc_evaluation(env, pi, gamma, episodes, first_visit=False, seed=0),
+        "MC α = 0.05": evaluation.mc_evaluation(env, pi, gamma, episodes, alpha=0.05, seed=0),
+        "TD(0) α = 0.05": evaluation.td0_evaluation(env, pi, gamma, episodes, alpha=0.05, seed=0),
+    }
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    lines = ["## Lesson 2a: evaluating the random policy on FrozenLake", "",
+             "The exact V^π solves the linear system (I − γP_π)V = r_π; the sample-based "
+             f"estimators approach it ({episodes:,} episodes, γ = {gamma}).", "",
+             "| estimator | max abs error at the end |", "|---|---|"]
+    for name, estimate in estimates.items():
+        rms = np.sqrt(((estimate.history - exact) ** 2).mean(axis=1))
+        ax.plot(np.arange(1, len(rms) + 1), rms, label=name)
+        lines.append(f"| {name} | {np.abs(estimate.V - exact).max():.4f} |")
+    ax.set_xlabel("episodes")
+    ax.set_ylabel("RMS error vs exact V^π")
+    ax.set_yscale("log")
+    ax.legend()
+    lines += ["", f"![evaluation errors]({_savefig(fig, out, 'evaluation_errors.png')})", ""]
+    return lines
+
+
+def lesson2_planning(out: Path, quick: bool) -> list[str]:
+    lake = gym.make("FrozenLake-v1").unwrapped
+    vi = planning.value_iteration(lake.P, 0.99)
+    pi = planning.policy_iteration(lake.P, 0.99)
+    same = bool(np.array_equal(vi.policy, pi.policy))
+    tiles = lake.desc.astype(str)
+    labels = np.where(np.isin(tiles, ["H", "G"]), tiles,
+                      np.array(["←", "↓", "→", "↑"])[vi.policy].reshape(tiles.shape))
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    image = ax.imshow(vi.V.reshape(tiles.shape), cmap="viridis")
+    for (row, col), label in np.ndenumerate(labels):
+        ax.text(col, row, label, ha="center", va="center", color="white", fontsize=16)
+    ax.set_title("V* and greedy policy, γ = 0.99")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return [
+        "## Lesson 2b: policy iteration and value iteration",
+        "",
+        f"Value iteration took {vi.iterations} sweeps, policy iteration {pi.iterations} "
+        f"improvements; same optimal policy: **{same}**, "
+        f"max |V_VI − V_PI| = {np.abs(vi.V - pi.V).max():.2e}.",
+        "",
+        f"![FrozenLake V*]({_savefig(fig, out, 'frozenlake_v_star.png')})",
+        "",
+    ]
+
+
+LESSONS = [lesson1_corridor, lesson1_frozenlake, lesson1_cliff, lesson2_evaluation,
+           lesson2_planning]
+
+
+def run_tour(out: Path, quick: bool = False, progress: bool = True) -> Path:
+    """Run every lesson, write ``out/report.md`` with its plots, and return its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# rlcourse tour", "",
+             "Every lesson that exists so far, on small budgets. Plots sit beside this file.", ""]
+    start = time.perf_counter()
+    for lesson in tqdm(LESSONS, desc="tour", unit="lesson", disable=not progress):
+        lines += lesson(out, quick)
+    lines.append(f"_Finished in {time.perf_counter() - start:.1f} s._")
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report

@@ -1,0 +1,100 @@
+"""Every lesson notebook in notebooks/ runs from top to bottom, on small budgets.
+
+Each notebook is a jupytext percent-format ``.py`` file with one cell tagged
+``parameters`` holding its budgets. The test reads the notebook, puts a cell with the
+small values of ``SMALL_BUDGETS`` right after that one (as papermill does), and executes
+it in a fresh kernel in a temporary directory. The kernel runs this very Python
+(``sys.executable``), so it sees the same installed ``rlcourse`` as pytest.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat")
+ipykernel_kernelspec = pytest.importorskip("ipykernel.kernelspec")
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402  (after the skips)
+from jupyter_client.manager import KernelManager  # noqa: E402
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.py"))
+KERNEL_NAME = "rlcourse-test-python"
+CELL_TIMEOUT_S = 300
+
+# Small budgets per notebook (file stem): every name must be set in the notebook's
+# parameters cell. A new notebook needs its line here.
+SMALL_BUDGETS = {
+    "01_tabular_control": dict(
+        TIE_DRAWS=200, TIE_EPISODES=5, CORRIDOR_STEPS=500, FROZENLAKE_STEPS=2_000,
+        EVAL_EPISODES=20, CLIFF_STEPS=1_000, CLIFF_SEEDS=2,
+    ),
+    "02_policy_evaluation": dict(
+        EPISODES=30, RUNS=2, LAKE_EPISODES=30, LAKE_RUNS=1,
+    ),
+}
+
+
+def parameter_names(source: str) -> set[str]:
+    """The names a parameters cell assigns at top level."""
+    names = set()
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    names.add(name.id)
+    return names
+
+
+def with_small_budgets(path: Path):
+    """Read ``path`` and return the notebook with the override cell in place."""
+    nb = jupytext.read(path)
+    tagged = [i for i, cell in enumerate(nb.cells)
+              if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])]
+    if len(tagged) != 1:
+        pytest.fail(f"{path.name} must have exactly one code cell tagged 'parameters' "
+                    f"(write it as '# %% tags=[\"parameters\"]'); it has {len(tagged)}")
+    if path.stem not in SMALL_BUDGETS:
+        pytest.fail(f"{path.name} has no small budgets: add an entry {path.stem!r} to "
+                    f"SMALL_BUDGETS in {Path(__file__).name}")
+    budgets = SMALL_BUDGETS[path.stem]
+    unknown = set(budgets) - parameter_names(nb.cells[tagged[0]].source)
+    if unknown:
+        pytest.fail(f"{path.name}: SMALL_BUDGETS sets {sorted(unknown)}, which its "
+                    f"parameters cell does not define")
+    source = "\n".join(f"{name} = {value!r}" for name, value in budgets.items())
+    nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(
+        source, metadata={"tags": ["injected-parameters"]}))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def kernel_spec_manager(tmp_path_factory) -> KernelSpecManager:
+    """A kernel spec that starts ipykernel with this interpreter, whatever else is installed."""
+    kernels = tmp_path_factory.mktemp("kernels")
+    ipykernel_kernelspec.write_kernel_spec(kernels / KERNEL_NAME)
+    return KernelSpecManager(kernel_dirs=[str(kernels)], ensure_native_kernel=False)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no notebooks found in {NOTEBOOK_DIR}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path, kernel_spec_manager):
+    nb = with_small_budgets(path)
+    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_spec_manager)
+    assert km.kernel_spec.argv[0] == sys.executable
+    client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [output for cell in nb.cells if cell.cell_type == "code"
+              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
