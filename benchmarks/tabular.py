@@ -50,7 +50,7 @@ from rlcourse.tabular.td_control import TDControlConfig, train
 TARGET_RATIO = 20.0
 
 # Default env-step budgets: both implementations run the same number of steps.
-BUDGETS = {"rlcourse/Corridor-v0": 20_000, "FrozenLake-v1": 100_000}
+BUDGETS = {"rlcourse/Corridor-v0": 20_000, "FrozenLake-v1": 50_000}
 QUICK_BUDGETS = {"rlcourse/Corridor-v0": 2_000, "FrozenLake-v1": 2_000}
 MEMORY_STEPS = 2_000      # steps of the separate tracemalloc run
 WARMUP_STEPS = 200
@@ -79,10 +79,10 @@ def pandas_q_learning(env_id: str, config: TDControlConfig, steps: int, seed: in
 
     def choose_action(state, epsilon):
         if rng.random() < epsilon:                      # explore
-            return int(rng.integers(n_actions))
+            return int(rng.random() * n_actions)
         state_actions = q_table.loc[state, :]           # exploit: argmax, ties at random
         best = state_actions[state_actions == state_actions.max()].index
-        return int(best[0]) if len(best) == 1 else int(best[rng.integers(len(best))])
+        return int(best[0]) if len(best) == 1 else int(best[int(rng.random() * len(best))])
 
     episode_returns, episode_lengths = [], []
     episode_return, episode_length = 0.0, 0
@@ -124,10 +124,11 @@ IMPLEMENTATIONS = {"pandas .loc (slides)": pandas_q_learning, "rlcourse": rlcour
 
 
 def timed(fn, *args):
+    """Return ``(fn(*args), wall seconds, CPU seconds of this process)``."""
     gc.collect()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     out = fn(*args)
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def peak_memory(fn, *args) -> int:
@@ -217,17 +218,19 @@ def main(argv=None) -> int:
     print("updates/s = env steps (one Q update each) / wall seconds of the whole training call, "
           f"fastest of {repeat} interleaved run(s)\n")
 
-    rows = []
+    rows, ratios = [], {}
     for env_id in env_ids:
         steps = args.steps or budgets[env_id]
         for fn in IMPLEMENTATIONS.values():       # warm-up: imports, caches; untimed
             fn(env_id, config, WARMUP_STEPS, args.seed)
         best = {name: float("inf") for name in IMPLEMENTATIONS}
+        best_cpu = dict(best)
         outputs = {}
         for _ in range(repeat):                    # interleaved, so load changes hit both
             for name, fn in IMPLEMENTATIONS.items():
-                outputs[name], seconds = timed(fn, env_id, config, steps, args.seed)
+                outputs[name], seconds, cpu = timed(fn, env_id, config, steps, args.seed)
                 best[name] = min(best[name], seconds)
+                best_cpu[name] = min(best_cpu[name], cpu)
         results = {}
         for name, fn in IMPLEMENTATIONS.items():
             mem = peak_memory(fn, env_id, config, min(steps, MEMORY_STEPS), args.seed) if memory else None
@@ -244,10 +247,12 @@ def main(argv=None) -> int:
             check = policy_check(env_id, table, args.seed, eval_episodes)
             print(f"  {name:<21} {len(log):>6,} episodes  {check}")
             rows.append({"env": env_id, "implementation": name, "env steps": steps,
-                         "seconds": round(seconds, 3), "updates/s": round(rate),
+                         "seconds": round(seconds, 3), "cpu s": round(best_cpu[name], 3),
+                         "updates/s": round(rate),
                          "peak memory": fmt_bytes(mem) if mem is not None else "-", "ratio": ""})
         ratio = results["pandas .loc (slides)"][2] / results["rlcourse"][2]
         rows[-1]["ratio"] = f"{ratio:.1f}x"
+        ratios[env_id] = (ratio, best_cpu["pandas .loc (slides)"] / best_cpu["rlcourse"])
         if env_id.startswith("rlcourse/Corridor"):
             print("  rlcourse's Q-table (Result.q_table, a DataFrame):")
             print("    " + our_table.round(3).to_string().replace("\n", "\n    "))
@@ -258,12 +263,10 @@ def main(argv=None) -> int:
         print(f"(peak memory: tracemalloc peak of a separate untimed run of "
               f"{MEMORY_STEPS:,} steps or the budget, whichever is smaller)")
     print()
-    for row in rows:
-        if row["ratio"]:
-            ratio = float(row["ratio"][:-1])
-            verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
-            print(f"ratio {row['env']}: rlcourse is {ratio:.1f}x faster than the pandas .loc version "
-                  f"({verdict} the {TARGET_RATIO:.0f}x target)")
+    for env_id, (ratio, cpu_ratio) in ratios.items():
+        verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+        print(f"ratio {env_id}: rlcourse is {ratio:.1f}x faster than the pandas .loc version "
+              f"({verdict} the {TARGET_RATIO:.0f}x target; CPU-time ratio {cpu_ratio:.1f}x)")
     return 0
 
 

@@ -56,6 +56,9 @@ pygments_style = "sphinx"
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_typehints = "signature"
+# Inherited docstrings come from Gymnasium (for CorridorEnv.step, reset, ...) and are not
+# reStructuredText; document only what rlcourse itself says.
+autodoc_inherit_docstrings = False
 
 # -- MyST --------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 import rlcourse
-from rlcourse.evaluate import evaluate
+from rlcourse.play import evaluate
 from rlcourse.tabular.qtable import QTable, epsilon_greedy, greedy_action
 
 # %% [markdown]
@@ -188,7 +188,8 @@ compare.round(4)
 # has more telling columns: the episode length falls from a random walk's dozens of
 # steps to the shortest path, 5 steps, plus the odd exploratory step while
 # $\varepsilon > 0$; and the mean $|\delta_t|$ per episode falls as the table stops
-# being surprised.
+# being surprised. The spikes late in the run are episodes with an exploratory step
+# "left", an action whose values have not converged yet.
 
 # %%
 log = corridor.log
@@ -198,6 +199,8 @@ axes[0].plot(log["env_steps"], log["length"].rolling(20, min_periods=1).mean(), 
              label="mean of last 20")
 axes[0].axhline(5, color="k", ls=":", lw=1, label="shortest path (5)")
 axes[0].set_yscale("log")
+axes[0].set_yticks([5, 10, 20, 40], labels=["5", "10", "20", "40"])
+axes[0].minorticks_off()
 axes[0].set_ylabel("steps per episode")
 axes[0].legend(fontsize="small")
 ax_eps = axes[0].twinx()
@@ -268,7 +271,8 @@ print(f"random policy : success rate {random_score['mean_return']:.3f}")
 # %%
 arrows = np.array(["←", "↓", "→", "↑"])
 desc = lake_env.unwrapped.desc.astype(str)
-policy_map = np.where(np.isin(desc, ["H", "G"]), desc, arrows[lake.policy.greedy_policy().reshape(4, 4)])
+greedy = lake.policy.greedy_policy().reshape(4, 4)
+policy_map = np.where(np.isin(desc, ["H", "G"]), desc, arrows[greedy])
 print("\n".join(" ".join(row) for row in policy_map))
 
 # %% [markdown]
@@ -290,13 +294,15 @@ print("\n".join(" ".join(row) for row in policy_map))
 # Q-learning's target uses the best next action, whatever the agent will really do: it
 # learns the values $q_*$ of the optimal policy (*off-policy*). SARSA learns the values
 # $q_\pi$ of the ε-greedy policy it follows, exploration included (*on-policy*). We keep
-# $\varepsilon = 0.1$ fixed, with $\alpha = 0.5$ and $\gamma = 1$ as in the book, and average
-# each algorithm over several seeds.
+# $\varepsilon = 0.1$ fixed as in the book's example, with $\gamma = 1$ (the task is
+# undiscounted) and our choice of step size $\alpha = 0.5$, and average each algorithm over
+# several seeds.
 
 # %%
 cliff_config = dict(alpha=0.5, gamma=1.0, epsilon_start=0.1, epsilon_end=0.1)
 algos = ["q-learning", "sarsa", "expected-sarsa"]
-cliff = {algo: [rlcourse.train(algo, "CliffWalking-v1", steps=CLIFF_STEPS, seed=SEED + i, **cliff_config)
+cliff = {algo: [rlcourse.train(algo, "CliffWalking-v1", steps=CLIFF_STEPS, seed=SEED + i,
+                               **cliff_config)
                 for i in range(CLIFF_SEEDS)]
          for algo in algos}
 

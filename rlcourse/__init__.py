@@ -6,10 +6,12 @@
 
 import rlcourse.envs  # noqa: F401  (registers rlcourse/Corridor-v0)
 from rlcourse.config import ConfigError
+from rlcourse.play import evaluate, evaluate_policy
 from rlcourse.run import NonFiniteError, Result, UnsupportedSpaceError, load
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "NonFiniteError", "Result", "UnsupportedSpaceError", "load", "train"]
+__all__ = ["ConfigError", "NonFiniteError", "Result", "UnsupportedSpaceError", "evaluate",
+           "evaluate_policy", "load", "train"]
 
 
 def train(algo: str, env_id: str, *, steps: int, seed: int = 0, config=None, out=None,

@@ -81,7 +81,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from rlcourse.evaluate import evaluate
+    from rlcourse.play import evaluate
     from rlcourse.run import load
 
     directory = Path(args.run_dir)

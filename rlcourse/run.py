@@ -57,6 +57,17 @@ def require_discrete(algo: str, env) -> tuple[int, int]:
     return int(env.observation_space.n), int(env.action_space.n)
 
 
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar (``tqdm.auto``: a widget in notebooks), or a silent stand-in when disabled."""
+    if not enabled:
+        from tqdm import tqdm
+
+        return tqdm(total=total, disable=True)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step")
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy's global state and torch (if loaded); return a fresh Generator.
 
@@ -144,23 +155,34 @@ class Result:
         plt.close(fig)
         return directory
 
-    def plot(self, ax=None, window: int = 50):
-        """Plot episode return against env steps, with a moving average; return the figure."""
+    def plot(self, ax=None, column: str = "return", x: str = "env_steps", window: int = 50,
+             label: str | None = None):
+        """Plot a log column against ``x`` with its moving average; return the figure.
+
+        Alone (``ax=None``) it draws the raw curve faintly and the average boldly; given an
+        ``ax`` it adds only the average, labelled ``label`` (default: the algorithm), so
+        several runs can share one axis.
+        """
         import matplotlib.pyplot as plt
 
-        if ax is None:
+        alone = ax is None
+        if alone:
             fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig = ax.figure
+        if column not in self.log or x not in self.log:
+            raise ValueError(f"the log has no column {column if column not in self.log else x!r}; "
+                             f"its columns are {', '.join(self.log.columns)}")
+        xs, ys = self.log[x], self.log[column]
+        smooth = ys.rolling(window, min_periods=1).mean()
+        if alone:
+            ax.plot(xs, ys, alpha=0.3, lw=0.8, label=column.replace("_", " "))
+            ax.plot(xs, smooth, lw=1.8, label=label or f"mean of last {window}")
+            ax.set_title(f"{self.algo} on {self.env_id} (seed {self.seed})")
         else:
-            fig = ax.figure
-        if len(self.log):
-            x, y = self.log["env_steps"], self.log["return"]
-            ax.plot(x, y, alpha=0.3, lw=0.8, label="episode return")
-            ax.plot(x, y.rolling(window, min_periods=1).mean(), lw=1.8,
-                    label=f"mean of last {window}")
-            ax.legend(loc="lower right", fontsize="small")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("return")
-        ax.set_title(f"{self.algo} on {self.env_id} (seed {self.seed})")
+            ax.plot(xs, smooth, lw=1.5, label=label or self.algo)
+        ax.legend(loc="best", fontsize="small")
+        ax.set_xlabel(x.replace("env_steps", "environment steps").replace("_", " "))
+        ax.set_ylabel(column.replace("_", " "))
         fig.tight_layout()
         return fig
 

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import rlcourse  # noqa: E402
-from rlcourse.evaluate import evaluate, evaluate_policy  # noqa: E402
+from rlcourse.play import evaluate, evaluate_policy  # noqa: E402
 from rlcourse.tabular import evaluation, planning  # noqa: E402
 from rlcourse.tabular.qtable import QTable  # noqa: E402
 

@@ -35,7 +35,7 @@ SMALL_BUDGETS = {
         EVAL_EPISODES=20, CLIFF_STEPS=1_000, CLIFF_SEEDS=2,
     ),
     "02_policy_evaluation": dict(
-        EPISODES=30, RUNS=2, LAKE_EPISODES=30, LAKE_RUNS=1,
+        EPISODES=20, RUNS=2,
     ),
 }
 

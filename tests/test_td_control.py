@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import rlcourse
-from rlcourse.evaluate import evaluate
+from rlcourse.play import evaluate
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint, require_discrete
 from rlcourse.tabular import td_control
 from rlcourse.tabular.qtable import epsilon_greedy, greedy_action

@@ -27,19 +27,22 @@ def action_names_for(env) -> tuple[str, ...]:
     return tuple(names) if names else tuple(f"a{i}" for i in range(env.action_space.n))
 
 
-def greedy_action(q_row: np.ndarray, rng: np.random.Generator) -> int:
+def greedy_action(q_row, rng: np.random.Generator) -> int:
     """argmax_a Q(s, a), choosing uniformly among tied actions.
 
     A fresh table is all zeros: breaking ties by index would always pick action 0.
+    ``q_row`` is a list of floats (the training loops keep Q as lists: plain Python is
+    faster than NumPy on rows of a few numbers) or a 1-D array.
     """
-    best = np.flatnonzero(q_row == q_row.max())
-    return int(best[0]) if best.size == 1 else int(best[rng.integers(best.size)])
+    best = max(q_row)
+    ties = [a for a, value in enumerate(q_row) if value == best]
+    return ties[0] if len(ties) == 1 else ties[int(rng.random() * len(ties))]
 
 
-def epsilon_greedy(q_row: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+def epsilon_greedy(q_row, epsilon: float, rng: np.random.Generator) -> int:
     """With probability ε a uniformly random action, otherwise a greedy one."""
     if rng.random() < epsilon:
-        return int(rng.integers(q_row.size))
+        return int(rng.random() * len(q_row))
     return greedy_action(q_row, rng)
 
 
@@ -56,7 +59,7 @@ class QTable:
         self.action_names = tuple(action_names)
 
     def act(self, state: int, rng: np.random.Generator) -> int:
-        return greedy_action(self.values[int(state)], rng)
+        return greedy_action(self.values[int(state)].tolist(), rng)
 
     def greedy_policy(self) -> np.ndarray:
         """π(s) = argmax_a Q(s, a) for every state (lowest index among ties)."""

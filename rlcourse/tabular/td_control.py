@@ -38,10 +38,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
-
 from rlcourse.config import check_choice, check_range
-from rlcourse.run import NonFiniteError, Result, require_discrete, save_checkpoint, seed_everything
+from rlcourse.run import (NonFiniteError, Result, progress_bar, require_discrete, save_checkpoint,
+                          seed_everything)
 from rlcourse.tabular.qtable import QTable, action_names_for, epsilon_greedy
 
 METHODS = ("q-learning", "sarsa", "expected-sarsa")
@@ -75,19 +74,20 @@ def epsilon_at(config: TDControlConfig, step: int, total_steps: int) -> float:
     return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * step / span
 
 
-def td_target(config: TDControlConfig, q_next: np.ndarray, next_action: int, reward: float,
+def td_target(config: TDControlConfig, q_next, next_action: int, reward: float,
               terminated: bool, epsilon: float) -> float:
     """The one-step target y_t of the chosen method (``q_next`` is the row Q(s_{t+1}, ·))."""
     if terminated:
         return reward
     if config.method == "q-learning":
-        bootstrap = q_next.max()
+        bootstrap = max(q_next)
     elif config.method == "sarsa":
         bootstrap = q_next[next_action]
     else:  # expected SARSA under the ε-greedy policy, ties sharing the greedy mass
-        greedy = q_next == q_next.max()
-        probs = epsilon / q_next.size + (1 - epsilon) * greedy / greedy.sum()
-        bootstrap = probs @ q_next
+        best = max(q_next)
+        ties = sum(value == best for value in q_next)
+        bootstrap = sum(value * (epsilon / len(q_next) + (1 - epsilon) * (value == best) / ties)
+                        for value in q_next)
     return reward + config.gamma * float(bootstrap)
 
 
@@ -107,13 +107,13 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
     env = gym.make(env_id, **(env_kwargs or {}))
     n_states, n_actions = require_discrete(config.method, env)
     rng = seed_everything(seed)
-    q = np.full((n_states, n_actions), float(config.q_init))
-    policy = QTable(q, action_names_for(env))
+    q = [[float(config.q_init)] * n_actions for _ in range(n_states)]  # Q[s][a], synced to policy.values
+    policy = QTable(np.array(q), action_names_for(env))
     alpha, sarsa = config.alpha, config.method == "sarsa"
 
     rows, episode_return, episode_length, abs_td = [], 0.0, 0, 0.0
     last_checkpoint, status, start = None, "finished", time.perf_counter()
-    bar = tqdm(total=steps, disable=not progress, desc=config.method, unit="step")
+    bar = progress_bar(steps, config.method, progress)
     obs, _ = env.reset(seed=seed)
     env.action_space.seed(seed)
     epsilon = epsilon_at(config, 0, steps)
@@ -124,10 +124,10 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
             next_obs, reward, terminated, truncated, _ = env.step(action)
             epsilon = epsilon_at(config, step, steps)
             next_action = epsilon_greedy(q[next_obs], epsilon, rng) if sarsa else -1
-            td_error = td_target(config, q[next_obs], next_action, reward, terminated, epsilon) - q[obs, action]
+            td_error = td_target(config, q[next_obs], next_action, reward, terminated, epsilon) - q[obs][action]
             if not math.isfinite(td_error):
                 raise NonFiniteError("TD error", step, last_checkpoint)
-            q[obs, action] += alpha * td_error
+            q[obs][action] += alpha * td_error
             episode_return += reward
             episode_length += 1
             abs_td += abs(td_error)
@@ -143,11 +143,12 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
                 action = next_action if sarsa else epsilon_greedy(q[obs], epsilon, rng)
             completed = step
             if out is not None and step % checkpoint_every == 0:
-                last_checkpoint = save_checkpoint(out, {"q": q.copy(), "step": step, "rows": list(rows),
+                last_checkpoint = save_checkpoint(out, {"q": np.array(q), "step": step, "rows": list(rows),
                                                         "rng": rng.bit_generator.state})
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
+        policy.values[:] = q
         bar.close()
         env.close()
     elapsed = time.perf_counter() - start

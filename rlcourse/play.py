@@ -1,4 +1,4 @@
-"""Run a trained policy greedily and summarise its episodes.
+"""Play a trained policy greedily and summarise its episodes (`rlcourse evaluate`).
 
 ``render`` is ``"none"``, ``"ansi"`` (each frame printed as text: the corridor, FrozenLake)
 or ``"gif"`` (frames from ``render_mode="rgb_array"`` written to a GIF with Pillow).
@@ -16,18 +16,21 @@ RENDER_MODES = ("none", "ansi", "gif")
 
 
 def evaluate(result, episodes: int = 10, seed: int = 0, render: str = "none",
-             gif_path: str | Path | None = None, print_fn=print) -> dict:
+             gif_path: str | Path | None = None, print_fn=print, max_steps: int = 10_000) -> dict:
     """Play ``episodes`` greedy episodes of a trained ``Result`` on its own environment."""
     return evaluate_policy(result.policy, result.env_id, episodes, seed, render, gif_path, print_fn,
-                           env_kwargs=result.env_kwargs)
+                           env_kwargs=result.env_kwargs, max_steps=max_steps)
 
 
 def evaluate_policy(policy, env_id: str, episodes: int = 10, seed: int = 0, render: str = "none",
-                    gif_path: str | Path | None = None, print_fn=print, env_kwargs=None) -> dict:
+                    gif_path: str | Path | None = None, print_fn=print, env_kwargs=None,
+                    max_steps: int = 10_000) -> dict:
     """Play ``episodes`` episodes with ``policy.act``; return mean/std return and length.
 
-    Episodes are seeded ``seed, seed + 1, …`` so an evaluation repeats exactly. With
-    ``render="gif"`` only the first episode is recorded, to ``gif_path``.
+    Episodes are seeded ``seed, seed + 1, …`` so an evaluation repeats exactly. An episode
+    still running after ``max_steps`` steps is cut there (CliffWalking has no step limit of
+    its own, and a greedy policy can walk in circles). With ``render="gif"`` only the first
+    episode is recorded, to ``gif_path``.
     """
     env_kwargs = env_kwargs or {}
     if render not in RENDER_MODES:
@@ -56,7 +59,7 @@ def evaluate_policy(policy, env_id: str, episodes: int = 10, seed: int = 0, rend
             obs, reward, terminated, truncated, _ = env.step(policy.act(obs, rng))
             total += float(reward)
             length += 1
-            done = terminated or truncated
+            done = terminated or truncated or length >= max_steps
         if render == "ansi":
             print_fn(env.render())
             print_fn(f"episode {episode}: return {total:g}, length {length}")
