@@ -1,4 +1,4 @@
-"""The command line: ``rlcourse train``, ``rlcourse evaluate``, ``rlcourse tour``.
+"""The command line: ``rlcourse train``, ``evaluate``, ``tour``, ``assignment release``, ``grade``.
 
 A user's mistake (unknown algorithm or environment, a bad ``--set`` value, a missing run
 directory) ends with exit status 2 and one line on stderr, never a traceback.
@@ -113,6 +113,42 @@ def cmd_tour(args) -> int:
     return 0
 
 
+def cmd_release(args) -> int:
+    from rlcourse.assignments.release import ReleaseError, release
+
+    try:
+        lessons = [int(n) for n in args.lessons.split(",")] if args.lessons else None
+    except ValueError:
+        raise UsageError(f"--lessons expects numbers separated by commas, got {args.lessons!r}") from None
+    try:
+        summary = release(args.out, lessons)
+    except ReleaseError as err:
+        raise UsageError(str(err)) from None
+    for path, functions in summary["functions"].items():
+        print(f"{path}: {', '.join(functions)}")
+    print(f"released lessons {', '.join(map(str, summary['lessons']))} to {summary['out']}")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from rlcourse.assignments.grade import grade
+    from rlcourse.run import atomic_write
+
+    if not Path(args.submission).is_dir():
+        raise UsageError(f"{args.submission} is not a directory: give the folder that holds the "
+                         "student's rlcourse/ package")
+    try:
+        report = grade(args.submission, tests=args.tests, tests_dir=args.tests_dir, timeout=args.timeout,
+                       memory_mb=args.memory_mb, jobs=args.jobs)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    print(report.table())
+    if args.json:
+        atomic_write(args.json, lambda f: f.write(json.dumps(report.gradescope(), indent=2) + "\n"), mode="w")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlcourse", description="Reinforcement learning, taught by building it.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -141,6 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--quick", action="store_true", help="even smaller budgets (for tests)")
     tour.add_argument("--quiet", action="store_true", help="no progress bar")
     tour.set_defaults(func=cmd_tour)
+
+    assignment = sub.add_parser("assignment", help="instructors: release the student version")
+    assignment_sub = assignment.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    release = assignment_sub.add_parser("release", help="write the package with solutions cut out")
+    release.add_argument("--out", required=True, help="a new, empty directory")
+    release.add_argument("--lessons", help="e.g. 1,2 (default: every lesson with graded tests)")
+    release.set_defaults(func=cmd_release)
+
+    grade = sub.add_parser("grade", help="grade a student's package with points per test")
+    grade.add_argument("submission", help="the folder holding the student's rlcourse/ package")
+    grade.add_argument("--tests", choices=["public", "all"], default="public",
+                       help="public tests only, or hidden ones too (default public)")
+    grade.add_argument("--json", help="write Gradescope's results.json here")
+    grade.add_argument("--timeout", type=float, default=60, help="seconds per test (default 60)")
+    grade.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per test")
+    grade.add_argument("--jobs", type=int, help="tests run at once (default: cores, at most 4)")
+    grade.add_argument("--tests-dir", help="graded tests (default: tests/graded of this checkout)")
+    grade.set_defaults(func=cmd_grade)
     return parser
 
 

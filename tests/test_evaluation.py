@@ -158,21 +158,23 @@ def test_td0_learns_the_continuing_values_from_truncated_episodes():
 
 
 # --- convergence to V^π, uniform random policy, γ = 0.9 -----------------------------
-# Tolerances are max |V − V^π| over all states. Over seeds 0–19 the worst errors were:
-# corridor (V^π from 0.17 to 0.70) 0.013 first-visit, 0.012 every-visit, 0.029
-# constant-α, 0.022 TD(0); FrozenLake (V^π up to 0.39, state 14 next to the goal being
-# the rare, noisy one) 0.031, 0.033, 0.052, 0.060. Each tolerance is about 1.3–2× that.
-# The step-size methods keep a noise floor of order sqrt(α), hence their looser bounds.
+# The tolerance is on max |V − V^π| over all states. The worst errors over seeds 0–99:
+#   corridor (V^π from 0.17 to 0.70): first-visit 0.019, every-visit 0.019,
+#     constant-α 0.029, TD(0) 0.029
+#   FrozenLake (V^π up to 0.39; state 14, beside the goal, is rare and noisy):
+#     first-visit 0.045, every-visit 0.045, constant-α 0.072, TD(0) 0.081
+# and each tolerance is about 1.25–1.6× that. The step-size methods keep a noise floor
+# of order sqrt(α) · std(G), hence their looser bounds. Seed 0 is well inside all of them.
 
 RUNS = [  # environment, method, evaluator, keyword arguments, episodes, tolerance
     ("corridor", "first-visit MC", mc_evaluation, dict(first_visit=True), 3000, 0.025),
     ("corridor", "every-visit MC", mc_evaluation, dict(first_visit=False), 3000, 0.025),
     ("corridor", "constant-alpha MC", mc_evaluation, dict(alpha=0.002), 3000, 0.045),
     ("corridor", "TD(0)", td0_evaluation, dict(alpha=0.002), 6000, 0.04),
-    ("lake", "first-visit MC", mc_evaluation, dict(first_visit=True), 20_000, 0.05),
-    ("lake", "every-visit MC", mc_evaluation, dict(first_visit=False), 20_000, 0.05),
-    ("lake", "constant-alpha MC", mc_evaluation, dict(alpha=0.01), 20_000, 0.08),
-    ("lake", "TD(0)", td0_evaluation, dict(alpha=0.01), 20_000, 0.08),
+    ("lake", "first-visit MC", mc_evaluation, dict(first_visit=True), 20_000, 0.06),
+    ("lake", "every-visit MC", mc_evaluation, dict(first_visit=False), 20_000, 0.06),
+    ("lake", "constant-alpha MC", mc_evaluation, dict(alpha=0.01), 20_000, 0.1),
+    ("lake", "TD(0)", td0_evaluation, dict(alpha=0.01), 20_000, 0.1),
 ]
 
 

@@ -71,7 +71,8 @@ def test_plan_fields_are_consistent(plans, env_id, gamma):
         assert isinstance(plan, Plan)
         assert plan.V.shape == (n_states,) and plan.Q.shape == (n_states, n_actions)
         assert plan.policy.shape == (n_states,) and plan.iterations == len(plan.history)
-        np.testing.assert_allclose(plan.Q[np.arange(n_states), plan.policy], plan.Q.max(axis=1), atol=1e-9)
+        chosen = plan.Q[np.arange(n_states), plan.policy]
+        np.testing.assert_allclose(chosen, plan.Q.max(axis=1), rtol=0, atol=1e-9)
     assert vi.history[-1] < 1e-10 <= vi.history[-2]
     assert pi.history[-1] == 0 and all(changed > 0 for changed in pi.history[:-1])
 
@@ -145,10 +146,14 @@ def test_q_from_v_is_a_one_step_lookahead():
     np.testing.assert_allclose(Q[5], [0.0, 0.0])
 
 
-def test_value_iteration_warns_when_it_runs_out_of_iterations():
+def test_value_iteration_history_is_the_largest_change_per_sweep():
     with pytest.warns(RuntimeWarning, match="max_iterations"):
-        plan = value_iteration(model("FrozenLake-v1"), 0.99, max_iterations=5)
-    assert plan.iterations == 5 and len(plan.history) == 5
+        four = value_iteration(model("FrozenLake-v1"), 0.99, max_iterations=4)
+    with pytest.warns(RuntimeWarning, match="max_iterations"):
+        five = value_iteration(model("FrozenLake-v1"), 0.99, max_iterations=5)
+    assert five.iterations == 5 and len(five.history) == 5
+    assert five.history[:4] == four.history
+    assert five.history[4] == np.abs(five.V - four.V).max()
 
 
 @pytest.mark.parametrize("planner", [value_iteration, policy_iteration])

@@ -31,15 +31,23 @@ import numpy as np
 
 def check_gamma(gamma: float) -> None:
     """Raise ValueError unless 0 ≤ γ ≤ 1."""
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)) or not 0 <= gamma <= 1:
+    is_number = isinstance(gamma, (int, float, np.integer, np.floating)) and not isinstance(gamma, bool)
+    if not (is_number and 0 <= gamma <= 1):
         raise ValueError(f"gamma = {gamma!r} is out of range: it must be in [0, 1]")
+
+
+def check_count(name: str, value: int) -> None:
+    """Raise ValueError unless ``value`` is an integer ≥ 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
 
 
 def check_policy(pi, n_states: int, n_actions: int) -> np.ndarray:
     """``pi`` as a float array [S, A] whose rows are probability distributions."""
     pi = np.asarray(pi, dtype=float)
     if pi.shape != (n_states, n_actions):
-        raise ValueError(f"pi has shape {pi.shape}: it must be (n_states, n_actions) = {(n_states, n_actions)}")
+        raise ValueError(f"pi has shape {pi.shape}: it must be (n_states, n_actions) = "
+                         f"{(n_states, n_actions)}")
     if (pi < 0).any() or not np.allclose(pi.sum(axis=1), 1):
         raise ValueError("pi must hold non-negative action probabilities with rows that sum to 1")
     return pi
@@ -50,9 +58,9 @@ def model_arrays(P) -> tuple[np.ndarray, np.ndarray]:
 
     .. math::
 
-        T(s, a, s') = \sum_{(p,\, s',\, r,\, \text{term}) \in P[s][a],\ \text{not term}} p,
+        T(s, a, s') = \sum_{(p,\, s',\, r,\, \text{term}) \in P[s][a]} p\,[\text{not term}],
         \qquad
-        R(s, a) = \sum_{(p,\, s'',\, r,\, \text{term}) \in P[s][a]} p\, r
+        R(s, a) = \sum_{(p,\, \cdot,\, r,\, \cdot) \in P[s][a]} p\, r
 
     A transition that terminates pays its reward and then stops: it adds nothing to ``T``.
     An absorbing terminal state therefore has zero rows, so its value is 0 and γ = 1 is
@@ -142,8 +150,7 @@ def sample_episode(env, cdf: np.ndarray, rng: np.random.Generator, seed: int | N
 def _check_sampling(env, pi, gamma: float, episodes: int, alpha: float | None) -> np.ndarray:
     """Validate the arguments of the sampling evaluators; return π's cumulative rows."""
     check_gamma(gamma)
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"episodes = {episodes!r} is out of range: it must be an integer >= 1")
+    check_count("episodes", episodes)
     if alpha is not None and not 0 < alpha <= 1:
         raise ValueError(f"alpha = {alpha!r} is out of range: it must be in (0, 1]")
     pi = check_policy(pi, env.observation_space.n, env.action_space.n)

@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rlcourse.tabular.evaluation import check_gamma, greedy_policy_matrix, model_arrays, solve_bellman
+from rlcourse.tabular.evaluation import (check_count, check_gamma, greedy_policy_matrix, model_arrays,
+                                         solve_bellman)
 
 TIE_TOLERANCE = 1e-9
 
@@ -39,7 +40,7 @@ class Plan(NamedTuple):
     Q: np.ndarray       # action values, [S, A]
     policy: np.ndarray  # greedy action of each state, [S]
     iterations: int
-    history: list       # max |ΔV| (value iteration) or actions changed (policy iteration), per iteration
+    history: list       # per iteration: max |ΔV| (value iteration) or actions changed (policy iteration)
 
 
 def q_from_v(T: np.ndarray, R: np.ndarray, V: np.ndarray, gamma: float) -> np.ndarray:
@@ -54,11 +55,6 @@ def greedy_actions(Q: np.ndarray) -> np.ndarray:
     values with different rounding, so value and policy iteration return the same policy.
     """
     return np.argmax(Q >= Q.max(axis=1, keepdims=True) - TIE_TOLERANCE, axis=1)
-
-
-def _check_iterations(max_iterations: int) -> None:
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
-        raise ValueError(f"max_iterations = {max_iterations!r} is out of range: it must be an integer >= 1")
 
 
 def value_iteration(P, gamma: float, *, tol: float = 1e-10, max_iterations: int = 100_000) -> Plan:
@@ -84,7 +80,7 @@ def value_iteration(P, gamma: float, *, tol: float = 1e-10, max_iterations: int 
     check_gamma(gamma)
     if not tol > 0:
         raise ValueError(f"tol = {tol!r} is out of range: it must be > 0")
-    _check_iterations(max_iterations)
+    check_count("max_iterations", max_iterations)
     T, R = model_arrays(P)
     V = np.zeros(len(R))
     history = []
@@ -123,10 +119,11 @@ def policy_iteration(P, gamma: float, *, max_iterations: int = 1_000) -> Plan:
     ``history`` holds the number of states whose action changed in each iteration. With
     γ = 1 every policy met, starting with "always action 0", must terminate; otherwise
     the evaluation raises ValueError. Warns (RuntimeWarning) if the policy is still
-    changing after ``max_iterations`` iterations.
+    changing after ``max_iterations`` iterations, and returns the last evaluation with
+    its greedy policy.
     """
     check_gamma(gamma)
-    _check_iterations(max_iterations)
+    check_count("max_iterations", max_iterations)
     T, R = model_arrays(P)
     n_actions = R.shape[1]
     policy = np.zeros(len(R), dtype=int)

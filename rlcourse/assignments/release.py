@@ -1,0 +1,165 @@
+"""``rlcourse assignment release --out DIR``: the student version of the package.
+
+What DIR gets:
+
+* ``rlcourse/``: every module, each solution block replaced by a ``NotImplementedError``
+  that names the function and the lesson (hints, signatures and docstrings stay);
+* ``notebooks/`` and ``tests/graded/`` for the chosen lessons, hidden tests removed;
+* ``docs/`` (its code listings come from the stubbed modules), ``setup.cfg``,
+  ``pyproject.toml``, and a README listing what to write.
+
+Every solution block is stubbed, whichever lessons are chosen, so no solution of a later
+assignment leaks. Before it returns, the release checks itself: no marker and no line of
+any solution remains in any file of DIR, and the released package imports.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rlcourse.assignments.markers import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION,
+                                          solution_lines, strip_hidden, stub_solutions)
+
+# Which lesson each marked module belongs to (named in the stubs' messages). Each later
+# lesson adds its modules here.
+LESSON_OF_MODULE = {
+    "rlcourse/tabular/qtable.py": 1,
+    "rlcourse/tabular/td_control.py": 1,
+    "rlcourse/tabular/evaluation.py": 2,
+    "rlcourse/tabular/planning.py": 2,
+}
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
+                                ".ipynb_checkpoints", ".jupyter_cache")
+MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
+
+
+class ReleaseError(RuntimeError):
+    """The release would be wrong (a leak, a marker left, a package that does not import)."""
+
+
+def source_root() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "setup.cfg").is_file() or not (root / "tests" / "graded").is_dir():
+        raise ReleaseError(f"{root} is not an rlcourse source checkout: release from one (pip install -e .)")
+    return root
+
+
+def available_lessons(root: Path) -> list[int]:
+    return sorted({int(m.group(1)) for p in (root / "tests" / "graded").glob("test_lesson*.py")
+                   if (m := re.match(r"test_lesson(\d+)", p.name))})
+
+
+def release(out: str | Path, lessons: list[int] | None = None, root: Path | None = None) -> dict:
+    """Write the student version to ``out`` (which must be empty or absent); return a summary."""
+    root = root or source_root()
+    out = Path(out)
+    known = available_lessons(root)
+    lessons = sorted(lessons or known)
+    unknown = [n for n in lessons if n not in known]
+    if unknown:
+        raise ReleaseError(f"no graded tests for lesson(s) {unknown}; lessons with graded tests: {known}")
+    if out.exists() and any(out.iterdir()):
+        raise ReleaseError(f"{out} is not empty: release into a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+
+    to_write: dict[str, list[str]] = {}
+    shutil.copytree(root / "rlcourse", out / "rlcourse", ignore=IGNORE)
+    for path in sorted((out / "rlcourse").rglob("*.py")):
+        relative = path.relative_to(out).as_posix()
+        source = path.read_text()
+        stubbed, functions = stub_solutions(source, relative, LESSON_OF_MODULE.get(relative))
+        if functions:
+            path.write_text(stubbed)
+            to_write[relative] = functions
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy(root / name, out / name)
+    if (root / "docs").is_dir():
+        shutil.copytree(root / "docs", out / "docs", ignore=shutil.ignore_patterns(
+            "_build", "jupyter_execute", "notebooks", "__pycache__"))
+    (out / "notebooks").mkdir()
+    for lesson in lessons:
+        for notebook in sorted((root / "notebooks").glob(f"{lesson:02d}_*.py")):
+            stubbed, _ = stub_solutions(notebook.read_text(), f"notebooks/{notebook.name}", lesson)
+            (out / "notebooks" / notebook.name).write_text(stubbed)
+    graded = out / "tests" / "graded"
+    graded.mkdir(parents=True)
+    for path in sorted((root / "tests" / "graded").glob("*.py")):
+        match = re.match(r"test_lesson(\d+)", path.name)
+        if match is None or int(match.group(1)) in lessons:
+            (graded / path.name).write_text(strip_hidden(path.read_text(), str(path)))
+    (out / "README.md").write_text(_readme(lessons, to_write))
+
+    check_release(out, root)
+    return {"out": str(out), "lessons": lessons, "functions": to_write}
+
+
+def check_release(out: Path, root: Path) -> None:
+    """Fail if DIR holds a marker or any solution line, or if its package does not import."""
+    secrets = set()
+    for path in (root / "rlcourse").rglob("*.py"):
+        secrets.update(solution_lines(path.read_text(), str(path)))
+    for path in (root / "notebooks").glob("*.py"):
+        secrets.update(solution_lines(path.read_text(), str(path)))
+    hidden = []
+    for path in (root / "tests" / "graded").glob("*.py"):
+        source = path.read_text()
+        public = set(strip_hidden(source).splitlines())
+        hidden += [line.strip() for line in source.splitlines()
+                   if line not in public and len(line.strip()) >= 12 and line.strip() not in MARKERS]
+    leaks = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        if path.suffix in (".pyc", ".pyo"):
+            leaks.append(f"{path}: compiled file")
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped in MARKERS:
+                leaks.append(f"{path}: marker {stripped!r}")
+            elif stripped in secrets or stripped in hidden:
+                leaks.append(f"{path}: solution or hidden-test line {stripped!r}")
+    if leaks:
+        raise ReleaseError("the release would leak:\n  " + "\n  ".join(leaks[:20]))
+    done = subprocess.run([sys.executable, "-c", "import rlcourse; print(rlcourse.__file__)"],
+                          cwd=out, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(out), "PYTHONDONTWRITEBYTECODE": "1"})
+    if done.returncode != 0 or not done.stdout.strip().startswith(str(out.resolve())):
+        raise ReleaseError(f"the released package does not import: {done.stderr.strip()[-500:]}")
+
+
+def _readme(lessons: list[int], to_write: dict[str, list[str]]) -> str:
+    rows = [f"- `{path}` (lesson {LESSON_OF_MODULE.get(path, '?')}): " + ", ".join(f"`{f}`" for f in functions)
+            for path, functions in to_write.items()
+            if LESSON_OF_MODULE.get(path) in lessons]
+    return "\n".join([
+        "# rlcourse: your assignment",
+        "",
+        f"Lessons {', '.join(map(str, lessons))}. Each function below raises `NotImplementedError` "
+        "until you write its body; the docstring above it gives the equation and the hints.",
+        "",
+        *rows,
+        "",
+        "Install and run the public tests:",
+        "",
+        "```sh",
+        'pip install torch==2.13.0 -e ".[dev]" && python -m pytest tests/graded',
+        "```",
+        "",
+        "Grade yourself the way your submission will be graded (public tests only):",
+        "",
+        "```sh",
+        "rlcourse grade . --tests public",
+        "```",
+        "",
+        "The notebooks in `notebooks/` open in Jupyter (`jupytext --to notebook FILE` writes an",
+        "`.ipynb`). Functions of other lessons raise `NotImplementedError` too; you do not",
+        "need them for these lessons.",
+        "",
+    ])
