@@ -153,5 +153,26 @@ def copy_mathjax(app, exception) -> None:
                     dirs_exist_ok=True)
 
 
+def hide_solution_markers(app, doctree):
+    """Drop nbgrader's marker lines from code pulled in with literalinclude.
+
+    The reference modules mark student work with "### BEGIN SOLUTION" / "### END
+    SOLUTION" lines (see rlcourse/assignments/markers.py); they mean nothing to a reader.
+    """
+    from docutils import nodes
+
+    from rlcourse.assignments.markers import BEGIN_SOLUTION, END_SOLUTION
+
+    for block in doctree.findall(nodes.literal_block):
+        text = block.astext()
+        if BEGIN_SOLUTION not in text:
+            continue
+        kept = "\n".join(line for line in text.splitlines()
+                         if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
+        block.children = [nodes.Text(kept)]
+        block.rawsource = kept
+
+
 def setup(app):
+    app.connect("doctree-read", hide_solution_markers)
     app.connect("build-finished", copy_mathjax)

@@ -1,4 +1,4 @@
-"""The algorithms the command line can train: name → (config class, default config, train, policy).
+"""The algorithms the command line can train: name → config class, defaults, train, policy loader.
 
 A plain table, not a plugin system: each later lesson adds its line here.
 """
@@ -17,15 +17,15 @@ class Algorithm:
     config: type
     defaults: Any
     train: Callable
-    policy: type
+    load_policy: Callable
 
 
 ALGORITHMS = {
     "q-learning": Algorithm(td_control.TDControlConfig, td_control.TDControlConfig(method="q-learning"),
-                            td_control.train, QTable),
+                            td_control.train, QTable.load),
     "sarsa": Algorithm(td_control.TDControlConfig, td_control.TDControlConfig(method="sarsa"),
-                       td_control.train, QTable),
+                       td_control.train, QTable.load),
     "expected-sarsa": Algorithm(td_control.TDControlConfig,
                                 td_control.TDControlConfig(method="expected-sarsa"),
-                                td_control.train, QTable),
+                                td_control.train, QTable.load),
 }

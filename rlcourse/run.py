@@ -201,7 +201,7 @@ def load(directory: str | os.PathLike) -> Result:
     return Result(
         algo=meta["algo"], env_id=meta["env_id"], env_kwargs=meta.get("env_kwargs", {}),
         config=config_from_dict(algo.config, meta["config"]),
-        policy=algo.policy.load(directory),
+        policy=algo.load_policy(directory),
         log=pd.read_csv(directory / "progress.csv"),
         seed=meta["seed"], steps=meta["steps"], status=meta["status"], timing=meta.get("timing", {}),
     )

@@ -43,7 +43,7 @@ def script_sources(page: Path) -> list[str]:
 
 
 def test_pages_exist(site):
-    expected = ["index.html", "install.html", "cli.html", "api.html", "benchmarks.html",
+    expected = ["index.html", "install.html", "cli.html", "instructors.html", "api.html", "benchmarks.html",
                 *LESSON_PAGES, *(f"notebooks/{name}.html" for name in NOTEBOOKS)]
     missing = [page for page in expected if not (site / page).is_file()]
     assert not missing, f"pages not built: {missing}"

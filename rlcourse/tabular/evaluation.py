@@ -72,9 +72,12 @@ def model_arrays(P) -> tuple[np.ndarray, np.ndarray]:
     for s in range(n_states):
         for a in range(n_actions):
             for prob, next_state, reward, terminated in P[s][a]:
+                # Hint: every outcome pays its reward; only the ones that continue add to T.
+                ### BEGIN SOLUTION
                 R[s, a] += prob * reward
                 if not terminated:
                     T[s, a, next_state] += prob
+                ### END SOLUTION
     return T, R
 
 
@@ -102,9 +105,13 @@ def solve_bellman(T: np.ndarray, R: np.ndarray, pi: np.ndarray, gamma: float) ->
     """
     check_gamma(gamma)
     pi = check_policy(pi, *R.shape)
+    # Hint: average T and R over π's action probabilities (np.einsum or a sum over axis 1),
+    # then build the matrix A = I − γ P_π of the system A V = r_π.
+    ### BEGIN SOLUTION
     P_pi = np.einsum("sa,sat->st", pi, T)
     r_pi = (pi * R).sum(axis=1)
     A = np.eye(len(r_pi)) - gamma * P_pi
+    ### END SOLUTION
     if gamma == 1 and np.linalg.matrix_rank(A) < len(r_pi):
         raise ValueError("the Bellman system is singular: the policy never terminates from some "
                          "state, so with gamma = 1 its value is undefined; use gamma < 1")
@@ -199,6 +206,9 @@ def mc_evaluation(env, pi, gamma: float, episodes: int, *, first_visit: bool = T
     history = np.empty((episodes, cdf.shape[0]))
     for episode in range(episodes):
         states, rewards = sample_episode(env, cdf, rng, seed if episode == 0 else None)
+        # Hint: walk the episode backwards accumulating G; first-visit MC skips a step whose
+        # state already appeared earlier in the episode; the running mean uses 1 / N(s).
+        ### BEGIN SOLUTION
         first = {}
         for t, s in enumerate(states):
             first.setdefault(s, t)
@@ -210,6 +220,7 @@ def mc_evaluation(env, pi, gamma: float, episodes: int, *, first_visit: bool = T
                 continue
             N[s] += 1
             V[s] += (1.0 / N[s] if alpha is None else alpha) * (G - V[s])
+        ### END SOLUTION
         history[episode] = V
     return ValueEstimate(V, history)
 
@@ -247,8 +258,11 @@ def td0_evaluation(env, pi, gamma: float, episodes: int, *, alpha: float = 0.1,
         done = False
         while not done:
             next_state, reward, terminated, truncated, _ = env.step(sample_action(cdf, state, rng))
+            # Hint: a terminated step has no future; a truncated one still bootstraps.
+            ### BEGIN SOLUTION
             target = reward + gamma * (not terminated) * V[next_state]
             V[state] += alpha * (target - V[state])
+            ### END SOLUTION
             state, done = next_state, terminated or truncated
         history[episode] = V
     return ValueEstimate(V, history)

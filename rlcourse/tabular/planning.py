@@ -45,7 +45,10 @@ class Plan(NamedTuple):
 
 def q_from_v(T: np.ndarray, R: np.ndarray, V: np.ndarray, gamma: float) -> np.ndarray:
     r"""One-step lookahead: :math:`Q(s, a) = R(s, a) + \gamma \sum_{s'} T(s, a, s') V(s')`."""
+    # Hint: T is [S, A, S'] and V is [S']; one matrix product gives the sum over s'.
+    ### BEGIN SOLUTION
     return R + gamma * T @ V
+    ### END SOLUTION
 
 
 def greedy_actions(Q: np.ndarray) -> np.ndarray:
@@ -54,7 +57,11 @@ def greedy_actions(Q: np.ndarray) -> np.ndarray:
     The tolerance makes the tie-break deterministic even when two planners reach the same
     values with different rounding, so value and policy iteration return the same policy.
     """
+    # Hint: mark the actions within TIE_TOLERANCE of each row's max; np.argmax of a boolean
+    # array returns the first True.
+    ### BEGIN SOLUTION
     return np.argmax(Q >= Q.max(axis=1, keepdims=True) - TIE_TOLERANCE, axis=1)
+    ### END SOLUTION
 
 
 def value_iteration(P, gamma: float, *, tol: float = 1e-10, max_iterations: int = 100_000) -> Plan:
@@ -85,8 +92,11 @@ def value_iteration(P, gamma: float, *, tol: float = 1e-10, max_iterations: int 
     V = np.zeros(len(R))
     history = []
     for iteration in range(1, max_iterations + 1):
+        # Hint: one backup of every state at once with q_from_v; delta is the largest change.
+        ### BEGIN SOLUTION
         V_new = q_from_v(T, R, V, gamma).max(axis=1)
         delta = float(np.abs(V_new - V).max())
+        ### END SOLUTION
         history.append(delta)
         V = V_new
         if delta < tol:
@@ -129,9 +139,13 @@ def policy_iteration(P, gamma: float, *, max_iterations: int = 1_000) -> Plan:
     policy = np.zeros(len(R), dtype=int)
     history = []
     for iteration in range(1, max_iterations + 1):
+        # Hint: evaluate the current policy exactly (solve_bellman needs it as a one-hot
+        # matrix), then improve: the greedy actions of its one-step lookahead.
+        ### BEGIN SOLUTION
         V = solve_bellman(T, R, greedy_policy_matrix(policy, n_actions), gamma)
         Q = q_from_v(T, R, V, gamma)
         improved = greedy_actions(Q)
+        ### END SOLUTION
         changed = int((improved != policy).sum())
         history.append(changed)
         policy = improved

@@ -1,0 +1,1 @@
+"""Lessons 4–6: policy gradients on one spine (rollouts, policies, Ψ, one objective)."""

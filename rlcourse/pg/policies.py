@@ -1,0 +1,142 @@
+r"""Policies and value functions: small MLPs in plain PyTorch.
+
+* :class:`CategoricalPolicy` — Discrete actions: logits :math:`f_\theta(s)`,
+  :math:`\pi_\theta(a \mid s) = \operatorname{softmax}(f_\theta(s))_a`.
+* :class:`GaussianPolicy` — Box actions: a diagonal Gaussian with mean
+  :math:`\mu_\theta(s)` and a state-independent log standard deviation, one learned
+  number per action dimension:
+
+  .. math::
+
+      \log \pi_\theta(a \mid s) = -\sum_j \Big[ \frac{(a_j - \mu_j)^2}{2\sigma_j^2}
+          + \log \sigma_j + \tfrac12 \log 2\pi \Big]
+
+* :class:`ValueFunction` — :math:`V_\phi(s)`, a scalar per state.
+
+Acting greedily for evaluation (``act``) takes the most likely action: the arg-max of the
+logits, or the Gaussian's mean clipped to the action bounds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+from rlcourse.run import UnsupportedSpaceError, atomic_write
+
+
+def mlp(sizes: list[int], activation=nn.Tanh, output_gain: float = 1.0) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` between them.
+
+    Orthogonal initialisation (gain √2 for hidden layers, ``output_gain`` for the last),
+    zero biases: the usual choice for policy-gradient networks.
+    """
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(n_in, n_out)
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(linear.weight, gain=output_gain if last else np.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers += [linear] if last else [linear, activation()]
+    return nn.Sequential(*layers)
+
+
+class CategoricalPolicy(nn.Module):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.spec = {"kind": "categorical", "obs_dim": obs_dim, "n_actions": n_actions, "hidden": list(hidden)}
+        self.logits = mlp([obs_dim, *hidden, n_actions], output_gain=0.01)
+
+    def distribution(self, obs: torch.Tensor) -> Categorical:
+        return Categorical(logits=self.logits(obs))
+
+    def log_prob(self, dist: Categorical, actions: torch.Tensor) -> torch.Tensor:
+        return dist.log_prob(actions)
+
+    @torch.no_grad()
+    def act(self, obs, rng=None) -> int:
+        """The most likely action for one observation (greedy evaluation)."""
+        return int(self.logits(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).argmax())
+
+    def save(self, directory) -> None:
+        save_module(self, directory)
+
+
+class GaussianPolicy(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64),
+                 log_std_init: float = 0.0, low=None, high=None):
+        super().__init__()
+        self.spec = {"kind": "gaussian", "obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden),
+                     "log_std_init": log_std_init,
+                     "low": None if low is None else np.asarray(low, dtype=float).tolist(),
+                     "high": None if high is None else np.asarray(high, dtype=float).tolist()}
+        self.mean = mlp([obs_dim, *hidden, act_dim], output_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def distribution(self, obs: torch.Tensor) -> Normal:
+        return Normal(self.mean(obs), self.log_std.exp())
+
+    def log_prob(self, dist: Normal, actions: torch.Tensor) -> torch.Tensor:
+        return dist.log_prob(actions).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs, rng=None) -> np.ndarray:
+        """The Gaussian's mean for one observation, clipped to the action bounds."""
+        action = self.mean(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).numpy()
+        if self.spec["low"] is not None:
+            action = np.clip(action, self.spec["low"], self.spec["high"])
+        return action
+
+    def save(self, directory) -> None:
+        save_module(self, directory)
+
+
+class ValueFunction(nn.Module):
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.spec = {"kind": "value", "obs_dim": obs_dim, "hidden": list(hidden)}
+        self.v = mlp([obs_dim, *hidden, 1], output_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)
+
+
+def make_policy(algo: str, observation_space, action_space, hidden: tuple[int, ...] = (64, 64),
+                log_std_init: float = 0.0) -> nn.Module:
+    """The policy for these spaces, or an error naming ``algo`` and the unsupported space."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise UnsupportedSpaceError(f"{algo} needs a flat Box observation space, got {observation_space}")
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalPolicy(obs_dim, int(action_space.n), hidden)
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianPolicy(obs_dim, action_space.shape[0], hidden, log_std_init,
+                              action_space.low, action_space.high)
+    raise UnsupportedSpaceError(f"{algo} supports Discrete and flat Box action spaces, got {action_space}")
+
+
+KINDS = {"categorical": CategoricalPolicy, "gaussian": GaussianPolicy, "value": ValueFunction}
+
+
+def save_module(module: nn.Module, directory: str | Path, name: str = "policy") -> None:
+    """Write ``name.pt`` (weights) and ``name.json`` (what to rebuild) atomically."""
+    directory = Path(directory)
+    atomic_write(directory / f"{name}.pt", lambda f: torch.save(module.state_dict(), f))
+    atomic_write(directory / f"{name}.json", lambda f: f.write(json.dumps(module.spec) + "\n"), mode="w")
+
+
+def load_module(directory: str | Path, name: str = "policy") -> nn.Module:
+    directory = Path(directory)
+    spec = dict(json.loads((directory / f"{name}.json").read_text()))
+    cls = KINDS[spec.pop("kind")]
+    if "hidden" in spec:
+        spec["hidden"] = tuple(spec["hidden"])
+    module = cls(**spec)
+    module.load_state_dict(torch.load(directory / f"{name}.pt", weights_only=True))
+    return module.eval()

@@ -1,0 +1,234 @@
+r"""Ψ_t: the weight of each log-probability in the policy gradient (lessons 4–7).
+
+Every policy-gradient method in rlcourse is one estimator with a different weight:
+
+.. math::
+
+    \nabla_\theta J(\theta) \approx \frac{1}{|B|} \sum_{(t, i) \in B}
+        \nabla_\theta \log \pi_\theta(a_t \mid s_t)\, \Psi_t
+
+==========================  =====================================================
+method                      :math:`\Psi_t`
+==========================  =====================================================
+REINFORCE                   total return :math:`R(\tau)`
+rewards-to-go               :math:`G_t = \sum_{t' \ge t} \gamma^{t'-t} r_{t'}`
+with a baseline             :math:`G_t - b` (constant, running mean, :math:`b_t`,
+                            :math:`V(s_t)`, minimum-variance)
+TD actor-critic / A2C       :math:`\delta_t = r_t + \gamma V(s_{t+1}) - V(s_t)`, or
+                            its n-step form
+GAE(γ, λ)                   :math:`\sum_l (\gamma\lambda)^l \delta_{t+l}`
+Q actor-critic              :math:`Q_w(s_t, a_t)`
+==========================  =====================================================
+
+Every function here is pure: tensors in, tensors out, no gradient (call them on
+detached values). All arrays are time-major ``[T, N]``: T steps of N parallel
+environments, with
+
+* ``rewards[t]`` the reward received for the action taken at step t;
+* ``terminated[t]`` — step t ended its episode in a terminal state: nothing follows it;
+* ``truncated[t]`` — step t hit the time limit: the episode was cut, and its future is
+  still worth :math:`V(s_{t+1})` of the real final observation;
+* ``values[t]`` :math:`= V(s_t)`, and ``next_values[t]`` :math:`= V(s_{t+1})` of the real
+  next state: the final observation when the episode ended at t, and at ``t = T-1`` the
+  state the next batch starts from;
+* ``starts[t]`` — step t is the first of its episode; ``timesteps[t]`` its index in it.
+
+A terminated step never bootstraps; a truncated one bootstraps from ``next_values`` when
+a critic is there. Without a critic, a cut episode is summed as if it ended at the cut:
+:func:`complete_episodes` marks the steps whose whole episode lies in the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def complete_episodes(starts: Tensor, terminated: Tensor, truncated: Tensor) -> Tensor:
+    """Mask [T, N]: the step's episode both starts and ends inside the batch."""
+    done = terminated | truncated
+    started = torch.zeros_like(done)
+    ends = torch.zeros_like(done)
+    for t in range(len(done)):
+        started[t] = starts[t] | (started[t - 1] if t > 0 else False)
+    for t in reversed(range(len(done))):
+        ends[t] = done[t] | (ends[t + 1] if t + 1 < len(done) else False)
+    return started & ends
+
+
+def reward_to_go(rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: float,
+                 next_values: Tensor | None = None) -> Tensor:
+    r"""Discounted return from step t to the end of its episode.
+
+    .. math::
+
+        G_t = r_t + \gamma\, G_{t+1}, \qquad G_t = r_t \text{ at a terminal step}
+
+    With ``next_values`` (a critic), an episode cut by the time limit or by the end of the
+    batch is bootstrapped there: :math:`G_t = r_t + \gamma V(s_{t+1})` at the cut.
+    Without it, the cut counts as the end of the episode.
+    """
+    G = torch.empty_like(rewards)
+    future = torch.zeros_like(rewards[0]) if next_values is None else next_values[-1]
+    for t in reversed(range(len(rewards))):
+        if next_values is None:
+            future = torch.where(terminated[t] | truncated[t], 0.0, future)
+        else:
+            future = torch.where(terminated[t], 0.0, torch.where(truncated[t], next_values[t], future))
+        G[t] = rewards[t] + gamma * future
+        future = G[t]
+    return G
+
+
+def total_return(rewards: Tensor, terminated: Tensor, truncated: Tensor, starts: Tensor,
+                 gamma: float) -> Tensor:
+    r"""The whole episode's discounted return, the same for each of its steps (REINFORCE).
+
+    .. math::
+
+        \Psi_t = R(\tau) = \sum_{k=0}^{|\tau|-1} \gamma^k r_k
+
+    It is :math:`G` at the episode's first step, carried forward to its other steps. Only
+    steps of complete episodes (:func:`complete_episodes`) get their true R(τ).
+    """
+    G = reward_to_go(rewards, terminated, truncated, gamma)
+    R = torch.empty_like(G)
+    for t in range(len(G)):
+        R[t] = torch.where(starts[t], G[t], R[t - 1] if t > 0 else G[t])
+    return R
+
+
+def _mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    return x.mean() if mask is None else x[mask].mean()
+
+
+def constant_baseline(G: Tensor, mask: Tensor | None = None) -> Tensor:
+    r""":math:`\Psi_t = G_t - \bar G`, with :math:`\bar G` the batch mean of G over ``mask``."""
+    return G - _mean(G, mask)
+
+
+def running_baseline(G: Tensor, rho: float | None, beta: float = 0.9,
+                     mask: Tensor | None = None) -> tuple[Tensor, float]:
+    r"""Subtract a running average of past returns; return Ψ and the updated average.
+
+    .. math::
+
+        \Psi_t = G_t - \hat\rho, \qquad \hat\rho \leftarrow \beta\hat\rho + (1-\beta)\,\bar G
+
+    Ψ uses the average *before* this batch is folded in, so the baseline does not depend
+    on the samples it weighs and the estimate stays unbiased. The first call
+    (``rho=None``) starts the average at this batch's mean.
+    """
+    batch_mean = float(_mean(G, mask))
+    if rho is None:
+        return G - batch_mean, batch_mean
+    return G - rho, beta * rho + (1 - beta) * batch_mean
+
+
+def time_baseline(G: Tensor, timesteps: Tensor, mask: Tensor | None = None) -> Tensor:
+    r"""Subtract :math:`b_t`, the mean return of all samples at the same time in their episode.
+
+    .. math::
+
+        \Psi_t = G_t - b_{k(t)}, \qquad b_k = \operatorname{mean}\{G_{t'} : k(t') = k\}
+    """
+    keep = torch.ones_like(G, dtype=torch.bool) if mask is None else mask
+    size = int(timesteps.max()) + 1
+    sums = torch.zeros(size, dtype=G.dtype).index_add_(0, timesteps[keep], G[keep])
+    counts = torch.zeros(size, dtype=G.dtype).index_add_(0, timesteps[keep], torch.ones_like(G[keep]))
+    b = sums / counts.clamp(min=1)
+    return G - b[timesteps]
+
+
+def value_baseline(G: Tensor, values: Tensor) -> Tensor:
+    r""":math:`\Psi_t = G_t - V(s_t)`: the learned state value as the baseline."""
+    return G - values
+
+
+def min_variance_baseline(G: Tensor, grad_sq_norms: Tensor, mask: Tensor | None = None) -> Tensor:
+    r"""Subtract the baseline that minimises the estimator's variance.
+
+    .. math::
+
+        b^* = \frac{\mathbb{E}\big[\lVert\nabla_\theta \log\pi_\theta(a \mid s)\rVert^2\, G\big]}
+                   {\mathbb{E}\big[\lVert\nabla_\theta \log\pi_\theta(a \mid s)\rVert^2\big]}
+
+    estimated on the batch; ``grad_sq_norms[t]`` is the squared norm of the score
+    :math:`\nabla_\theta \log \pi_\theta(a_t \mid s_t)` of each sample.
+    """
+    w, g = (grad_sq_norms, G) if mask is None else (grad_sq_norms[mask], G[mask])
+    return G - (w * g).sum() / w.sum().clamp(min=1e-12)
+
+
+def td_residual(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
+                gamma: float) -> Tensor:
+    r"""One-step TD error, the advantage estimate of TD actor-critic.
+
+    .. math::
+
+        \delta_t = r_t + \gamma\,(1 - \text{terminated}_t)\, V(s_{t+1}) - V(s_t)
+    """
+    return rewards + gamma * (~terminated) * next_values - values
+
+
+def n_step_advantage(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
+                     truncated: Tensor, gamma: float, n: int) -> Tensor:
+    r"""n-step return minus V(s_t), the advantage of A2C/A3C.
+
+    .. math::
+
+        A^{(n)}_t = \sum_{k=0}^{m-1} \gamma^k r_{t+k} + \gamma^m V(s_{t+m}) - V(s_t)
+
+    with :math:`m \le n` shortened where the episode or the batch ends first; a terminal
+    end contributes no :math:`V`, a truncated one or the batch end its ``next_values``.
+    """
+    T = len(rewards)
+    A = torch.empty_like(rewards)
+    for t in range(T):
+        G = torch.zeros_like(rewards[t])
+        discount = torch.ones_like(rewards[t])
+        bootstrap = torch.zeros_like(rewards[t])
+        open_ = torch.ones_like(terminated[t])
+        steps = min(n, T - t)
+        for k in range(steps):
+            i = t + k
+            G = G + torch.where(open_, discount * rewards[i], 0.0)
+            discount = torch.where(open_, discount * gamma, discount)
+            stop = open_ & (terminated[i] | truncated[i] | (k == steps - 1))
+            bootstrap = torch.where(stop & ~terminated[i], next_values[i], bootstrap)
+            open_ = open_ & ~stop
+        A[t] = G + discount * bootstrap - values[t]
+    return A
+
+
+def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
+        truncated: Tensor, gamma: float, lam: float) -> Tensor:
+    r"""Generalised advantage estimation, GAE(γ, λ) (Schulman et al., 2016).
+
+    .. math::
+
+        \hat A_t = \sum_{l \ge 0} (\gamma\lambda)^l \delta_{t+l}
+                 = \delta_t + \gamma\lambda\,(1 - \text{done}_t)\, \hat A_{t+1}
+
+    The sum stops at the episode's end (terminated or truncated; the truncated step's δ
+    already holds its bootstrap) and at the end of the batch. λ = 0 gives the TD residual,
+    λ = 1 the discounted return minus V. The critic's regression target is
+    :math:`\hat A_t + V(s_t)`.
+    """
+    delta = td_residual(rewards, values, next_values, terminated, gamma)
+    done = terminated | truncated
+    A = torch.empty_like(delta)
+    running = torch.zeros_like(delta[0])
+    for t in reversed(range(len(delta))):
+        running = delta[t] + gamma * lam * (~done[t]) * running
+        A[t] = running
+    return A
+
+
+def q_actor_critic(q_values: Tensor, actions: Tensor) -> Tensor:
+    r""":math:`\Psi_t = Q_w(s_t, a_t)`: the critic's action value of the action taken.
+
+    ``q_values`` is ``[T, N, n_actions]``; the critic :math:`Q_w` is trained on the TD
+    target :math:`r_t + \gamma (1 - \text{terminated}_t) Q_w(s_{t+1}, a_{t+1})`.
+    """
+    return q_values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,121 @@
+"""Collect experience from Gymnasium vector environments into a time-major batch.
+
+``Rollout(env_id, num_envs, seed).collect(policy, value_fn, T)`` steps N environments T
+times and returns a :class:`Batch` of ``[T, N]`` tensors (see :mod:`rlcourse.pg.psi` for
+what each holds).
+
+Episode boundaries. Gymnasium 1.x vector environments reset a finished sub-environment
+on the *next* step by default (``AutoresetMode.NEXT_STEP``): that step's action is
+ignored and its reward is 0, and a collector that does not know it trains on a fake
+transition across the boundary. We ask for ``AutoresetMode.SAME_STEP`` instead: the step
+that ends an episode already returns the first observation of the next one, and the
+real final observation arrives in ``info["final_obs"]``. So every stored transition
+(s_t, a_t, r_t, s_{t+1}) belongs to one episode, and ``next_obs[t]`` is the real s_{t+1},
+from which a truncated episode is bootstrapped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import Tensor
+
+
+@dataclasses.dataclass
+class Batch:
+    obs: Tensor            # [T, N, obs_dim]  s_t
+    actions: Tensor        # [T, N] (Discrete) or [T, N, act_dim] (Box)
+    logp: Tensor           # [T, N]  log π_old(a_t | s_t) at collection time
+    rewards: Tensor        # [T, N]
+    terminated: Tensor     # [T, N] bool
+    truncated: Tensor      # [T, N] bool
+    next_obs: Tensor       # [T, N, obs_dim]  the real s_{t+1} (final observation at an episode's end)
+    starts: Tensor         # [T, N] bool: s_t is the first state of its episode
+    timesteps: Tensor      # [T, N] long: t's index within its episode
+    values: Tensor | None = None       # [T, N]  V(s_t), filled by add_values
+    next_values: Tensor | None = None  # [T, N]  V(s_{t+1})
+    episode_returns: list = dataclasses.field(default_factory=list)  # episodes that ended here
+    episode_lengths: list = dataclasses.field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.rewards.numel()
+
+    @torch.no_grad()
+    def add_values(self, value_fn) -> "Batch":
+        """Fill ``values`` and ``next_values`` with one batched pass of the critic each."""
+        self.values = value_fn(self.obs)
+        self.next_values = value_fn(self.next_obs)
+        return self
+
+
+class Rollout:
+    """N copies of an environment, stepped together, that remember where they left off."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None):
+        self.envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                                 **(env_kwargs or {}))
+        self.single_action_space = self.envs.single_action_space
+        self.single_observation_space = self.envs.single_observation_space
+        self.continuous = isinstance(self.single_action_space, gym.spaces.Box)
+        obs, _ = self.envs.reset(seed=seed)
+        self.envs.action_space.seed(seed)
+        self.obs = torch.as_tensor(obs, dtype=torch.float32)
+        self.starts = torch.ones(num_envs, dtype=torch.bool)
+        self.timesteps = torch.zeros(num_envs, dtype=torch.long)
+        self.episode_return = np.zeros(num_envs)
+        self.env_steps = 0
+
+    def close(self) -> None:
+        self.envs.close()
+
+    @torch.no_grad()
+    def collect(self, policy, steps: int) -> Batch:
+        """Step every environment ``steps`` times with actions sampled from ``policy``."""
+        n = self.obs.shape[0]
+        obs = torch.empty((steps, *self.obs.shape))
+        next_obs = torch.empty_like(obs)
+        action_shape = (steps, n, *self.single_action_space.shape)
+        actions = torch.empty(action_shape, dtype=torch.float32 if self.continuous else torch.long)
+        logp = torch.empty(steps, n)
+        rewards = torch.empty(steps, n)
+        terminated = torch.empty(steps, n, dtype=torch.bool)
+        truncated = torch.empty(steps, n, dtype=torch.bool)
+        starts = torch.empty(steps, n, dtype=torch.bool)
+        timesteps = torch.empty(steps, n, dtype=torch.long)
+        finished_returns, finished_lengths = [], []
+        low, high = (self.single_action_space.low, self.single_action_space.high) if self.continuous else (None, None)
+
+        for t in range(steps):
+            dist = policy.distribution(self.obs)
+            action = dist.sample()
+            obs[t], starts[t], timesteps[t] = self.obs, self.starts, self.timesteps
+            actions[t], logp[t] = action, policy.log_prob(dist, action)
+            env_action = np.clip(action.numpy(), low, high) if self.continuous else action.numpy()
+            new_obs, reward, term, trunc, info = self.envs.step(env_action)
+            done = term | trunc
+            rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
+            terminated[t], truncated[t] = torch.as_tensor(term), torch.as_tensor(trunc)
+            real_next = new_obs
+            if done.any():
+                real_next = new_obs.copy()
+                for i in np.flatnonzero(done):
+                    real_next[i] = info["final_obs"][i]
+            next_obs[t] = torch.as_tensor(real_next, dtype=torch.float32)
+            self.episode_return += reward
+            for i in np.flatnonzero(done):
+                finished_returns.append(float(self.episode_return[i]))
+                finished_lengths.append(int(self.timesteps[i]) + 1)
+            self.episode_return[done] = 0.0
+            done_t = torch.as_tensor(done)
+            self.timesteps = torch.where(done_t, 0, self.timesteps + 1)
+            self.starts = done_t
+            self.obs = torch.as_tensor(new_obs, dtype=torch.float32)
+        self.env_steps += steps * n
+        return Batch(obs, actions, logp, rewards, terminated, truncated, next_obs, starts, timesteps,
+                     episode_returns=finished_returns, episode_lengths=finished_lengths)
