@@ -168,7 +168,7 @@ def td_residual(rewards: Tensor, values: Tensor, next_values: Tensor, terminated
 
         \delta_t = r_t + \gamma\,(1 - \text{terminated}_t)\, V(s_{t+1}) - V(s_t)
     """
-    return rewards + gamma * (~terminated) * next_values - values
+    return rewards + gamma * torch.where(terminated, 0.0, next_values) - values
 
 
 def n_step_advantage(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
@@ -220,7 +220,7 @@ def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor
     A = torch.empty_like(delta)
     running = torch.zeros_like(delta[0])
     for t in reversed(range(len(delta))):
-        running = delta[t] + gamma * lam * (~done[t]) * running
+        running = delta[t] + gamma * lam * torch.where(done[t], 0.0, running)
         A[t] = running
     return A
 
