@@ -79,7 +79,7 @@ def lesson1_frozenlake(out: Path, quick: bool) -> list[str]:
 
 def lesson1_cliff(out: Path, quick: bool) -> list[str]:
     steps = 10_000 if quick else 20_000
-    settings = dict(alpha=0.5, gamma=1.0, epsilon_start=0.1, epsilon_end=0.1)
+    settings = dict(alpha=0.2, gamma=1.0, epsilon_start=0.1, epsilon_end=0.1)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     lines = ["## Lesson 1c: the cliff — SARSA walks safe, Q-learning walks the edge", "",
              "| method | greedy path length | online return, last 200 episodes |", "|---|---|---|"]
@@ -93,7 +93,7 @@ def lesson1_cliff(out: Path, quick: bool) -> list[str]:
     ax.set_ylim(-150, 0)
     ax.set_xlabel("episode")
     ax.set_ylabel("return (mean of 20)")
-    ax.set_title("CliffWalking, ε = 0.1 fixed, α = 0.5")
+    ax.set_title("CliffWalking, ε = 0.1 fixed, α = 0.2")
     ax.legend()
     lines += [
         "",

@@ -115,4 +115,5 @@ def solution_lines(source: str, path: str = "<source>") -> list[str]:
 
 
 # Lines too common to count as a leak when they appear elsewhere.
-TRIVIAL_LINES = {"return reward", "raise NotImplementedError", "else:", "continue", "return V", "return Q"}
+TRIVIAL_LINES = {"return reward", "raise NotImplementedError", "else:", "continue", "return V", "return Q",
+                 "if terminated:"}

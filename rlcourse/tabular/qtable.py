@@ -34,16 +34,26 @@ def greedy_action(q_row, rng: np.random.Generator) -> int:
     ``q_row`` is a list of floats (the training loops keep Q as lists: plain Python is
     faster than NumPy on rows of a few numbers) or a 1-D array.
     """
+    # Hint: find the largest value, then every action that reaches it. With one best
+    # Hint: action return it; with several, draw one of them uniformly with ``rng``
+    # Hint: (``rng.random()`` is a float in [0, 1)). Return a Python int.
+    ### BEGIN SOLUTION
     best = max(q_row)
     ties = [a for a, value in enumerate(q_row) if value == best]
     return ties[0] if len(ties) == 1 else ties[int(rng.random() * len(ties))]
+    ### END SOLUTION
 
 
 def epsilon_greedy(q_row, epsilon: float, rng: np.random.Generator) -> int:
     """With probability ε a uniformly random action, otherwise a greedy one."""
+    # Hint: one draw from ``rng`` decides whether to explore (probability ε). Exploring
+    # Hint: picks any action uniformly, the greedy one included; exploiting reuses
+    # Hint: ``greedy_action``.
+    ### BEGIN SOLUTION
     if rng.random() < epsilon:
         return int(rng.random() * len(q_row))
     return greedy_action(q_row, rng)
+    ### END SOLUTION
 
 
 class QTable:

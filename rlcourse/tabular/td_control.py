@@ -68,15 +68,26 @@ class TDControlConfig:
 
 def epsilon_at(config: TDControlConfig, step: int, total_steps: int) -> float:
     """Linear ε schedule: epsilon_start → epsilon_end over exploration_fraction · total_steps."""
+    # Hint: the schedule lasts span = exploration_fraction · total_steps steps. From step
+    # Hint: ``span`` on (and always when span is 0) ε is epsilon_end; before that, ε moves
+    # Hint: in a straight line from epsilon_start (step 0) toward epsilon_end (step span).
+    ### BEGIN SOLUTION
     span = config.exploration_fraction * total_steps
     if span <= 0 or step >= span:
         return config.epsilon_end
     return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * step / span
+    ### END SOLUTION
 
 
 def td_target(config: TDControlConfig, q_next, next_action: int, reward: float,
               terminated: bool, epsilon: float) -> float:
     """The one-step target y_t of the chosen method (``q_next`` is the row Q(s_{t+1}, ·))."""
+    # Hint: a terminated step has nothing to bootstrap from. Otherwise the three methods
+    # Hint: differ only in the value of s_{t+1} they use (see the module docstring): the
+    # Hint: max of the row, the entry of ``next_action``, or its mean under the ε-greedy
+    # Hint: policy, where each action gets ε/|A| and the greedy actions share 1 − ε equally.
+    # Hint: return a Python float.
+    ### BEGIN SOLUTION
     if terminated:
         return reward
     if config.method == "q-learning":
@@ -89,6 +100,7 @@ def td_target(config: TDControlConfig, q_next, next_action: int, reward: float,
         bootstrap = sum(value * (epsilon / len(q_next) + (1 - epsilon) * (value == best) / ties)
                         for value in q_next)
     return reward + config.gamma * float(bootstrap)
+    ### END SOLUTION
 
 
 def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None = None, *,
@@ -124,10 +136,15 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
             next_obs, reward, terminated, truncated, _ = env.step(action)
             epsilon = epsilon_at(config, step, steps)
             next_action = epsilon_greedy(q[next_obs], epsilon, rng) if sarsa else -1
+            # Hint: the TD error is y_t − Q(s_t, a_t), with y_t from ``td_target`` (an episode
+            # Hint: cut by the step limit, ``truncated``, still bootstraps); then move
+            # Hint: Q(s_t, a_t) by α times it. Q is the list of lists ``q[state][action]``.
+            ### BEGIN SOLUTION
             td_error = td_target(config, q[next_obs], next_action, reward, terminated, epsilon) - q[obs][action]
+            q[obs][action] += alpha * td_error
+            ### END SOLUTION
             if not math.isfinite(td_error):
                 raise NonFiniteError("TD error", step, last_checkpoint)
-            q[obs][action] += alpha * td_error
             episode_return += reward
             episode_length += 1
             abs_td += abs(td_error)
