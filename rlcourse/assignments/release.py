@@ -34,6 +34,7 @@ LESSON_OF_MODULE = {
     "rlcourse/pg/objective.py": 4,
     "rlcourse/pg/psi.py": 4,
     "rlcourse/pg/reinforce.py": 4,
+    "rlcourse/pg/imitation.py": 4,
 }
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
                                 ".ipynb_checkpoints", ".jupyter_cache")
