@@ -68,6 +68,10 @@ def reward_to_go(rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: 
     batch is bootstrapped there: :math:`G_t = r_t + \gamma V(s_{t+1})` at the cut.
     Without it, the cut counts as the end of the episode.
     """
+    # Hint: walk backwards, G_t = r_t + γ·(what follows step t): G_{t+1} inside an episode, 0 after
+    # Hint: a terminal step, next_values[t] after a cut (time limit or the batch's last step) when a
+    # Hint: critic is given, else 0. torch.where handles a whole row of N environments at once.
+    ### BEGIN SOLUTION
     G = torch.empty_like(rewards)
     future = torch.zeros_like(rewards[0]) if next_values is None else next_values[-1]
     for t in reversed(range(len(rewards))):
@@ -78,6 +82,7 @@ def reward_to_go(rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: 
         G[t] = rewards[t] + gamma * future
         future = G[t]
     return G
+    ### END SOLUTION
 
 
 def total_return(rewards: Tensor, terminated: Tensor, truncated: Tensor, starts: Tensor,
@@ -104,7 +109,10 @@ def _mean(x: Tensor, mask: Tensor | None) -> Tensor:
 
 def constant_baseline(G: Tensor, mask: Tensor | None = None) -> Tensor:
     r""":math:`\Psi_t = G_t - \bar G`, with :math:`\bar G` the batch mean of G over ``mask``."""
+    # Hint: one number, the mean of G (over the masked entries only when mask is given).
+    ### BEGIN SOLUTION
     return G - _mean(G, mask)
+    ### END SOLUTION
 
 
 def running_baseline(G: Tensor, rho: float | None, beta: float = 0.9,
@@ -119,10 +127,14 @@ def running_baseline(G: Tensor, rho: float | None, beta: float = 0.9,
     on the samples it weighs and the estimate stays unbiased. The first call
     (``rho=None``) starts the average at this batch's mean.
     """
+    # Hint: Ψ uses rho as it was before this batch; then fold the batch mean of G into it.
+    # Hint: the first call (rho is None) uses this batch's mean for both.
+    ### BEGIN SOLUTION
     batch_mean = float(_mean(G, mask))
     if rho is None:
         return G - batch_mean, batch_mean
     return G - rho, beta * rho + (1 - beta) * batch_mean
+    ### END SOLUTION
 
 
 def time_baseline(G: Tensor, timesteps: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -132,17 +144,24 @@ def time_baseline(G: Tensor, timesteps: Tensor, mask: Tensor | None = None) -> T
 
         \Psi_t = G_t - b_{k(t)}, \qquad b_k = \operatorname{mean}\{G_{t'} : k(t') = k\}
     """
+    # Hint: b_k is the mean of the (masked) G whose timestep is k; index_add_ sums by timestep,
+    # Hint: or loop over the distinct timesteps. Then subtract b at each entry's own timestep.
+    ### BEGIN SOLUTION
     keep = torch.ones_like(G, dtype=torch.bool) if mask is None else mask
     size = int(timesteps.max()) + 1
     sums = torch.zeros(size, dtype=G.dtype).index_add_(0, timesteps[keep], G[keep])
     counts = torch.zeros(size, dtype=G.dtype).index_add_(0, timesteps[keep], torch.ones_like(G[keep]))
     b = sums / counts.clamp(min=1)
     return G - b[timesteps]
+    ### END SOLUTION
 
 
 def value_baseline(G: Tensor, values: Tensor) -> Tensor:
     r""":math:`\Psi_t = G_t - V(s_t)`: the learned state value as the baseline."""
+    # Hint: a one-liner.
+    ### BEGIN SOLUTION
     return G - values
+    ### END SOLUTION
 
 
 def min_variance_baseline(G: Tensor, grad_sq_norms: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -156,8 +175,12 @@ def min_variance_baseline(G: Tensor, grad_sq_norms: Tensor, mask: Tensor | None 
     estimated on the batch; ``grad_sq_norms[t]`` is the squared norm of the score
     :math:`\nabla_\theta \log \pi_\theta(a_t \mid s_t)` of each sample.
     """
+    # Hint: b* is one number: the batch mean of ‖∇ log π‖²·G divided by that of ‖∇ log π‖²
+    # Hint: (over the masked entries), guarded against a zero denominator.
+    ### BEGIN SOLUTION
     w, g = (grad_sq_norms, G) if mask is None else (grad_sq_norms[mask], G[mask])
     return G - (w * g).sum() / w.sum().clamp(min=1e-12)
+    ### END SOLUTION
 
 
 def td_residual(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
@@ -168,7 +191,10 @@ def td_residual(rewards: Tensor, values: Tensor, next_values: Tensor, terminated
 
         \delta_t = r_t + \gamma\,(1 - \text{terminated}_t)\, V(s_{t+1}) - V(s_t)
     """
+    # Hint: element-wise over [T, N]; a terminated step has no V(s_{t+1}).
+    ### BEGIN SOLUTION
     return rewards + gamma * torch.where(terminated, 0.0, next_values) - values
+    ### END SOLUTION
 
 
 def n_step_advantage(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
@@ -182,6 +208,10 @@ def n_step_advantage(rewards: Tensor, values: Tensor, next_values: Tensor, termi
     with :math:`m \le n` shortened where the episode or the batch ends first; a terminal
     end contributes no :math:`V`, a truncated one or the batch end its ``next_values``.
     """
+    # Hint: for each t, add γ^k r_{t+k} for k = 0, 1, … and stop after n steps, at the end
+    # Hint: of the episode or at the end of the batch, whichever comes first. Add γ^m times
+    # Hint: next_values of the last step summed unless that step terminated; subtract V(s_t).
+    ### BEGIN SOLUTION
     T = len(rewards)
     A = torch.empty_like(rewards)
     for t in range(T):
@@ -199,6 +229,7 @@ def n_step_advantage(rewards: Tensor, values: Tensor, next_values: Tensor, termi
             open_ = open_ & ~stop
         A[t] = G + discount * bootstrap - values[t]
     return A
+    ### END SOLUTION
 
 
 def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
@@ -215,6 +246,9 @@ def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor
     λ = 1 the discounted return minus V. The critic's regression target is
     :math:`\hat A_t + V(s_t)`.
     """
+    # Hint: compute δ_t, then walk backwards: Â_t = δ_t + γλ Â_{t+1}, restarting the sum
+    # Hint: (Â_{t+1} = 0) after a step that ended its episode and at the end of the batch.
+    ### BEGIN SOLUTION
     delta = td_residual(rewards, values, next_values, terminated, gamma)
     done = terminated | truncated
     A = torch.empty_like(delta)
@@ -223,6 +257,7 @@ def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor
         running = delta[t] + gamma * lam * torch.where(done[t], 0.0, running)
         A[t] = running
     return A
+    ### END SOLUTION
 
 
 def q_actor_critic(q_values: Tensor, actions: Tensor) -> Tensor:
