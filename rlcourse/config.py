@@ -61,6 +61,10 @@ def _parse(text: str, kind, name: str):
         if text.lower() in ("none", "null"):
             return None
         kind = options[0]
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        parts = [part for part in text.replace("(", "").replace(")", "").split(",") if part.strip()]
+        return tuple(_parse(part.strip(), item, name) for part in parts)
     if kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True

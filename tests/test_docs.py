@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py") if not p.name.startswith("_"))
-LESSON_PAGES = ["lessons/01_tabular_control.html", "lessons/02_evaluation_planning.html"]
+LESSON_PAGES = ["lessons/01_tabular_control.html", "lessons/02_evaluation_planning.html",
+                "lessons/04_policy_gradients.html"]
 
 SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", re.IGNORECASE)
 REMOTE = re.compile(r"^(https?:)?//", re.IGNORECASE)
@@ -82,3 +83,6 @@ def test_lesson_pages_show_the_package_code(site):
     for name in ("model_arrays", "exact_evaluation", "mc_evaluation", "td0_evaluation",
                  "q_from_v", "value_iteration", "policy_iteration"):
         assert f"def {name}(" in lesson2, f"lesson 2 does not show {name}"
+    lesson4 = visible_text(site / LESSON_PAGES[2])
+    for name in ("reward_to_go", "gae", "policy_gradient_loss", "negative_log_likelihood"):
+        assert f"def {name}(" in lesson4, f"lesson 4 does not show {name}"

@@ -37,6 +37,7 @@ SMALL_BUDGETS = {
     "02_policy_evaluation": dict(
         EPISODES=20, RUNS=2,
     ),
+    "04_policy_gradients": dict(VARIANCE_SAMPLES=2_000, CARTPOLE_STEPS=8_000, PENDULUM_STEPS=1_600, EVAL_EPISODES=2, BC_SAMPLE_SIZES=[50, 500], BC_SEEDS=1, BC_EVAL_EPISODES=2),
 }
 
 

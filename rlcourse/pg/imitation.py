@@ -305,5 +305,5 @@ class LinearController:
 
 def cartpole_controller() -> LinearController:
     """An expert for CartPole-v1 that needs no training: return 500 (the maximum) from
-    every start we tried (reset seeds 0–199), keeping |x| < 0.16 and |θ| < 0.051 rad."""
+    every start we tried (reset seeds 0–199), keeping abs(x) < 0.16 and abs(θ) < 0.051 rad."""
     return LinearController()

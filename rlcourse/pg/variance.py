@@ -65,7 +65,7 @@ from rlcourse.pg import psi as psi_fns
 
 @dataclasses.dataclass(frozen=True)
 class MDP:
-    """A finite-horizon MDP: s_0 ~ d0, then H steps of a_t ~ π(·|s_t), s_{t+1} ~ P[s_t, a_t],
+    """A finite-horizon MDP: s_0 ~ d0, then H steps of a_t ~ π(·∣s_t), s_{t+1} ~ P[s_t, a_t],
     reward R[s_t, a_t, s_{t+1}] (random given (s, a), since it depends on where you land)."""
 
     P: np.ndarray      # [S, A, S] transition probabilities
@@ -176,7 +176,7 @@ def expected_return(mdp: MDP, theta: np.ndarray) -> float:
 
 
 def scores(mdp: MDP, theta: np.ndarray, traj: Trajectories) -> np.ndarray:
-    """∇_θ log π(a_t | s_t) = e_{s_t, a_t} − π(·|s_t) in row s_t: [H, N, S, A]."""
+    """∇_θ log π(a_t ∣ s_t) = e_{s_t, a_t} − π(·∣s_t) in row s_t: [H, N, S, A]."""
     pi = softmax_policy(theta)
     row = np.eye(mdp.n_states)[traj.states[:-1]]                   # [H, N, S]
     diff = np.eye(mdp.n_actions)[traj.actions] - pi[traj.states[:-1]]  # [H, N, A]
@@ -191,8 +191,8 @@ def exact_gradient(mdp: MDP, theta: np.ndarray) -> np.ndarray:
 
 
 def exact_values(mdp: MDP, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """V[t, s] = E[G_t | s_t = s] ([H+1, S], V[H] = 0) and Q[t, s, a] ([H, S, A]) by backward
-    induction: Q_t(s, a) = Σ_{s'} P(s'|s, a) (R(s, a, s') + γ V_{t+1}(s')), V_t = Σ_a π Q_t."""
+    """V[t, s] = E[G_t ∣ s_t = s] ([H+1, S], V[H] = 0) and Q[t, s, a] ([H, S, A]) by backward
+    induction: Q_t(s, a) = Σ_{s'} P(s'∣s, a) (R(s, a, s') + γ V_{t+1}(s')), V_t = Σ_a π Q_t."""
     pi = softmax_policy(theta)
     V = np.zeros((mdp.H + 1, mdp.n_states))
     Q = np.zeros((mdp.H, mdp.n_states, mdp.n_actions))
