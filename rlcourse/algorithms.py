@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from rlcourse.pg import reinforce
+from rlcourse.pg.policies import load_module
 from rlcourse.tabular import td_control
 from rlcourse.tabular.qtable import QTable
 
@@ -28,4 +30,5 @@ ALGORITHMS = {
     "expected-sarsa": Algorithm(td_control.TDControlConfig,
                                 td_control.TDControlConfig(method="expected-sarsa"),
                                 td_control.train, QTable.load),
+    "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_module),
 }

@@ -67,10 +67,12 @@ def cmd_train(args) -> int:
         print(f"rlcourse: {err}", file=sys.stderr)
         return TRAINING_FAILED
     result.save(out)
-    last = result.log.tail(100)
+    log = result.log
+    episodes = int(log["episodes"].sum()) if "episodes" in log else len(log)
+    returns = log["return"].dropna()
     summary = {"out": str(out), "status": result.status, "env_steps": result.steps,
-               "episodes": len(result.log),
-               "mean_return_last_100": float(last["return"].mean()) if len(last) else None,
+               "episodes": episodes,
+               "last_return": float(returns.iloc[-1]) if len(returns) else None,
                "steps_per_second": round(result.timing["steps_per_second"], 1)}
     print(json.dumps(summary))
     if result.status == "interrupted":
@@ -154,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train an algorithm and save the run")
-    train.add_argument("algo", help="q-learning, sarsa or expected-sarsa")
+    train.add_argument("algo", help="q-learning, sarsa, expected-sarsa or reinforce")
     train.add_argument("--env", required=True, help="a Gymnasium id, e.g. rlcourse/Corridor-v0")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=int, default=10_000, help="environment steps")

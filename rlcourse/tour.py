@@ -167,8 +167,42 @@ def lesson2_planning(out: Path, quick: bool) -> list[str]:
     ]
 
 
+def lesson4_variance(out: Path, quick: bool) -> list[str]:
+    from rlcourse.pg.variance import variance_table
+
+    table = variance_table(samples=2000 if quick else 20_000)
+    lines = ["## Lesson 4a: the variance of the policy-gradient estimators", "",
+             "A small MDP whose exact gradient comes from enumerating every trajectory. All "
+             "estimators are unbiased; their variance (trace of the covariance of one "
+             "trajectory's estimate) is what differs:", "",
+             "| Ψ_t | bias norm | noise norm | variance | exact variance |", "|---|---|---|---|---|"]
+    for row in table.itertuples():
+        lines.append(f"| {row.estimator} | {row.bias_norm:.3f} | {row.stderr_norm:.3f} | "
+                     f"{row.total_variance:.2f} | {row.exact_variance:.2f} |")
+    return lines + [""]
+
+
+def lesson4_reinforce(out: Path, quick: bool) -> list[str]:
+    import torch
+
+    torch.set_num_threads(1)
+    steps = 20_000 if quick else 100_000
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    lines = ["## Lesson 4b: REINFORCE on CartPole-v1", "",
+             f"{steps:,} environment steps per run, seed 0.", "",
+             "| Ψ_t | greedy return (10 episodes) |", "|---|---|"]
+    for psi in ("total-return", "reward-to-go", "value-baseline"):
+        result = rlcourse.train("reinforce", "CartPole-v1", steps=steps, seed=0, psi=psi)
+        result.plot(ax=ax, window=5, label=psi)
+        lines.append(f"| {psi} | {evaluate(result, episodes=10)['mean_return']:.0f} |")
+    ax.set_title("REINFORCE on CartPole-v1")
+    return lines + ["", "Subtracting a baseline and keeping only the rewards that follow an "
+                    "action lower the variance, and the agent learns faster.", "",
+                    f"![REINFORCE curves]({_savefig(fig, out, 'reinforce_curves.png')})", ""]
+
+
 LESSONS = [lesson1_corridor, lesson1_frozenlake, lesson1_cliff, lesson2_evaluation,
-           lesson2_planning]
+           lesson2_planning, lesson4_variance, lesson4_reinforce]
 
 
 def run_tour(out: Path, quick: bool = False, progress: bool = True) -> Path:

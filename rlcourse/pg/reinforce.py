@@ -1,0 +1,306 @@
+r"""REINFORCE: the policy gradient with a choice of weight Ψ_t (lesson 4).
+
+The estimator (Williams, 1992), with Ψ_t from :mod:`rlcourse.pg.psi`:
+
+.. math::
+
+    \nabla_\theta J(\theta) \approx \frac{1}{|B|} \sum_{(t,i) \in B}
+        \nabla_\theta \log \pi_\theta(a_t \mid s_t)\, \Psi_t
+
+``psi`` picks the weight. :math:`G_t = \sum_{t' \ge t} \gamma^{t'-t} r_{t'}` is the reward
+to go, and every baseline b is subtracted from it:
+
+=========================  =======================================================================================
+``psi``                    :math:`\Psi_t`
+=========================  =======================================================================================
+total-return               :math:`R(\tau)`, the same for every step of the episode
+reward-to-go               :math:`G_t`
+constant-baseline          :math:`G_t - \bar G`, the mean over the batch
+running-baseline           :math:`G_t - \hat\rho`, with
+                           :math:`\hat\rho \leftarrow \beta\hat\rho + (1-\beta)\bar G`
+time-baseline              :math:`G_t - b_k`, the mean G at step k of an episode
+min-variance-baseline      :math:`G_t - b^*`, :math:`b^* = E[\lVert\nabla\log\pi\rVert^2 G] / E[\lVert\nabla\log\pi\rVert^2]`
+value-baseline (default)   :math:`G_t - V_\phi(s_t)`, V fitted to G by regression
+=========================  =======================================================================================
+
+Without a critic, :math:`G_t` is known only for an episode that starts and ends inside the
+batch (:func:`~rlcourse.pg.psi.complete_episodes`); the other steps are left out, so
+``steps_per_env`` must hold whole episodes, about twice the longest (CartPole's last 500
+steps). With the critic, an episode cut by the time limit or by the end of the batch is
+bootstrapped there, :math:`G_t = r_t + \gamma V_\phi(s_{t+1})`, and every step counts.
+
+``normalize_advantages`` divides Ψ by its root mean square over the batch,
+:math:`\sqrt{\operatorname{mean} \Psi^2}`, so that every batch takes a step of the same
+scale however large the returns are. It does not subtract the mean, as the usual
+:math:`(\Psi - \bar\Psi) / \sigma` would: that would be a constant baseline, and which
+baseline is used is the choice ``psi`` makes.
+
+Pseudocode::
+
+    for iteration k = 1, …, K:
+        collect T steps in each of N environments with π_θ            (Rollout.collect)
+        Ψ ← psi(batch)                                                 (rlcourse.pg.psi)
+        α_k ← α (1 − (k−1)/K)                                          (if anneal_lr)
+        θ ← θ − α_k ∇θ [ −mean(log π_θ(a_t|s_t) Ψ_t) − c_H H(π_θ) ]    (policy_gradient_loss)
+        if psi = value-baseline:
+            for each of value_epochs, for each minibatch:
+                φ ← φ − β_k ∇φ mean (V_φ(s_t) − G_t)²
+
+The steps are Adam's, with the policy gradient's norm clipped to ``max_grad_norm``. One
+gradient step per batch: after it the batch was drawn by an older policy, and reusing it
+would need the importance ratio of lesson 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from torch.nn import functional as F
+
+from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.pg import psi as psi_fns
+from rlcourse.pg.objective import policy_gradient_loss
+from rlcourse.pg.policies import ValueFunction, make_policy
+from rlcourse.pg.rollout import Rollout
+from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
+
+PSI = ("value-baseline", "reward-to-go", "total-return", "constant-baseline", "running-baseline",
+       "time-baseline", "min-variance-baseline")
+LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "loss", "value_loss",
+               "entropy", "explained_variance", "grad_norm", "psi_mean", "psi_std"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig:
+    psi: str = "value-baseline"
+    gamma: float = 0.99               # discount γ
+    lr: float = 5e-3                  # policy step size α (Adam)
+    anneal_lr: bool = True            # both step sizes fall linearly to 0 over the run
+    num_envs: int = 4                 # N environments stepped together
+    steps_per_env: int = 1000         # T steps of each per iteration
+    hidden: tuple[int, ...] = (64, 64)
+    value_lr: float = 1e-3            # critic step size β (Adam), value-baseline only
+    value_epochs: int = 10            # passes over the batch to fit V
+    value_minibatches: int = 8        # minibatches per pass
+    running_beta: float = 0.9         # β of the running-average baseline
+    normalize_advantages: bool = True  # divide Ψ by its batch root mean square
+    max_grad_norm: float = 0.5        # clip the policy gradient's norm
+    entropy_coef: float = 0.0         # c_H, weight of the entropy bonus
+    log_std_init: float = 0.0         # Gaussian policies: initial log σ
+
+    def __post_init__(self):
+        check_choice(self, "psi", PSI)
+        check_range(self, "gamma", 0, 1)
+        check_range(self, "lr", 0, None, low_open=True)
+        check_choice(self, "anneal_lr", (True, False))
+        check_range(self, "num_envs", 1, integer=True)
+        check_range(self, "steps_per_env", 1, integer=True)
+        if not isinstance(self.hidden, tuple) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
+            raise ConfigError(f"ReinforceConfig.hidden = {self.hidden!r} must be a tuple of layer "
+                              f"sizes, each an integer >= 1, e.g. (64, 64)")
+        check_range(self, "value_lr", 0, None, low_open=True)
+        check_range(self, "value_epochs", 1, integer=True)
+        check_range(self, "value_minibatches", 1, integer=True)
+        check_range(self, "running_beta", 0, 1)
+        check_choice(self, "normalize_advantages", (True, False))
+        check_range(self, "max_grad_norm", 0, None, low_open=True)
+        check_range(self, "entropy_coef", 0, None)
+        check_range(self, "log_std_init")
+
+
+class _LogProb(nn.Module):
+    """log π(a | s) as a forward pass, so that torch.func can swap in the parameters."""
+
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs, actions):
+        return self.policy.log_prob(self.policy.distribution(obs), actions)
+
+
+def score_sq_norms(policy: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    r""":math:`\lVert\nabla_\theta \log\pi_\theta(a_i \mid s_i)\rVert^2` for each sample i.
+
+    One gradient per sample, ``vmap`` of ``grad`` over the batch (torch.func).
+    """
+    module = _LogProb(policy)
+    params = {name: p.detach() for name, p in module.named_parameters()}
+
+    def logp(params, o, a):
+        return functional_call(module, params, (o[None], a[None])).sum()
+
+    grads = vmap(grad(logp), in_dims=(None, 0, 0), chunk_size=1024)(params, obs, actions)
+    return sum(g.pow(2).flatten(1).sum(1) for g in grads.values())
+
+
+def compute_psi(config: ReinforceConfig, batch, policy, rho: float | None):
+    """Ψ for the batch; return (Ψ, G it is built on, mask of steps that count, new ρ̂)."""
+    b, gamma = batch, config.gamma
+    if config.psi == "value-baseline":
+        G = psi_fns.reward_to_go(b.rewards, b.terminated, b.truncated, gamma, b.next_values)
+        return psi_fns.value_baseline(G, b.values), G, None, rho
+    mask = psi_fns.complete_episodes(b.starts, b.terminated, b.truncated)
+    if config.psi == "total-return":
+        G = psi_fns.total_return(b.rewards, b.terminated, b.truncated, b.starts, gamma)
+        return G, G, mask, rho
+    G = psi_fns.reward_to_go(b.rewards, b.terminated, b.truncated, gamma)
+    if not mask.any():  # no whole episode in the batch: nothing to weigh, no baseline to fold
+        return G, G, mask, rho
+    if config.psi == "reward-to-go":
+        return G, G, mask, rho
+    if config.psi == "constant-baseline":
+        return psi_fns.constant_baseline(G, mask), G, mask, rho
+    if config.psi == "running-baseline":
+        psi, rho = psi_fns.running_baseline(G, rho, config.running_beta, mask)
+        return psi, G, mask, rho
+    if config.psi == "time-baseline":
+        return psi_fns.time_baseline(G, b.timesteps, mask), G, mask, rho
+    norms = torch.zeros_like(G)
+    norms[mask] = score_sq_norms(policy, b.obs[mask], b.actions[mask])
+    return psi_fns.min_variance_baseline(G, norms, mask), G, mask, rho
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x.flatten() if mask is None else x[mask]
+
+
+def explained_variance(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """1 − Var(target − prediction) / Var(target): the share of G's variance the baseline explains."""
+    var = target.var(correction=0)
+    return float("nan") if var == 0 else float(1 - (target - prediction).var(correction=0) / var)
+
+
+def fit_value(critic: nn.Module, optimizer, obs: torch.Tensor, targets: torch.Tensor,
+              config: ReinforceConfig, rng: np.random.Generator) -> float:
+    """Regress V_φ(s_t) on G_t: value_epochs passes of value_minibatches Adam steps; mean loss."""
+    losses = []
+    minibatches = min(config.value_minibatches, len(targets))
+    for _ in range(config.value_epochs):
+        for idx in np.array_split(rng.permutation(len(targets)), minibatches):
+            idx = torch.as_tensor(idx)
+            loss = F.mse_loss(critic(obs[idx]), targets[idx])
+            if not torch.isfinite(loss):
+                return float("nan")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    return float(np.mean(losses))
+
+
+def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
+          steps: int = 300_000, seed: int = 0, out: str | Path | None = None,
+          progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 50_000) -> Result:
+    """Run REINFORCE for ``steps`` environment steps; return a Result holding the policy.
+
+    Each iteration collects ``num_envs × steps_per_env`` steps (the last one fewer, so the
+    run stops within ``num_envs − 1`` steps of ``steps``). The log has one row per
+    iteration (columns ``LOG_COLUMNS``): ``return`` and ``length`` are means over the
+    episodes that ended in it (NaN if none did); ``loss`` is the policy loss and
+    ``grad_norm`` the policy gradient's norm before clipping (NaN when no whole episode
+    was there to weigh); ``value_loss`` is NaN without a critic; ``explained_variance`` is
+    1 − Var(G − b)/Var(G) for the baseline b = G − Ψ; ``psi_mean``/``psi_std`` describe Ψ
+    before normalisation. With ``out`` set, the policy, critic, optimisers and random
+    states are checkpointed there every ``checkpoint_every`` env steps.
+    """
+    config = config or ReinforceConfig()
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
+    rng = seed_everything(seed)
+    probe = gym.make(env_id, **(env_kwargs or {}))  # check the spaces before the vector env starts
+    probe.close()
+    policy = make_policy("reinforce", probe.observation_space, probe.action_space, config.hidden,
+                         config.log_std_init)
+    rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    critic = value_optimizer = None
+    if config.psi == "value-baseline":
+        critic = ValueFunction(probe.observation_space.shape[0], config.hidden)
+        value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr)
+
+    # Tiny networks: torch's intra-op threads only wait on each other, and on a busy machine
+    # (two test workers on two cores) they make each step many times slower. One thread also
+    # keeps the log bit for bit the same on machines with different core counts.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    n = config.num_envs
+    iterations = math.ceil(steps / (n * config.steps_per_env))
+    rows, rho, last_checkpoint, status = [], None, None, "finished"
+    next_checkpoint = checkpoint_every
+    bar = progress_bar(steps, "reinforce", progress)
+    start = time.perf_counter()
+    try:
+        for iteration in range(1, iterations + 1):
+            frac = 1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0
+            optimizer.param_groups[0]["lr"] = frac * config.lr
+            T = min(config.steps_per_env, math.ceil((steps - rollout.env_steps) / n))
+            batch = rollout.collect(policy, T)
+            if critic is not None:
+                batch.add_values(critic)
+            psi, G, mask, rho = compute_psi(config, batch, policy, rho)
+
+            loss = entropy = grad_norm = psi_mean = psi_std = ev = float("nan")
+            if mask is None or mask.any():
+                raw = _masked(psi, mask)
+                psi_mean, psi_std = float(raw.mean()), float(raw.std(correction=0))
+                ev = explained_variance(_masked(G - psi, mask), _masked(G, mask))
+                if config.normalize_advantages:
+                    psi = psi / (raw.pow(2).mean().sqrt() + 1e-8)
+                dist = policy.distribution(batch.obs)
+                logp = policy.log_prob(dist, batch.actions)
+                ent = dist.entropy()
+                ent = ent.sum(-1) if ent.dim() > logp.dim() else ent  # Gaussian: sum over dimensions
+                ent = _masked(ent, mask).mean()
+                total = policy_gradient_loss(logp, psi, mask) - config.entropy_coef * ent
+                if not torch.isfinite(total):
+                    raise NonFiniteError("policy loss", rollout.env_steps, last_checkpoint)
+                optimizer.zero_grad()
+                total.backward()
+                grad_norm = float(nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm))
+                optimizer.step()
+                loss, entropy = float(total.detach()), float(ent.detach())
+
+            value_loss = float("nan")
+            if critic is not None:
+                value_optimizer.param_groups[0]["lr"] = frac * config.value_lr
+                value_loss = fit_value(critic, value_optimizer, batch.obs.flatten(0, 1), G.flatten(),
+                                       config, rng)
+                if not math.isfinite(value_loss):
+                    raise NonFiniteError("value loss", rollout.env_steps, last_checkpoint)
+
+            returns, lengths = batch.episode_returns, batch.episode_lengths
+            rows.append((iteration, rollout.env_steps, float(np.mean(returns)) if returns else float("nan"),
+                         len(returns), float(np.mean(lengths)) if lengths else float("nan"), loss,
+                         value_loss, entropy, ev, grad_norm, psi_mean, psi_std))
+            bar.update(batch.size)
+            if out is not None and rollout.env_steps >= next_checkpoint:
+                last_checkpoint = save_checkpoint(out, {
+                    "env_steps": rollout.env_steps, "iteration": iteration, "rows": list(rows), "rho": rho,
+                    "policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                    "critic": None if critic is None else critic.state_dict(),
+                    "value_optimizer": None if critic is None else value_optimizer.state_dict(),
+                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
+                next_checkpoint = (rollout.env_steps // checkpoint_every + 1) * checkpoint_every
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        bar.close()
+        rollout.close()
+        torch.set_num_threads(threads)
+    elapsed = time.perf_counter() - start
+    return Result(algo="reinforce", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
+                  policy=policy, log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
+                  steps=rollout.env_steps, status=status,
+                  timing={"seconds": elapsed, "steps_per_second": rollout.env_steps / max(elapsed, 1e-9)})

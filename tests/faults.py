@@ -1,0 +1,21 @@
+"""An environment wrapper that misbehaves on purpose, for the tests of the failure paths."""
+
+import gymnasium as gym
+
+
+class FaultyReward(gym.Wrapper):
+    """At the ``at``-th step of this copy (counted across episodes) the reward is NaN, or
+    the step raises KeyboardInterrupt as if the user pressed Ctrl-C."""
+
+    def __init__(self, env, at: int, fault: str):
+        super().__init__(env)
+        self.at, self.fault, self.count = at, fault, 0
+
+    def step(self, action):
+        self.count += 1
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.count == self.at:
+            if self.fault == "interrupt":
+                raise KeyboardInterrupt
+            reward = float("nan")
+        return obs, reward, terminated, truncated, info
