@@ -1,0 +1,1 @@
+"""Lesson 3: value-function approximation, from linear features to DQN."""
