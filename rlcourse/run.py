@@ -155,9 +155,12 @@ class Result:
         plt.close(fig)
         return directory
 
-    def plot(self, ax=None, column: str = "return", x: str = "env_steps", window: int = 50,
+    def plot(self, ax=None, column: str = "return", x: str = "env_steps", window: int | None = None,
              label: str | None = None):
         """Plot a log column against ``x`` with its moving average; return the figure.
+
+        ``window`` (rows averaged) defaults to a tenth of the log, between 1 and 50: 50
+        episodes for a tabular run, a few iterations for a deep one.
 
         Alone (``ax=None``) it draws the raw curve faintly and the average boldly; given an
         ``ax`` it adds only the average, labelled ``label`` (default: the algorithm), so
@@ -172,6 +175,7 @@ class Result:
         if column not in self.log or x not in self.log:
             raise ValueError(f"the log has no column {column if column not in self.log else x!r}; "
                              f"its columns are {', '.join(self.log.columns)}")
+        window = window or max(1, min(50, len(self.log) // 10))
         xs, ys = self.log[x], self.log[column]
         smooth = ys.rolling(window, min_periods=1).mean()
         if alone:
