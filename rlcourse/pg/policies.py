@@ -121,7 +121,14 @@ def make_policy(algo: str, observation_space, action_space, hidden: tuple[int, .
     raise UnsupportedSpaceError(f"{algo} supports Discrete and flat Box action spaces, got {action_space}")
 
 
-KINDS = {"categorical": CategoricalPolicy, "gaussian": GaussianPolicy, "value": ValueFunction}
+def _q_policy(**spec) -> nn.Module:
+    from rlcourse.value.dqn import QPolicy  # imported late: rlcourse.value imports this module
+
+    return QPolicy(**spec)
+
+
+KINDS = {"categorical": CategoricalPolicy, "gaussian": GaussianPolicy, "value": ValueFunction,
+         "q": _q_policy}
 
 
 def save_module(module: nn.Module, directory: str | Path, name: str = "policy") -> None:

@@ -1,0 +1,276 @@
+r"""Deep Q-learning (DQN, Mnih et al. 2015) with experience replay and a target network (lesson 3).
+
+DQN fits a network :math:`Q_\theta(s, a)` to the one-step Q-learning target. Two devices
+keep the regression stable: a *replay buffer* :math:`\mathcal{D}` of past transitions,
+sampled uniformly so the minibatches are close to independent, and a *target network*
+:math:`Q_{\bar\theta}`, a lagging copy of :math:`Q_\theta` that the target is computed with,
+so it does not move with every gradient step. For a minibatch :math:`B \subset \mathcal{D}`:
+
+.. math::
+
+    y_i = r_i + \gamma\,(1 - \text{terminated}_i)\,\max_{a'} Q_{\bar\theta}(s'_i, a')
+
+    L(\theta) = \frac{1}{|B|} \sum_{i \in B} \ell\big(Q_\theta(s_i, a_i) - y_i\big)
+
+with :math:`\ell` the Huber loss (δ = 1) or the square. Only ``terminated`` stops the
+bootstrap: a transition cut by the time limit (``truncated``) still bootstraps from the
+real next observation (``info["final_obs"]`` of a ``SAME_STEP`` vector env). Double DQN
+(``double=True``) evaluates the online network's choice with the target network,
+:math:`y_i = r_i + \gamma (1 - \text{terminated}_i) Q_{\bar\theta}(s'_i, \arg\max_{a'} Q_\theta(s'_i, a'))`;
+``dueling=True`` uses the head :math:`Q = V + A - \operatorname{mean}_a A`
+(:mod:`rlcourse.value.dqn_targets` has both). The target network follows by
+:math:`\bar\theta \leftarrow \tau\theta + (1 - \tau)\bar\theta` every
+``target_update_interval`` env steps; τ = 1 is the hard copy of the paper.
+
+Behaviour is ε-greedy, with ε falling linearly from ``exploration_initial_eps`` to
+``exploration_final_eps`` over the first ``exploration_fraction`` of the run.
+
+Pseudocode (N environments stepped together; one *round* is ``train_freq`` vector steps)::
+
+    initialise Q_θ, θ̄ ← θ, empty buffer D of capacity buffer_size
+    repeat until `steps` env steps:
+        for train_freq vector steps:
+            ε ← linear schedule(env steps)
+            a ← random action with probability ε, else argmax_a Q_θ(s, a)     (per env)
+            step the envs; store (s, a, r, s'_real, terminated, truncated) in D
+            every target_update_interval env steps: θ̄ ← τθ + (1 − τ)θ̄
+        if env steps > learning_starts:
+            for gradient_steps:
+                B ← uniform minibatch of batch_size from D                   (dqn_update)
+                θ ← θ − α ∇θ L(θ), gradient norm clipped to max_grad_norm   (Adam)
+        log one row
+
+The flags ``use_target_network=False`` (the target uses :math:`Q_\theta` itself) and
+``use_replay=False`` (D holds only the latest ``batch_size`` transitions, so every update
+sees the same recent, correlated batch) switch the two devices off, for the notebook's
+demonstration of divergence.
+
+The defaults are the RL Zoo's hyperparameters for DQN on CartPole-v1
+(rl-baselines3-zoo, ``hyperparams/dqn.yml``): lr 2.3e-3, batch 64, buffer 100,000,
+learning_starts 1,000, γ 0.99, target_update_interval 10, train_freq 256, gradient_steps
+128, exploration_fraction 0.16, exploration_final_eps 0.04, net_arch [256, 256].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import nn
+
+from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.pg.policies import save_module
+from rlcourse.run import (NonFiniteError, Result, UnsupportedSpaceError, progress_bar, save_checkpoint,
+                          seed_everything)
+from rlcourse.value.dqn_targets import dqn_target, linear_epsilon, polyak_update, q_network, td_loss
+from rlcourse.value.replay import ReplayBuffer
+
+LOG_COLUMNS = ["env_steps", "return", "episodes", "epsilon", "loss", "q_mean"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNConfig:
+    lr: float = 2.3e-3                    # Adam step size α
+    batch_size: int = 64
+    buffer_size: int = 100_000            # replay capacity
+    learning_starts: int = 1_000          # env steps before the first update
+    gamma: float = 0.99
+    target_update_interval: int = 10      # env steps between target updates
+    tau: float = 1.0                      # 1 = hard copy
+    train_freq: int = 256                 # vector steps per round
+    gradient_steps: int = 128             # updates per round
+    exploration_fraction: float = 0.16
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.04
+    hidden: tuple[int, ...] = (256, 256)
+    loss: str = "huber"
+    max_grad_norm: float = 10.0
+    num_envs: int = 1
+    double: bool = False
+    dueling: bool = False
+    use_target_network: bool = True
+    use_replay: bool = True
+
+    def __post_init__(self):
+        check_range(self, "lr", 0, None, low_open=True)
+        check_range(self, "batch_size", 1, integer=True)
+        check_range(self, "buffer_size", 1, integer=True)
+        check_range(self, "learning_starts", 0, integer=True)
+        check_range(self, "gamma", 0, 1)
+        check_range(self, "target_update_interval", 1, integer=True)
+        check_range(self, "tau", 0, 1, low_open=True)
+        check_range(self, "train_freq", 1, integer=True)
+        check_range(self, "gradient_steps", 0, integer=True)
+        check_range(self, "exploration_fraction", 0, 1)
+        check_range(self, "exploration_initial_eps", 0, 1)
+        check_range(self, "exploration_final_eps", 0, 1)
+        if not isinstance(self.hidden, tuple) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
+            raise ConfigError(f"DQNConfig.hidden = {self.hidden!r} must be a tuple of layer sizes, "
+                              f"each an integer >= 1, e.g. (256, 256)")
+        check_choice(self, "loss", ("huber", "mse"))
+        check_range(self, "max_grad_norm", 0, None, low_open=True)
+        check_range(self, "num_envs", 1, integer=True)
+        for flag in ("double", "dueling", "use_target_network", "use_replay"):
+            check_choice(self, flag, (True, False))
+
+
+class QPolicy(nn.Module):
+    """A Q-network that acts greedily: ``act`` is :math:`\\arg\\max_a Q(s, a)`."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (256, 256),
+                 dueling: bool = False):
+        super().__init__()
+        self.q = q_network(obs_dim, n_actions, tuple(hidden), dueling)
+        self.spec = dict(self.q.spec)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q(obs)
+
+    @torch.no_grad()
+    def act(self, obs, rng=None) -> int:
+        """The greedy action for one observation."""
+        return int(self.q(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).argmax())
+
+    def save(self, directory) -> None:
+        save_module(self, directory)
+
+
+def dqn_update(online: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
+               config: DQNConfig) -> tuple[float, float]:
+    """One gradient step on a minibatch; return (loss, mean Q(s, a)).
+
+    A non-finite loss is returned without stepping, for the caller to report.
+    """
+    q_taken = online(batch["obs"]).gather(-1, batch["actions"].long().unsqueeze(-1)).squeeze(-1)
+    y = dqn_target(batch["rewards"], batch["next_obs"], batch["terminated"],
+                   target if config.use_target_network else online, config.gamma,
+                   double=config.double, online_net=online)
+    loss = td_loss(q_taken, y, config.loss)
+    if not torch.isfinite(loss):
+        return float("nan"), float("nan")
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(online.parameters(), config.max_grad_norm)
+    optimizer.step()
+    return float(loss.detach()), float(q_taken.detach().mean())
+
+
+def _spaces(env_id: str, env_kwargs: dict | None) -> tuple[int, int]:
+    probe = gym.make(env_id, **(env_kwargs or {}))
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise UnsupportedSpaceError(f"dqn needs a flat Box observation space, but {env_id} has {obs_space}")
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise UnsupportedSpaceError(f"dqn needs a Discrete action space, but {env_id} has {act_space}")
+    return obs_space.shape[0], int(act_space.n)
+
+
+def train(env_id: str = "CartPole-v1", config: DQNConfig | None = None, *,
+          steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
+          progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 50_000) -> Result:
+    """Run DQN for ``steps`` environment steps; return a Result holding the greedy QPolicy.
+
+    The log has one row per round (``train_freq`` vector steps, then the round's updates;
+    the last round may be shorter), columns ``LOG_COLUMNS``: ``return`` is the mean return
+    of the episodes that ended in the round (NaN if none did), ``episodes`` their number,
+    ``epsilon`` ε at the round's last step, ``loss`` and ``q_mean`` means over the round's
+    updates (NaN before ``learning_starts``). With ``out`` set, the networks, optimiser,
+    replay buffer and random states are checkpointed there every ``checkpoint_every`` env
+    steps (at the end of the round that crosses it).
+    """
+    config = config or DQNConfig()
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
+    obs_dim, n_actions = _spaces(env_id, env_kwargs)
+    rng = seed_everything(seed)
+    n = config.num_envs
+    online = QPolicy(obs_dim, n_actions, config.hidden, config.dueling)
+    target = QPolicy(obs_dim, n_actions, config.hidden, config.dueling)
+    target.load_state_dict(online.state_dict())
+    target.requires_grad_(False)
+    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr)
+    capacity = config.buffer_size if config.use_replay else config.batch_size
+    buffer = ReplayBuffer(capacity, (obs_dim,), seed=seed)
+    envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **(env_kwargs or {}))
+    obs, _ = envs.reset(seed=seed)
+    target_every = max(config.target_update_interval // n, 1)   # in vector steps
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny networks: one thread is faster and bit-for-bit reproducible
+    rows, status, last_checkpoint = [], "finished", None
+    env_steps = calls = 0
+    episode_return = np.zeros(n)
+    next_checkpoint = checkpoint_every
+    bar = progress_bar(steps, "dqn", progress)
+    start = time.perf_counter()
+    try:
+        while env_steps < steps:
+            finished, epsilon = [], config.exploration_final_eps
+            for _ in range(config.train_freq):
+                if env_steps >= steps:
+                    break
+                epsilon = linear_epsilon(env_steps, config.exploration_initial_eps,
+                                         config.exploration_final_eps, config.exploration_fraction, steps)
+                with torch.no_grad():
+                    greedy = online(torch.as_tensor(obs, dtype=torch.float32)).argmax(-1).numpy()
+                explore = rng.random(n) < epsilon
+                actions = np.where(explore, rng.integers(n_actions, size=n), greedy)
+                new_obs, reward, term, trunc, info = envs.step(actions)
+                done = term | trunc
+                real_next = new_obs
+                if done.any():
+                    real_next = new_obs.copy()
+                    for i in np.flatnonzero(done):
+                        real_next[i] = info["final_obs"][i]
+                buffer.add(obs, actions, reward, real_next, term, trunc)
+                episode_return += reward
+                finished += [float(episode_return[i]) for i in np.flatnonzero(done)]
+                episode_return[done] = 0.0
+                obs = new_obs
+                env_steps += n
+                calls += 1
+                bar.update(n)
+                if config.use_target_network and calls % target_every == 0:
+                    polyak_update(target, online, config.tau)
+
+            losses, qs = [], []
+            if env_steps > config.learning_starts:
+                for _ in range(config.gradient_steps):
+                    loss, q_mean = dqn_update(online, target, optimizer,
+                                              buffer.sample(config.batch_size), config)
+                    if not math.isfinite(loss):
+                        raise NonFiniteError("TD loss", env_steps, last_checkpoint)
+                    losses.append(loss)
+                    qs.append(q_mean)
+            rows.append((env_steps, float(np.mean(finished)) if finished else float("nan"), len(finished),
+                         epsilon, float(np.mean(losses)) if losses else float("nan"),
+                         float(np.mean(qs)) if qs else float("nan")))
+            if out is not None and env_steps >= next_checkpoint:
+                last_checkpoint = save_checkpoint(out, {
+                    "env_steps": env_steps, "rows": list(rows), "online": online.state_dict(),
+                    "target": target.state_dict(), "optimizer": optimizer.state_dict(),
+                    "replay": buffer.state_dict(), "obs": obs.copy(), "episode_return": episode_return.copy(),
+                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
+                next_checkpoint = (env_steps // checkpoint_every + 1) * checkpoint_every
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        bar.close()
+        envs.close()
+        torch.set_num_threads(threads)
+    elapsed = time.perf_counter() - start
+    return Result(algo="dqn", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
+                  policy=online.eval(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
+                  steps=env_steps, status=status,
+                  timing={"seconds": elapsed, "steps_per_second": env_steps / max(elapsed, 1e-9)})

@@ -1,0 +1,163 @@
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import rlcourse
+from rlcourse.cli import main
+from rlcourse.config import ConfigError
+from rlcourse.pg.policies import load_module
+from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
+from rlcourse.value import dqn
+from rlcourse.value.dqn import DQNConfig, QPolicy, dqn_update
+from rlcourse.value.replay import ReplayBuffer
+
+from faults import FaultyReward
+
+# small and quick: learning starts early, few updates per round
+QUICK = DQNConfig(hidden=(32, 32), learning_starts=200, train_freq=64, gradient_steps=16,
+                  buffer_size=5_000)
+
+
+def _nan_cartpole(at: int):
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    return FaultyReward(CartPoleEnv(), at, "nan")
+
+
+if "test/DQNNaNRewardCartPole-v0" not in gym.registry:
+    gym.register(id="test/DQNNaNRewardCartPole-v0", entry_point=_nan_cartpole, max_episode_steps=500,
+                 kwargs={"at": 700})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", 0.0, r"DQNConfig.lr = 0.0 is out of range: it must be in \(0, inf\)"),
+    ("gamma", 1.5, r"DQNConfig.gamma = 1.5 is out of range: it must be in \[0, 1\]"),
+    ("tau", 0.0, r"DQNConfig.tau = 0.0 is out of range: it must be in \(0, 1\]"),
+    ("batch_size", 0, r"DQNConfig.batch_size = 0 is out of range: it must be in \[1, inf\)"),
+    ("train_freq", 2.5, r"DQNConfig.train_freq = 2.5 must be an integer"),
+    ("exploration_final_eps", -0.1, r"DQNConfig.exploration_final_eps = -0.1 is out of range"),
+    ("loss", "l1", r"DQNConfig.loss = 'l1' is not allowed: it must be one of 'huber', 'mse'"),
+    ("hidden", (0,), r"DQNConfig.hidden = \(0,\) must be a tuple of layer sizes"),
+    ("double", "yes", r"DQNConfig.double = 'yes' is not allowed"),
+])
+def test_config_errors_name_the_field_and_range(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        DQNConfig(**{field: value})
+
+
+def test_defaults_are_the_rl_zoo_cartpole_values():
+    c = DQNConfig()
+    assert (c.lr, c.batch_size, c.buffer_size, c.learning_starts, c.gamma, c.target_update_interval,
+            c.train_freq, c.gradient_steps, c.exploration_fraction, c.exploration_final_eps, c.hidden) == \
+        (2.3e-3, 64, 100_000, 1_000, 0.99, 10, 256, 128, 0.16, 0.04, (256, 256))
+
+
+def test_box_actions_are_refused_naming_dqn_and_the_space():
+    with pytest.raises(UnsupportedSpaceError, match=r"dqn needs a Discrete action space.*Box"):
+        dqn.train("Pendulum-v1", QUICK, steps=100)
+
+
+def test_short_run_gives_a_finite_log_and_a_greedy_policy():
+    result = dqn.train("CartPole-v1", QUICK, steps=1_000, seed=0)
+    log = result.log
+    assert list(log.columns) == dqn.LOG_COLUMNS and "time" not in " ".join(log.columns)
+    assert result.steps == 1_000 and log["env_steps"].iloc[-1] == 1_000 and result.status == "finished"
+    trained = log[log["env_steps"] > QUICK.learning_starts]
+    assert len(trained) > 0 and np.isfinite(trained[["loss", "q_mean"]].to_numpy()).all()
+    assert log["loss"][log["env_steps"] <= QUICK.learning_starts].isna().all()
+    assert log["episodes"].sum() > 0 and (log["epsilon"].diff().dropna() <= 0).all()
+    obs = gym.make("CartPole-v1").reset(seed=0)[0]
+    assert result.policy.act(obs) in (0, 1)
+
+
+@pytest.mark.parametrize("config", [QUICK, DQNConfig(hidden=(16,), learning_starts=100, train_freq=32,
+                                                     gradient_steps=4, num_envs=2, double=True,
+                                                     dueling=True, loss="mse", tau=0.5)])
+def test_same_seed_gives_the_same_log(config):
+    runs = [dqn.train("CartPole-v1", config, steps=600, seed=3) for _ in range(2)]
+    pd.testing.assert_frame_equal(runs[0].log, runs[1].log, check_exact=True)
+    other = dqn.train("CartPole-v1", config, steps=600, seed=4)
+    assert not runs[0].log.equals(other.log)
+
+
+def test_update_step_without_target_network_uses_the_online_net():
+    torch.manual_seed(0)
+    online = QPolicy(4, 2, (8,))
+    target = QPolicy(4, 2, (8,))
+    batch = {"obs": torch.randn(5, 4), "actions": torch.tensor([0, 1, 0, 1, 1]),
+             "rewards": torch.ones(5), "next_obs": torch.randn(5, 4),
+             "terminated": torch.tensor([False, True, False, False, False]),
+             "truncated": torch.zeros(5, dtype=torch.bool)}
+    config = DQNConfig(use_target_network=False, loss="mse", lr=1e-3)
+    with torch.no_grad():
+        y = batch["rewards"] + 0.99 * (~batch["terminated"]) * online(batch["next_obs"]).max(-1).values
+        q = online(batch["obs"]).gather(-1, batch["actions"][:, None]).squeeze(-1)
+    loss, q_mean = dqn_update(online, target, torch.optim.SGD(online.parameters(), lr=0.0), batch, config)
+    assert loss == pytest.approx(float(((q - y) ** 2).mean()), rel=1e-6)
+    assert q_mean == pytest.approx(float(q.mean()), rel=1e-6)
+
+
+def test_save_and_load_round_trip_gives_the_same_greedy_actions(tmp_path):
+    result = dqn.train("CartPole-v1", DQNConfig(hidden=(16, 16), dueling=True, learning_starts=100,
+                                                train_freq=50, gradient_steps=8), steps=400, seed=1)
+    result.save(tmp_path)
+    loaded = rlcourse.load(tmp_path)
+    assert loaded.algo == "dqn" and loaded.config == result.config
+    assert isinstance(load_module(tmp_path), QPolicy)
+    env = gym.make("CartPole-v1")
+    for seed in range(5):
+        obs = env.reset(seed=seed)[0] + np.random.default_rng(seed).normal(0, 0.5, 4).astype(np.float32)
+        assert loaded.policy.act(obs) == result.policy.act(obs)
+        np.testing.assert_array_equal(loaded.policy(torch.as_tensor(obs)).detach(),
+                                      result.policy(torch.as_tensor(obs)).detach())
+
+
+def test_cli_trains_and_evaluates_cartpole(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "dqn", "--env", "CartPole-v1", "--steps", "3000", "--out", str(out),
+                 "--quiet", "--set", "hidden=64,64", "gradient_steps=32"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["env_steps"] == 3000
+    assert json.loads((out / "policy.json").read_text())["kind"] == "q"
+    assert main(["evaluate", str(out), "--episodes", "3"]) == 0
+    evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluation["episodes"] == 3 and 8 <= evaluation["mean_return"] <= 500
+
+
+def test_checkpoint_holds_the_replay_buffer_and_restores_it(tmp_path):
+    result = dqn.train("CartPole-v1", QUICK, steps=640, seed=0, out=tmp_path, checkpoint_every=320)
+    checkpoint = load_checkpoint(tmp_path)
+    assert checkpoint["env_steps"] == 640 and len(checkpoint["rows"]) == len(result.log)
+    assert {"online", "target", "optimizer", "replay", "rng"} <= set(checkpoint)
+    restored = ReplayBuffer(QUICK.buffer_size, (4,))
+    restored.load_state_dict(checkpoint["replay"])
+    assert len(restored) == 640 and restored.pos == 640
+    again = restored.state_dict()
+    for name in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated"):
+        torch.testing.assert_close(again[name], checkpoint["replay"][name], rtol=0, atol=0)
+    assert again["rng"] == checkpoint["replay"]["rng"]
+    # consecutive transitions chain: s' of one step is s of the next, unless the episode ended
+    cont = ~(restored.terminated[:639] | restored.truncated[:639])
+    np.testing.assert_array_equal(restored.next_obs[:639][cont], restored.obs[1:640][cont])
+    assert restored.terminated[:640].sum() > 0
+    policy = QPolicy(4, 2, QUICK.hidden)
+    policy.load_state_dict(checkpoint["online"])
+    np.testing.assert_array_equal(policy(torch.zeros(4)).detach(), result.policy(torch.zeros(4)).detach())
+
+
+def test_nan_reward_raises_with_the_step_and_keeps_the_checkpoint(tmp_path):
+    # the NaN reward comes at env step 700, stored in the round ending at 704; the update after
+    # it sees it once it is sampled, and the error names the env step of that round
+    config = DQNConfig(hidden=(16,), learning_starts=100, train_freq=64, gradient_steps=64, batch_size=256)
+    with pytest.raises(NonFiniteError, match=r"non-finite TD loss at env step (\d+).*checkpoint") as err:
+        dqn.train("test/DQNNaNRewardCartPole-v0", config, steps=5_000, seed=0, out=tmp_path,
+                  checkpoint_every=256)
+    assert 700 <= err.value.step <= 5_000 and err.value.step % 64 == 0
+    checkpoint = load_checkpoint(tmp_path)
+    assert checkpoint["env_steps"] < err.value.step
+    assert all(math.isfinite(v) for v in checkpoint["replay"]["rewards"].tolist())
