@@ -33,15 +33,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    return x.mean() if mask is None else x[mask].mean()
+from rlcourse.pg.psi import masked_mean
 
 
 def policy_gradient_loss(logp: Tensor, psi: Tensor, mask: Tensor | None = None) -> Tensor:
     """−mean(log π(a|s) · Ψ); Ψ must carry no gradient."""
     ### BEGIN SOLUTION
-    return -_mean(logp * psi.detach(), mask)
+    return -masked_mean(logp * psi.detach(), mask)
     ### END SOLUTION
 
 
@@ -50,5 +48,5 @@ def importance_sampled_loss(logp: Tensor, logp_old: Tensor, psi: Tensor,
     """−mean(π/π_old · Ψ), the ratio computed as exp(log π − log π_old)."""
     ### BEGIN SOLUTION
     ratio = torch.exp(logp - logp_old.detach())
-    return -_mean(ratio * psi.detach(), mask)
+    return -masked_mean(ratio * psi.detach(), mask)
     ### END SOLUTION

@@ -103,7 +103,8 @@ def total_return(rewards: Tensor, terminated: Tensor, truncated: Tensor, starts:
     return R
 
 
-def _mean(x: Tensor, mask: Tensor | None) -> Tensor:
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``x`` over the steps where ``mask`` is True (all steps if it is None)."""
     return x.mean() if mask is None else x[mask].mean()
 
 
@@ -111,7 +112,7 @@ def constant_baseline(G: Tensor, mask: Tensor | None = None) -> Tensor:
     r""":math:`\Psi_t = G_t - \bar G`, with :math:`\bar G` the batch mean of G over ``mask``."""
     # Hint: one number, the mean of G (over the masked entries only when mask is given).
     ### BEGIN SOLUTION
-    return G - _mean(G, mask)
+    return G - masked_mean(G, mask)
     ### END SOLUTION
 
 
@@ -130,7 +131,7 @@ def running_baseline(G: Tensor, rho: float | None, beta: float = 0.9,
     # Hint: Ψ uses rho as it was before this batch; then fold the batch mean of G into it.
     # Hint: the first call (rho is None) uses this batch's mean for both.
     ### BEGIN SOLUTION
-    batch_mean = float(_mean(G, mask))
+    batch_mean = float(masked_mean(G, mask))
     if rho is None:
         return G - batch_mean, batch_mean
     return G - rho, beta * rho + (1 - beta) * batch_mean
