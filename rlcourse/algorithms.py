@@ -12,7 +12,7 @@ from rlcourse.pg import reinforce
 from rlcourse.pg.policies import load_module
 from rlcourse.tabular import td_control
 from rlcourse.tabular.qtable import QTable
-from rlcourse.value import dqn
+from rlcourse.value import dqn, linear
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,4 +33,5 @@ ALGORITHMS = {
                                 td_control.train, QTable.load),
     "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_module),
     "dqn": Algorithm(dqn.DQNConfig, dqn.DQNConfig(), dqn.train, load_module),
+    "linear-q": Algorithm(linear.LinearQConfig, linear.LinearQConfig(), linear.train, linear.LinearQPolicy.load),
 }

@@ -7,6 +7,7 @@ directory) ends with exit status 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def _check_env(env_id: str) -> None:
 def cmd_train(args) -> int:
     from rlcourse.algorithms import ALGORITHMS
     from rlcourse.config import ConfigError, apply_overrides
-    from rlcourse.run import NonFiniteError, UnsupportedSpaceError
+    from rlcourse.run import CHECKPOINT, NonFiniteError, UnsupportedSpaceError
 
     if args.algo not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {args.algo!r}; choose one of: {', '.join(ALGORITHMS)}")
@@ -58,10 +59,20 @@ def cmd_train(args) -> int:
     except ConfigError as err:
         raise UsageError(str(err)) from None
     out = Path(args.out or f"runs/{args.algo}_{args.env.split('/')[-1]}_seed{args.seed}")
+    options = {}
+    for flag, name in (("--resume", "resume"), ("--threads", "threads")):
+        value = getattr(args, name)
+        if value in (None, False):
+            continue
+        if name not in inspect.signature(spec.train).parameters:
+            raise UsageError(f"{flag}: {args.algo} does not support it")
+        if name == "threads" and value < 1:
+            raise UsageError(f"--threads = {value} is out of range: it must be >= 1")
+        options[name] = value
     try:
         result = spec.train(args.env, config, steps=args.steps, seed=args.seed, out=out,
-                            progress=not args.quiet)
-    except UnsupportedSpaceError as err:
+                            progress=not args.quiet, **options)
+    except (UnsupportedSpaceError, ConfigError) as err:
         raise UsageError(str(err)) from None
     except NonFiniteError as err:
         print(f"rlcourse: {err}", file=sys.stderr)
@@ -78,6 +89,9 @@ def cmd_train(args) -> int:
     if result.status == "interrupted":
         print(f"rlcourse: interrupted at env step {result.steps}; what was learned is saved in {out}",
               file=sys.stderr)
+        if "resume" in inspect.signature(spec.train).parameters and (out / CHECKPOINT).is_file():
+            print(f"rlcourse: the same command with --resume goes on from the last checkpoint in {out}",
+                  file=sys.stderr)
         return INTERRUPTED
     return 0
 
@@ -156,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train an algorithm and save the run")
-    train.add_argument("algo", help="q-learning, sarsa, expected-sarsa or reinforce")
+    train.add_argument("algo", help="q-learning, sarsa, expected-sarsa, linear-q, dqn or reinforce")
     train.add_argument("--env", required=True, help="a Gymnasium id, e.g. rlcourse/Corridor-v0")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=int, default=10_000, help="environment steps")
@@ -164,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="override config fields, e.g. --set alpha=0.5 gamma=1")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run from OUT/checkpoint.pkl (same env, seed, steps and --set)")
+    train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")

@@ -167,6 +167,50 @@ def lesson2_planning(out: Path, quick: bool) -> list[str]:
     ]
 
 
+def lesson3_linear(out: Path, quick: bool) -> list[str]:
+    steps = 20_000 if quick else 100_000
+    result = rlcourse.train("linear-q", "MountainCar-v0", steps=steps, seed=0)
+    score = evaluate(result, episodes=10, seed=0)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    result.plot(ax=ax, label="linear Q-learning, tile coding")
+    ax.set_title("MountainCar-v0")
+    return [
+        "## Lesson 3a: linear Q-learning with tile coding on MountainCar",
+        "",
+        f"Q(s, a) = φ(s)ᵀW[:, a] with 8 tilings of 8 × 8 tiles over position and velocity "
+        f"(Sutton & Barto, Example 10.1), {steps:,} steps. The greedy policy reaches the flag in "
+        f"{score['mean_length']:.0f} steps on average (return {score['mean_return']:.0f}; the "
+        "time limit is 200 steps, and a good policy needs 100–120).",
+        "",
+        f"![MountainCar learning curve]({_savefig(fig, out, 'mountaincar_curve.png')})",
+        "",
+    ]
+
+
+def lesson3_dqn(out: Path, quick: bool) -> list[str]:
+    steps = 4_000 if quick else 50_000
+    result = rlcourse.train("dqn", "CartPole-v1", steps=steps, seed=0)
+    result.save(out / "runs" / "cartpole_dqn")
+    score = evaluate(result, episodes=10, seed=0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    result.plot(ax=left, label="episode return")
+    result.plot(ax=right, column="q_mean", window=1, label="mean Q(s, a) of the minibatches")
+    left.set_title("DQN on CartPole-v1")
+    right.set_title("what the network believes")
+    return [
+        "## Lesson 3b: DQN on CartPole-v1",
+        "",
+        f"A [256, 256] Q-network, a replay buffer and a target network, with the RL Zoo's "
+        f"hyperparameters, {steps:,} steps ({result.timing['steps_per_second']:,.0f} steps/s). "
+        f"Greedy return over 10 episodes: **{score['mean_return']:.0f}** (500 is the maximum). "
+        "With γ = 0.99 and +1 per step the true value of a state in a 500-step episode is at "
+        "most 100; watch the Q-values climb toward it.",
+        "",
+        f"![DQN curves]({_savefig(fig, out, 'dqn_curves.png')})",
+        "",
+    ]
+
+
 def lesson4_variance(out: Path, quick: bool) -> list[str]:
     from rlcourse.pg.variance import variance_table
 
@@ -202,7 +246,7 @@ def lesson4_reinforce(out: Path, quick: bool) -> list[str]:
 
 
 LESSONS = [lesson1_corridor, lesson1_frozenlake, lesson1_cliff, lesson2_evaluation,
-           lesson2_planning, lesson4_variance, lesson4_reinforce]
+           lesson2_planning, lesson3_linear, lesson3_dqn, lesson4_variance, lesson4_reinforce]
 
 
 def run_tour(out: Path, quick: bool = False, progress: bool = True) -> Path:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -10,10 +11,10 @@ import torch
 import rlcourse
 from rlcourse.cli import main
 from rlcourse.config import ConfigError
-from rlcourse.pg.policies import load_module
+from rlcourse.pg.policies import flatten_parameters, load_module
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
 from rlcourse.value import dqn
-from rlcourse.value.dqn import DQNConfig, QPolicy, dqn_update
+from rlcourse.value.dqn import DQNConfig, QPolicy, update_round
 from rlcourse.value.replay import ReplayBuffer
 
 from faults import FaultyReward
@@ -85,21 +86,42 @@ def test_same_seed_gives_the_same_log(config):
     assert not runs[0].log.equals(other.log)
 
 
-def test_update_step_without_target_network_uses_the_online_net():
-    torch.manual_seed(0)
-    online = QPolicy(4, 2, (8,))
-    target = QPolicy(4, 2, (8,))
-    batch = {"obs": torch.randn(5, 4), "actions": torch.tensor([0, 1, 0, 1, 1]),
-             "rewards": torch.ones(5), "next_obs": torch.randn(5, 4),
-             "terminated": torch.tensor([False, True, False, False, False]),
-             "truncated": torch.zeros(5, dtype=torch.bool)}
-    config = DQNConfig(use_target_network=False, loss="mse", lr=1e-3)
+def make_filled_buffer(n=5, seed=0):
+    torch.manual_seed(seed)
+    buffer = ReplayBuffer(n, (4,), seed=seed)
+    buffer.add(torch.randn(n, 4).numpy(), np.arange(n) % 2, np.ones(n), torch.randn(n, 4).numpy(),
+               np.arange(n) == 1, np.zeros(n, bool))
+    return buffer
+
+
+def expected_round(buffer, config, online, target):
+    """Loss and mean Q of a round's first update, from the formulas, with the draw it will make."""
+    state = buffer.rng.bit_generator.state
+    batch = buffer.sample(config.batch_size * config.gradient_steps)
+    buffer.rng.bit_generator.state = state
+    b = {name: column[:config.batch_size] for name, column in batch.items()}
     with torch.no_grad():
-        y = batch["rewards"] + 0.99 * (~batch["terminated"]) * online(batch["next_obs"]).max(-1).values
-        q = online(batch["obs"]).gather(-1, batch["actions"][:, None]).squeeze(-1)
-    loss, q_mean = dqn_update(online, target, torch.optim.SGD(online.parameters(), lr=0.0), batch, config)
-    assert loss == pytest.approx(float(((q - y) ** 2).mean()), rel=1e-6)
-    assert q_mean == pytest.approx(float(q.mean()), rel=1e-6)
+        next_q = (target if config.use_target_network else online)(b["next_obs"])
+        if config.double:
+            next_value = next_q.gather(-1, online(b["next_obs"]).argmax(-1, keepdim=True)).squeeze(-1)
+        else:
+            next_value = next_q.max(-1).values
+        y = b["rewards"] + config.gamma * (~b["terminated"]) * next_value
+        q = online(b["obs"]).gather(-1, b["actions"][:, None]).squeeze(-1)
+    return float(((q - y) ** 2).mean()), float(q.mean())
+
+
+@pytest.mark.parametrize("flags", [dict(use_target_network=False), dict(), dict(double=True)])
+def test_update_round_regresses_on_the_target_it_claims(flags):
+    online, target = QPolicy(4, 2, (8,)), QPolicy(4, 2, (8,))   # different weights
+    buffer = make_filled_buffer()
+    config = DQNConfig(loss="mse", batch_size=5, gradient_steps=3, **flags)
+    loss, q_mean = expected_round(buffer, config, online, target)
+    optimizer = torch.optim.SGD([flatten_parameters(online)], lr=0.0)
+    losses, qs = update_round(online, target, optimizer, buffer, config)
+    assert len(losses) == 3
+    assert losses[0] == pytest.approx(loss, rel=1e-6)
+    assert qs[0] == pytest.approx(q_mean, rel=1e-6)
 
 
 def test_save_and_load_round_trip_gives_the_same_greedy_actions(tmp_path):
@@ -161,3 +183,80 @@ def test_nan_reward_raises_with_the_step_and_keeps_the_checkpoint(tmp_path):
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["env_steps"] < err.value.step
     assert all(math.isfinite(v) for v in checkpoint["replay"]["rewards"].tolist())
+
+
+def test_a_resumed_run_equals_one_that_never_stopped(tmp_path):
+    straight = dqn.train("CartPole-v1", QUICK, steps=1_280, seed=3)
+
+    def stop_at_900(env_steps, _online):
+        if env_steps == 900:
+            raise KeyboardInterrupt
+
+    stopped = dqn.train("CartPole-v1", QUICK, steps=1_280, seed=3, out=tmp_path, checkpoint_every=256,
+                        callback=stop_at_900)
+    assert stopped.status == "interrupted" and load_checkpoint(tmp_path)["env_steps"] == 768
+    resumed = dqn.train("CartPole-v1", QUICK, steps=1_280, seed=3, out=tmp_path, checkpoint_every=256,
+                        resume=True)
+    pd.testing.assert_frame_equal(resumed.log, straight.log)
+    for a, b in zip(resumed.policy.parameters(), straight.policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(seed=4), r"seed = 3.*seed = 4"),
+    (dict(steps=2_000), r"steps = 1280.*steps = 2000"),
+    (dict(config=dataclasses.replace(QUICK, lr=1e-3)), r"config"),
+])
+def test_resume_refuses_a_different_run(tmp_path, change, message):
+    dqn.train("CartPole-v1", QUICK, steps=1_280, seed=3, out=tmp_path, checkpoint_every=640)
+    kwargs = dict(config=QUICK, steps=1_280, seed=3, out=tmp_path, resume=True) | change
+    with pytest.raises(ConfigError, match=message):
+        dqn.train("CartPole-v1", **kwargs)
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint.pkl"):
+        dqn.train("CartPole-v1", QUICK, steps=640, out=tmp_path, resume=True)
+
+
+def test_linear_lr_schedule_falls_to_zero():
+    log = dqn.train("CartPole-v1", dataclasses.replace(QUICK, lr_schedule="linear"), steps=1_280, seed=0).log
+    np.testing.assert_allclose(log["lr"], QUICK.lr * (1 - log["env_steps"] / 1_280))
+    assert (dqn.train("CartPole-v1", QUICK, steps=640, seed=0).log["lr"] == QUICK.lr).all()
+
+
+def test_two_update_threads_give_the_same_log_as_one():
+    one = dqn.train("CartPole-v1", QUICK, steps=1_000, seed=2)
+    two = dqn.train("CartPole-v1", QUICK, steps=1_000, seed=2, threads=2)
+    pd.testing.assert_frame_equal(one.log, two.log)
+
+
+def test_train_restores_the_callers_thread_count_and_calls_back_every_step():
+    before = torch.get_num_threads()
+    seen = []
+    dqn.train("CartPole-v1", dataclasses.replace(QUICK, num_envs=2), steps=300, seed=0, threads=2,
+              callback=lambda env_steps, online: seen.append((env_steps, isinstance(online, QPolicy))))
+    assert torch.get_num_threads() == before
+    assert seen == [(2 * (i + 1), True) for i in range(150)]
+
+
+def test_cli_resume_finishes_the_run_as_if_never_stopped(tmp_path, capsys):
+    quick_flags = ["hidden=32,32", "learning_starts=200", "train_freq=64", "gradient_steps=16", "buffer_size=5000"]
+
+    def stop_at_900(env_steps, _online):
+        if env_steps == 900:
+            raise KeyboardInterrupt
+
+    dqn.train("CartPole-v1", QUICK, steps=1_280, seed=3, out=tmp_path, checkpoint_every=256, callback=stop_at_900)
+    assert main(["train", "dqn", "--env", "CartPole-v1", "--steps", "1280", "--seed", "3", "--out", str(tmp_path),
+                 "--quiet", "--resume", "--threads", "2", "--set", *quick_flags]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["env_steps"] == 1_280
+    straight = dqn.train("CartPole-v1", QUICK, steps=1_280, seed=3)
+    pd.testing.assert_frame_equal(rlcourse.load(tmp_path).log, straight.log, check_dtype=False)
+    # a different run refuses, naming what differs; an algorithm without resume says so
+    assert main(["train", "dqn", "--env", "CartPole-v1", "--steps", "1280", "--seed", "4", "--out", str(tmp_path),
+                 "--quiet", "--resume", "--set", *quick_flags]) == 2
+    assert "seed = 3" in capsys.readouterr().err
+    assert main(["train", "q-learning", "--env", "rlcourse/Corridor-v0", "--out", str(tmp_path / "q"),
+                 "--resume"]) == 2
+    assert "--resume: q-learning does not support it" in capsys.readouterr().err

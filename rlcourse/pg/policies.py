@@ -47,6 +47,34 @@ def mlp(sizes: list[int], activation=nn.Tanh, output_gain: float = 1.0) -> nn.Se
     return nn.Sequential(*layers)
 
 
+def flatten_parameters(module: nn.Module) -> nn.Parameter:
+    """Move ``module``'s parameters and their gradients into one contiguous vector each;
+    return the vector as a single Parameter whose ``.grad`` is the flat gradient.
+
+    The module's own parameters become views of it, so the module works as before, and
+    backward writes into the flat gradient. Zero it with ``zero_grad(set_to_none=False)``
+    (setting it to None would cut the views loose). For networks as small as ours the cost
+    of an optimiser step or a gradient clip is per tensor, not per number, so one tensor
+    instead of six makes both several times cheaper.
+    """
+    params = list(module.parameters())
+    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    flat.grad = torch.zeros_like(flat)
+    start = 0
+    for p in params:
+        p.data = flat.data[start:start + p.numel()].view_as(p)
+        p.grad = flat.grad[start:start + p.numel()].view_as(p)
+        start += p.numel()
+    return flat
+
+
+def clip_grad_norm(flat: nn.Parameter, max_norm: float) -> torch.Tensor:
+    """Scale the gradient g of a flat parameter to g · min(1, max_norm / ‖g‖); return ‖g‖."""
+    norm = torch.linalg.vector_norm(flat.grad)
+    flat.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
 class CategoricalPolicy(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64)):
         super().__init__()

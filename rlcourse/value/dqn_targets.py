@@ -78,15 +78,17 @@ def dqn_target(rewards: Tensor, next_obs: Tensor, terminated: Tensor, target_net
 
     ``double=True`` is double DQN and needs ``online_net`` to pick the next action.
     """
+    if double and online_net is None:
+        raise ValueError("dqn_target(double=True) needs online_net to choose the next action")
+    ### BEGIN SOLUTION
     next_q = target_net(next_obs)
     if double:
-        if online_net is None:
-            raise ValueError("dqn_target(double=True) needs online_net to choose the next action")
         next_actions = online_net(next_obs).argmax(-1, keepdim=True)
         next_value = next_q.gather(-1, next_actions).squeeze(-1)
     else:
         next_value = next_q.max(-1).values
     return rewards + gamma * (1.0 - terminated.to(next_value.dtype)) * next_value
+    ### END SOLUTION
 
 
 def td_loss(q_taken: Tensor, y: Tensor, kind: str = "huber") -> Tensor:
@@ -99,23 +101,36 @@ def td_loss(q_taken: Tensor, y: Tensor, kind: str = "huber") -> Tensor:
 
 
 @torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """θ̄ ← τθ + (1 − τ)θ̄ in place; τ = 1 copies the online network exactly."""
+def polyak_update(target: nn.Module | Tensor, online: nn.Module | Tensor, tau: float) -> None:
+    """θ̄ ← τθ + (1 − τ)θ̄ in place; τ = 1 copies the online network exactly.
+
+    ``target`` and ``online`` are networks, or their flat parameter vectors
+    (:func:`~rlcourse.pg.policies.flatten_parameters`), which is one operation instead of
+    one per tensor.
+    """
     if not 0.0 <= tau <= 1.0:
         raise ConfigError(f"polyak_update tau = {tau!r} is out of range: it must be in [0, 1]")
-    for target_param, param in zip(target.parameters(), online.parameters()):
+    if isinstance(target, nn.Module):
+        for target_buffer, buffer in zip(target.buffers(), online.buffers()):
+            target_buffer.copy_(buffer)
+        pairs = zip(target.parameters(), online.parameters())
+    else:
+        pairs = [(target, online)]
+    for target_param, param in pairs:
+        ### BEGIN SOLUTION
         if tau == 1.0:
             target_param.copy_(param)
         else:
             target_param.mul_(1.0 - tau).add_(param, alpha=tau)
-    for target_buffer, buffer in zip(target.buffers(), online.buffers()):
-        target_buffer.copy_(buffer)
+        ### END SOLUTION
 
 
 def linear_epsilon(step: int, start: float, end: float, fraction: float, total_steps: int) -> float:
     """ε falls linearly from ``start`` to ``end`` over the first ``fraction`` of
     ``total_steps``, then stays at ``end``."""
+    ### BEGIN SOLUTION
     duration = fraction * total_steps
     if step >= duration:
         return end
     return start + (end - start) * step / duration
+    ### END SOLUTION

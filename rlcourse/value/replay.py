@@ -71,23 +71,26 @@ class ReplayBuffer:
             "terminated": np.asarray(terminated).reshape(n),
             "truncated": np.asarray(truncated).reshape(n),
         }
+        ### BEGIN SOLUTION
         keep = min(n, self.capacity)    # more than capacity at once: only the last ones survive
         index = (self.pos + np.arange(n - keep, n)) % self.capacity
         for name, values in columns.items():
             getattr(self, name)[index] = values[n - keep:]
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        ### END SOLUTION
 
     def sample(self, batch_size: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-        """A minibatch drawn uniformly: without replacement when ``batch_size <= len(self)``,
-        with replacement otherwise."""
+        """A minibatch of transitions drawn uniformly, with replacement."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"ReplayBuffer.sample batch_size = {batch_size!r} is out of range: "
                               f"it must be an integer in [1, inf)")
         if self.size == 0:
             raise ConfigError(f"ReplayBuffer.sample batch_size = {batch_size!r}: the buffer is empty, "
                               f"add transitions first")
-        index = self.rng.choice(self.size, size=batch_size, replace=batch_size > self.size)
+        ### BEGIN SOLUTION
+        index = self.rng.integers(self.size, size=batch_size)
+        ### END SOLUTION
         return {name: torch.as_tensor(getattr(self, name)[index], device=device)
                 for name in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")}
 

@@ -1,0 +1,213 @@
+"""Benchmark: rlcourse's DQN against Stable-Baselines3's on CartPole-v1, in one run.
+
+Both get the RL Zoo's hyperparameters for DQN on CartPole-v1 (rl-baselines3-zoo,
+``hyperparams/dqn.yml``: lr 2.3e-3, batch 64, buffer 100,000, learning_starts 1,000,
+γ 0.99, target_update_interval 10, train_freq 256, gradient_steps 128,
+exploration_fraction 0.16, exploration_final_eps 0.04, net_arch [256, 256]; Huber loss
+and gradient-norm clipping at 10 are SB3's defaults and ours). For each seed and each
+library the script measures, the same way for both:
+
+* **steps to 475**: the env steps at the first evaluation whose mean return reaches 475.
+  An evaluation is 10 greedy (deterministic) episodes on a separate CartPole-v1, seeded
+  0, 1, …, 9, every 2,000 env steps;
+* **steps/s**: environment steps per second of training (acting, storing, updating),
+  over the whole budget, with the evaluations left out of the clock;
+* **final**: the same evaluation of the model as it is at the end of the budget (SB3
+  with the RL Zoo settings tends to solve CartPole and then forget it), and **last 10**,
+  the mean of the last ten evaluations;
+* **peak MB**: the peak resident memory of the process that ran it (each run has a
+  fresh process).
+
+Runs alternate between the libraries so that both see the same machine conditions.
+The row ``rlcourse (defaults)`` is rlcourse's default config, which differs from the RL
+Zoo's only where it says (``--defaults-note``), to show that it keeps what it learned.
+
+Run ``python benchmarks/dqn.py`` (100,000 steps, seeds 0 1 2: about 15 minutes on two
+cores), ``--quick`` for a smoke run, ``--no-sb3`` without Stable-Baselines3 (install it
+with ``pip install stable-baselines3 torch==2.13.0``, pinning the torch you have).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import resource
+import statistics
+import time
+
+ENV_ID = "CartPole-v1"
+SOLVED = 475.0
+RL_ZOO = dict(lr=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000, gamma=0.99,
+              target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+              exploration_final_eps=0.04, hidden=(256, 256))
+
+
+class Evaluator:
+    """Every ``every`` env steps, the mean return of ``episodes`` greedy episodes; time kept apart."""
+
+    def __init__(self, every: int, episodes: int):
+        import gymnasium as gym
+
+        self.env = gym.make(ENV_ID)
+        self.every, self.episodes = every, episodes
+        self.history: list[tuple[int, float]] = []
+        self.seconds = 0.0
+
+    def mean_return(self, act) -> float:
+        total = 0.0
+        for episode in range(self.episodes):
+            obs, _ = self.env.reset(seed=episode)
+            done = False
+            while not done:
+                obs, reward, terminated, truncated, _ = self.env.step(act(obs))
+                total += float(reward)
+                done = terminated or truncated
+        return total / self.episodes
+
+    def maybe(self, env_steps: int, act) -> None:
+        if env_steps % self.every == 0:
+            start = time.perf_counter()
+            self.history.append((env_steps, self.mean_return(act)))
+            self.seconds += time.perf_counter() - start
+
+
+def run_rlcourse(seed: int, steps: int, every: int, episodes: int, defaults: bool) -> dict:
+    import torch
+
+    from rlcourse.value import dqn
+
+    torch.set_num_threads(1)
+    config = dqn.DQNConfig() if defaults else dqn.DQNConfig(**RL_ZOO)
+    evaluator = Evaluator(every, episodes)
+    result = dqn.train(ENV_ID, config, steps=steps, seed=seed,
+                       callback=lambda env_steps, online: evaluator.maybe(env_steps, QAct(online)))
+    final = evaluator.mean_return(QAct(result.policy))
+    return summarise(evaluator, final, steps, result.timing["seconds"])
+
+
+class QAct:
+    def __init__(self, network):
+        self.network = network
+
+    def __call__(self, obs) -> int:
+        import torch
+
+        with torch.no_grad():
+            return int(self.network(torch.as_tensor(obs)).argmax())
+
+
+def run_sb3(seed: int, steps: int, every: int, episodes: int, defaults: bool) -> dict:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    torch.set_num_threads(1)   # SB3 is faster on one thread here (two: about 6% slower)
+    zoo = dict(RL_ZOO)
+    hidden = zoo.pop("hidden")
+    zoo["learning_rate"] = zoo.pop("lr")
+    model = DQN("MlpPolicy", gym.make(ENV_ID), policy_kwargs=dict(net_arch=list(hidden)), seed=seed,
+                device="cpu", **zoo)
+    evaluator = Evaluator(every, episodes)
+
+    def act(obs):
+        return int(model.predict(obs, deterministic=True)[0])
+
+    class Evaluate(BaseCallback):
+        def _on_step(self) -> bool:
+            evaluator.maybe(self.num_timesteps, act)
+            return True
+
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps, callback=Evaluate())
+    seconds = time.perf_counter() - start - evaluator.seconds
+    return summarise(evaluator, evaluator.mean_return(act), steps, seconds)
+
+
+def summarise(evaluator: Evaluator, final: float, steps: int, seconds: float) -> dict:
+    solved_at = next((env_steps for env_steps, mean in evaluator.history if mean >= SOLVED), None)
+    last = [mean for _, mean in evaluator.history[-10:]]
+    return {"solved_at": solved_at, "final": final, "last10": statistics.fmean(last) if last else final,
+            "steps_per_second": steps / seconds, "train_seconds": seconds,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+RUNNERS = {"rlcourse (RL Zoo)": (run_rlcourse, False), "SB3 (RL Zoo)": (run_sb3, False),
+           "rlcourse (defaults)": (run_rlcourse, True)}
+
+
+def defaults_note() -> str:
+    from rlcourse.value.dqn import DQNConfig
+
+    zoo = DQNConfig(**RL_ZOO)
+    differ = {f.name: getattr(DQNConfig(), f.name) for f in dataclasses.fields(DQNConfig)
+              if getattr(DQNConfig(), f.name) != getattr(zoo, f.name)}
+    return ", ".join(f"{k}={v}" for k, v in differ.items()) or "none"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, help="env steps per run (default 100,000; 6,000 with --quick)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 (0 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one seed, 6,000 steps, small evaluations")
+    parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--no-defaults", action="store_true", help="skip the rlcourse (defaults) row")
+    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--eval-episodes", type=int, help="default 10 (2 with --quick)")
+    args = parser.parse_args(argv)
+    steps = args.steps or (6_000 if args.quick else 100_000)
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    episodes = args.eval_episodes or (2 if args.quick else 10)
+    labels = [label for label in RUNNERS
+              if not (args.no_sb3 and label.startswith("SB3")) and not (args.no_defaults and "defaults" in label)]
+    if not args.no_sb3:
+        try:
+            import stable_baselines3   # noqa: F401
+        except ImportError:
+            parser.error("Stable-Baselines3 is not installed: pip install stable-baselines3 torch==2.13.0 "
+                         "(or run with --no-sb3)")
+
+    print(f"DQN on {ENV_ID}: {steps:,} env steps per run, seeds {seeds}; evaluation: {episodes} greedy "
+          f"episodes every {args.eval_every:,} env steps; rlcourse defaults differ from the RL Zoo in: "
+          f"{defaults_note()}", flush=True)
+    results = {label: [] for label in labels}
+    context = multiprocessing.get_context("spawn")
+    for seed in seeds:
+        for label in labels:
+            runner, defaults = RUNNERS[label]
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                row = pool.submit(runner, seed, steps, args.eval_every, episodes, defaults).result()
+            results[label].append(row)
+            solved = f"{row['solved_at']:,}" if row["solved_at"] is not None else "not reached"
+            print(f"  {label:<20} seed {seed}: {row['steps_per_second']:,.0f} steps/s, 475 at {solved}, "
+                  f"final {row['final']:.1f}, last 10 {row['last10']:.1f}, peak {row['peak_mb']:.0f} MB", flush=True)
+
+    header = (f"{'':<22}{'steps to 475 (median)':>22}{'reached':>9}{'steps/s':>9}{'final (mean)':>14}"
+              f"{'>= 475 at end':>15}{'peak MB':>9}")
+    print()
+    print(header)
+    print("-" * len(header))
+    summary = {}
+    for label, rows in results.items():
+        reached = [row["solved_at"] for row in rows if row["solved_at"] is not None]
+        # a run that never reached 475 counts as needing more than the budget
+        median = statistics.median([row["solved_at"] or float("inf") for row in rows])
+        speed = statistics.fmean(row["steps_per_second"] for row in rows)
+        summary[label] = (median, speed)
+        median_text = f"{median:,.0f}" if median != float("inf") else f"> {steps:,}"
+        reached_text = f"{len(reached)}/{len(rows)}"
+        kept_text = f"{sum(row['final'] >= SOLVED for row in rows)}/{len(rows)}"
+        final = statistics.fmean(row["final"] for row in rows)
+        print(f"{label:<22}{median_text:>22}{reached_text:>9}{speed:>9,.0f}{final:>14.1f}{kept_text:>15}"
+              f"{max(row['peak_mb'] for row in rows):>9.0f}")
+    if "SB3 (RL Zoo)" in summary:
+        (ours_median, ours_speed), (sb3_median, sb3_speed) = summary["rlcourse (RL Zoo)"], summary["SB3 (RL Zoo)"]
+        print(f"\nsame settings, rlcourse / SB3: {ours_speed / sb3_speed:.2f}x the steps per second; "
+              f"median steps to 475: {ours_median:,.0f} vs {sb3_median:,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
