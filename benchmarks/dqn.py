@@ -19,6 +19,10 @@ library the script measures, the same way for both:
   fresh process).
 
 Runs alternate between the libraries so that both see the same machine conditions.
+rlcourse acts on one thread and updates on ``--threads`` (2 by default: on an idle
+two-core machine the updates are about 1.25× faster, and the log is the same bit for
+bit); SB3 runs with ``torch.set_num_threads(--sb3-threads)``, 1 by default, because with
+2 it was about 6% slower here.
 The row ``rlcourse (defaults)`` is rlcourse's default config, which differs from the RL
 Zoo's only where it says (``--defaults-note``), to show that it keeps what it learned.
 
@@ -73,15 +77,12 @@ class Evaluator:
             self.seconds += time.perf_counter() - start
 
 
-def run_rlcourse(seed: int, steps: int, every: int, episodes: int, defaults: bool) -> dict:
-    import torch
-
+def run_rlcourse(seed: int, steps: int, every: int, episodes: int, defaults: bool, threads: int) -> dict:
     from rlcourse.value import dqn
 
-    torch.set_num_threads(1)
-    config = dqn.DQNConfig() if defaults else dqn.DQNConfig(**RL_ZOO)
+    config = dqn.DQNConfig() if defaults else dqn.DQNConfig(**RL_ZOO, lr_schedule="constant")
     evaluator = Evaluator(every, episodes)
-    result = dqn.train(ENV_ID, config, steps=steps, seed=seed,
+    result = dqn.train(ENV_ID, config, steps=steps, seed=seed, threads=threads,
                        callback=lambda env_steps, online: evaluator.maybe(env_steps, QAct(online)))
     final = evaluator.mean_return(QAct(result.policy))
     return summarise(evaluator, final, steps, result.timing["seconds"])
@@ -98,13 +99,13 @@ class QAct:
             return int(self.network(torch.as_tensor(obs)).argmax())
 
 
-def run_sb3(seed: int, steps: int, every: int, episodes: int, defaults: bool) -> dict:
+def run_sb3(seed: int, steps: int, every: int, episodes: int, defaults: bool, threads: int) -> dict:
     import gymnasium as gym
     import torch
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
-    torch.set_num_threads(1)   # SB3 is faster on one thread here (two: about 6% slower)
+    torch.set_num_threads(threads)
     zoo = dict(RL_ZOO)
     hidden = zoo.pop("hidden")
     zoo["learning_rate"] = zoo.pop("lr")
@@ -141,7 +142,7 @@ RUNNERS = {"rlcourse (RL Zoo)": (run_rlcourse, False), "SB3 (RL Zoo)": (run_sb3,
 def defaults_note() -> str:
     from rlcourse.value.dqn import DQNConfig
 
-    zoo = DQNConfig(**RL_ZOO)
+    zoo = DQNConfig(**RL_ZOO, lr_schedule="constant")
     differ = {f.name: getattr(DQNConfig(), f.name) for f in dataclasses.fields(DQNConfig)
               if getattr(DQNConfig(), f.name) != getattr(zoo, f.name)}
     return ", ".join(f"{k}={v}" for k, v in differ.items()) or "none"
@@ -154,6 +155,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: one seed, 6,000 steps, small evaluations")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
     parser.add_argument("--no-defaults", action="store_true", help="skip the rlcourse (defaults) row")
+    parser.add_argument("--threads", type=int, default=2, help="rlcourse's update threads (default 2)")
+    parser.add_argument("--sb3-threads", type=int, default=1,
+                        help="SB3's torch threads (default 1: on two cores it was 6%% slower with 2)")
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--eval-episodes", type=int, help="default 10 (2 with --quick)")
     args = parser.parse_args(argv)
@@ -170,15 +174,16 @@ def main(argv=None) -> int:
                          "(or run with --no-sb3)")
 
     print(f"DQN on {ENV_ID}: {steps:,} env steps per run, seeds {seeds}; evaluation: {episodes} greedy "
-          f"episodes every {args.eval_every:,} env steps; rlcourse defaults differ from the RL Zoo in: "
-          f"{defaults_note()}", flush=True)
+          f"episodes every {args.eval_every:,} env steps; threads: rlcourse updates {args.threads}, SB3 "
+          f"{args.sb3_threads}; rlcourse defaults differ from the RL Zoo in: {defaults_note()}", flush=True)
     results = {label: [] for label in labels}
     context = multiprocessing.get_context("spawn")
     for seed in seeds:
         for label in labels:
             runner, defaults = RUNNERS[label]
+            threads = args.sb3_threads if runner is run_sb3 else args.threads
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-                row = pool.submit(runner, seed, steps, args.eval_every, episodes, defaults).result()
+                row = pool.submit(runner, seed, steps, args.eval_every, episodes, defaults, threads).result()
             results[label].append(row)
             solved = f"{row['solved_at']:,}" if row["solved_at"] is not None else "not reached"
             print(f"  {label:<20} seed {seed}: {row['steps_per_second']:,.0f} steps/s, 475 at {solved}, "

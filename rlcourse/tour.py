@@ -201,7 +201,8 @@ def lesson3_dqn(out: Path, quick: bool) -> list[str]:
         "## Lesson 3b: DQN on CartPole-v1",
         "",
         f"A [256, 256] Q-network, a replay buffer and a target network, with the RL Zoo's "
-        f"hyperparameters, {steps:,} steps ({result.timing['steps_per_second']:,.0f} steps/s). "
+        f"hyperparameters but one update per four steps and a step size that decays to 0; "
+        f"{steps:,} steps ({result.timing['steps_per_second']:,.0f} steps/s). "
         f"Greedy return over 10 episodes: **{score['mean_return']:.0f}** (500 is the maximum). "
         "With γ = 0.99 and +1 per step the true value of a state in a 500-step episode is at "
         "most 100; watch the Q-values climb toward it.",
