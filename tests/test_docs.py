@@ -18,8 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py") if not p.name.startswith("_"))
-LESSON_PAGES = ["lessons/01_tabular_control.html", "lessons/02_evaluation_planning.html",
-                "lessons/04_policy_gradients.html"]
+LESSON_PAGES = {1: "lessons/01_tabular_control.html", 2: "lessons/02_evaluation_planning.html",
+                3: "lessons/03_value_approximation.html", 4: "lessons/04_policy_gradients.html"}
+# what each lesson page must show of the package's code (``def name(`` in the page's text)
+SHOWN = {1: ("td_target", "epsilon_at", "epsilon_greedy", "greedy_action", "train"),
+         2: ("model_arrays", "exact_evaluation", "mc_evaluation", "td0_evaluation", "q_from_v",
+             "value_iteration", "policy_iteration"),
+         3: ("semi_gradient_td0_update", "dqn_target", "polyak_update", "dqn_update", "update_round"),
+         4: ("reward_to_go", "gae", "policy_gradient_loss", "negative_log_likelihood")}
 
 SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", re.IGNORECASE)
 REMOTE = re.compile(r"^(https?:)?//", re.IGNORECASE)
@@ -45,7 +51,7 @@ def script_sources(page: Path) -> list[str]:
 
 def test_pages_exist(site):
     expected = ["index.html", "install.html", "cli.html", "instructors.html", "api.html", "benchmarks.html",
-                *LESSON_PAGES, *(f"notebooks/{name}.html" for name in NOTEBOOKS)]
+                *LESSON_PAGES.values(), *(f"notebooks/{name}.html" for name in NOTEBOOKS)]
     missing = [page for page in expected if not (site / page).is_file()]
     assert not missing, f"pages not built: {missing}"
 
@@ -57,7 +63,7 @@ def test_no_page_loads_a_script_from_the_network(site):
 
 
 def test_math_pages_load_the_bundled_mathjax(site):
-    for name in LESSON_PAGES:
+    for name in LESSON_PAGES.values():
         page = site / name
         text = page.read_text(encoding="utf-8")
         assert 'class="math notranslate nohighlight"' in text, f"{name} has no rendered math"
@@ -76,13 +82,7 @@ def visible_text(page: Path) -> str:
 
 
 def test_lesson_pages_show_the_package_code(site):
-    lesson1 = visible_text(site / LESSON_PAGES[0])
-    lesson2 = visible_text(site / LESSON_PAGES[1])
-    for name in ("td_target", "epsilon_at", "epsilon_greedy", "greedy_action", "train"):
-        assert f"def {name}(" in lesson1, f"lesson 1 does not show {name}"
-    for name in ("model_arrays", "exact_evaluation", "mc_evaluation", "td0_evaluation",
-                 "q_from_v", "value_iteration", "policy_iteration"):
-        assert f"def {name}(" in lesson2, f"lesson 2 does not show {name}"
-    lesson4 = visible_text(site / LESSON_PAGES[2])
-    for name in ("reward_to_go", "gae", "policy_gradient_loss", "negative_log_likelihood"):
-        assert f"def {name}(" in lesson4, f"lesson 4 does not show {name}"
+    for lesson, names in SHOWN.items():
+        text = visible_text(site / LESSON_PAGES[lesson])
+        missing = [name for name in names if f"def {name}(" not in text]
+        assert not missing, f"lesson {lesson} does not show {missing}"

@@ -224,7 +224,8 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 def test_linear_lr_schedule_falls_to_zero():
     log = dqn.train("CartPole-v1", dataclasses.replace(QUICK, lr_schedule="linear"), steps=1_280, seed=0).log
     np.testing.assert_allclose(log["lr"], QUICK.lr * (1 - log["env_steps"] / 1_280))
-    assert (dqn.train("CartPole-v1", QUICK, steps=640, seed=0).log["lr"] == QUICK.lr).all()
+    constant = dataclasses.replace(QUICK, lr_schedule="constant")
+    assert (dqn.train("CartPole-v1", constant, steps=640, seed=0).log["lr"] == QUICK.lr).all()
 
 
 def test_two_update_threads_give_the_same_log_as_one():
@@ -267,7 +268,7 @@ def test_cli_resume_finishes_the_run_as_if_never_stopped(tmp_path, capsys):
 def test_a_small_dqn_learns_cartpole_with_a_fixed_seed():
     # measured: 99.5 after 12,000 steps (about 3 s); a random policy scores about 22
     config = DQNConfig(hidden=(64, 64), learning_starts=500, train_freq=64, gradient_steps=32,
-                       exploration_fraction=0.2, lr=2e-3)
+                       exploration_fraction=0.2, lr=2e-3, lr_schedule="constant")
     result = dqn.train("CartPole-v1", config, steps=12_000, seed=0)
     assert evaluate_policy(result.policy, "CartPole-v1", episodes=10, seed=0, print_fn=None)["mean_return"] >= 75
 

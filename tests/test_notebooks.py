@@ -37,6 +37,10 @@ SMALL_BUDGETS = {
     "02_policy_evaluation": dict(
         EPISODES=20, RUNS=2,
     ),
+    "03_value_approximation": dict(
+        CORRIDOR_EPISODES=20, MOUNTAINCAR_STEPS=2_000, DQN_STEPS=1_500, EVAL_EVERY=500,
+        EVAL_EPISODES=2, BIAS_NETWORKS=5,
+    ),
     "04_policy_gradients": dict(VARIANCE_SAMPLES=2_000, CARTPOLE_STEPS=8_000, PENDULUM_STEPS=1_600, EVAL_EPISODES=2, BC_SAMPLE_SIZES=[50, 500], BC_SEEDS=1, BC_EVAL_EPISODES=2),
 }
 

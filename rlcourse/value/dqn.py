@@ -34,10 +34,11 @@ Pseudocode (N environments stepped together; one *round* is ``train_freq`` vecto
             a ← random action with probability ε, else argmax_a Q_θ(s, a)     (per env)
             step the envs; store (s, a, r, s'_real, terminated, truncated) in D
             every target_update_interval env steps: θ̄ ← τθ + (1 − τ)θ̄
-        if env steps > learning_starts:
+        if env steps > learning_starts:                                     (update_round)
+            α ← lr, or lr · (1 − env steps / steps) with lr_schedule="linear"
             for gradient_steps:
-                B ← uniform minibatch of batch_size from D                   (dqn_update)
-                θ ← θ − α ∇θ L(θ), gradient norm clipped to max_grad_norm   (Adam)
+                B ← uniform minibatch of batch_size from D, and its targets y
+                θ ← θ − α ∇θ L(θ), gradient norm clipped to max_grad_norm   (dqn_update, Adam)
         log one row
 
 The flags ``use_target_network=False`` (the target uses :math:`Q_\theta` itself) and
@@ -167,7 +168,7 @@ def dqn_update(online: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
     q_taken = online(batch["obs"]).gather(-1, batch["actions"].long().unsqueeze(-1)).squeeze(-1)
     loss = td_loss(q_taken, y, config.loss)
     if not torch.isfinite(loss):
-        return float(loss), float("nan")
+        return float(loss.detach()), float("nan")
     optimizer.zero_grad(set_to_none=False)
     loss.backward()
     clip_grad_norm(flat, config.max_grad_norm)
