@@ -34,12 +34,9 @@ with ``pip install stable-baselines3 torch==2.13.0``, pinning the torch you have
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
-import multiprocessing
-import resource
-import statistics
-import time
+
+from common import Evaluator, print_run, print_table, run_fresh
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
@@ -48,47 +45,9 @@ RL_ZOO = dict(lr=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_0
               exploration_final_eps=0.04, hidden=(256, 256))
 
 
-class Evaluator:
-    """Every ``every`` env steps, the mean return of ``episodes`` greedy episodes; time kept apart."""
-
-    def __init__(self, every: int, episodes: int):
-        import gymnasium as gym
-
-        self.env = gym.make(ENV_ID)
-        self.every, self.episodes = every, episodes
-        self.history: list[tuple[int, float]] = []
-        self.seconds = 0.0
-
-    def mean_return(self, act) -> float:
-        total = 0.0
-        for episode in range(self.episodes):
-            obs, _ = self.env.reset(seed=episode)
-            done = False
-            while not done:
-                obs, reward, terminated, truncated, _ = self.env.step(act(obs))
-                total += float(reward)
-                done = terminated or truncated
-        return total / self.episodes
-
-    def maybe(self, env_steps: int, act) -> None:
-        if env_steps % self.every == 0:
-            start = time.perf_counter()
-            self.history.append((env_steps, self.mean_return(act)))
-            self.seconds += time.perf_counter() - start
-
-
-def run_rlcourse(seed: int, steps: int, every: int, episodes: int, defaults: bool, threads: int) -> dict:
-    from rlcourse.value import dqn
-
-    config = dqn.DQNConfig() if defaults else dqn.DQNConfig(**RL_ZOO, lr_schedule="constant")
-    evaluator = Evaluator(every, episodes)
-    result = dqn.train(ENV_ID, config, steps=steps, seed=seed, threads=threads,
-                       callback=lambda env_steps, online: evaluator.maybe(env_steps, QAct(online)))
-    final = evaluator.mean_return(QAct(result.policy))
-    return summarise(evaluator, final, steps, result.timing["seconds"])
-
-
 class QAct:
+    """The greedy action of a Q-network."""
+
     def __init__(self, network):
         self.network = network
 
@@ -99,7 +58,20 @@ class QAct:
             return int(self.network(torch.as_tensor(obs)).argmax())
 
 
+def run_rlcourse(seed: int, steps: int, every: int, episodes: int, defaults: bool, threads: int) -> dict:
+    from rlcourse.value import dqn
+
+    config = dqn.DQNConfig() if defaults else dqn.DQNConfig(**RL_ZOO, lr_schedule="constant")
+    evaluator = Evaluator(ENV_ID, every, episodes)
+    result = dqn.train(ENV_ID, config, steps=steps, seed=seed, threads=threads,
+                       callback=lambda env_steps, online: evaluator.maybe(env_steps, QAct(online)))
+    final = evaluator.mean_return(QAct(result.policy))
+    return evaluator.summary(final, steps, result.timing["seconds"], SOLVED)
+
+
 def run_sb3(seed: int, steps: int, every: int, episodes: int, defaults: bool, threads: int) -> dict:
+    import time
+
     import gymnasium as gym
     import torch
     from stable_baselines3 import DQN
@@ -111,7 +83,7 @@ def run_sb3(seed: int, steps: int, every: int, episodes: int, defaults: bool, th
     zoo["learning_rate"] = zoo.pop("lr")
     model = DQN("MlpPolicy", gym.make(ENV_ID), policy_kwargs=dict(net_arch=list(hidden)), seed=seed,
                 device="cpu", **zoo)
-    evaluator = Evaluator(every, episodes)
+    evaluator = Evaluator(ENV_ID, every, episodes)
 
     def act(obs):
         return int(model.predict(obs, deterministic=True)[0])
@@ -124,15 +96,7 @@ def run_sb3(seed: int, steps: int, every: int, episodes: int, defaults: bool, th
     start = time.perf_counter()
     model.learn(total_timesteps=steps, callback=Evaluate())
     seconds = time.perf_counter() - start - evaluator.seconds
-    return summarise(evaluator, evaluator.mean_return(act), steps, seconds)
-
-
-def summarise(evaluator: Evaluator, final: float, steps: int, seconds: float) -> dict:
-    solved_at = next((env_steps for env_steps, mean in evaluator.history if mean >= SOLVED), None)
-    last = [mean for _, mean in evaluator.history[-10:]]
-    return {"solved_at": solved_at, "final": final, "last10": statistics.fmean(last) if last else final,
-            "steps_per_second": steps / seconds, "train_seconds": seconds,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return evaluator.summary(evaluator.mean_return(act), steps, seconds, SOLVED)
 
 
 RUNNERS = {"rlcourse (RL Zoo)": (run_rlcourse, False), "SB3 (RL Zoo)": (run_sb3, False),
@@ -177,40 +141,14 @@ def main(argv=None) -> int:
           f"episodes every {args.eval_every:,} env steps; threads: rlcourse updates {args.threads}, SB3 "
           f"{args.sb3_threads}; rlcourse defaults differ from the RL Zoo in: {defaults_note()}", flush=True)
     results = {label: [] for label in labels}
-    context = multiprocessing.get_context("spawn")
     for seed in seeds:
         for label in labels:
             runner, defaults = RUNNERS[label]
             threads = args.sb3_threads if runner is run_sb3 else args.threads
-            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-                row = pool.submit(runner, seed, steps, args.eval_every, episodes, defaults, threads).result()
+            row = run_fresh(runner, seed, steps, args.eval_every, episodes, defaults, threads)
             results[label].append(row)
-            solved = f"{row['solved_at']:,}" if row["solved_at"] is not None else "not reached"
-            print(f"  {label:<20} seed {seed}: {row['steps_per_second']:,.0f} steps/s, 475 at {solved}, "
-                  f"final {row['final']:.1f}, last 10 {row['last10']:.1f}, peak {row['peak_mb']:.0f} MB", flush=True)
-
-    header = (f"{'':<22}{'steps to 475 (median)':>22}{'reached':>9}{'steps/s':>9}{'final (mean)':>14}"
-              f"{'>= 475 at end':>15}{'peak MB':>9}")
-    print()
-    print(header)
-    print("-" * len(header))
-    summary = {}
-    for label, rows in results.items():
-        reached = [row["solved_at"] for row in rows if row["solved_at"] is not None]
-        # a run that never reached 475 counts as needing more than the budget
-        median = statistics.median([row["solved_at"] or float("inf") for row in rows])
-        speed = statistics.fmean(row["steps_per_second"] for row in rows)
-        summary[label] = (median, speed)
-        median_text = f"{median:,.0f}" if median != float("inf") else f"> {steps:,}"
-        reached_text = f"{len(reached)}/{len(rows)}"
-        kept_text = f"{sum(row['final'] >= SOLVED for row in rows)}/{len(rows)}"
-        final = statistics.fmean(row["final"] for row in rows)
-        print(f"{label:<22}{median_text:>22}{reached_text:>9}{speed:>9,.0f}{final:>14.1f}{kept_text:>15}"
-              f"{max(row['peak_mb'] for row in rows):>9.0f}")
-    if "SB3 (RL Zoo)" in summary:
-        (ours_median, ours_speed), (sb3_median, sb3_speed) = summary["rlcourse (RL Zoo)"], summary["SB3 (RL Zoo)"]
-        print(f"\nsame settings, rlcourse / SB3: {ours_speed / sb3_speed:.2f}x the steps per second; "
-              f"median steps to 475: {ours_median:,.0f} vs {sb3_median:,.0f}")
+            print_run(label, seed, row, SOLVED)
+    print_table(results, steps, SOLVED, ours="rlcourse (RL Zoo)", reference="SB3 (RL Zoo)")
     return 0
 
 
