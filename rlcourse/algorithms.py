@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from rlcourse.pg import reinforce
+from rlcourse.pg import a2c, a3c, reinforce
 from rlcourse.pg.policies import load_module
 from rlcourse.tabular import td_control
 from rlcourse.tabular.qtable import QTable
@@ -34,4 +34,6 @@ ALGORITHMS = {
     "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_module),
     "dqn": Algorithm(dqn.DQNConfig, dqn.DQNConfig(), dqn.train, load_module),
     "linear-q": Algorithm(linear.LinearQConfig, linear.LinearQConfig(), linear.train, linear.LinearQPolicy.load),
+    "a2c": Algorithm(a2c.A2CConfig, a2c.A2CConfig(), a2c.train, load_module),
+    "a3c": Algorithm(a3c.A3CConfig, a3c.A3CConfig(), a3c.train, load_module),
 }

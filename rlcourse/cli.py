@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train an algorithm and save the run")
-    train.add_argument("algo", help="q-learning, sarsa, expected-sarsa, linear-q, dqn or reinforce")
+    train.add_argument("algo", help="q-learning, sarsa, expected-sarsa, linear-q, dqn, reinforce, a2c or a3c")
     train.add_argument("--env", required=True, help="a Gymnasium id, e.g. rlcourse/Corridor-v0")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=int, default=10_000, help="environment steps")
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--resume", action="store_true",
                        help="continue the run from OUT/checkpoint.pkl (same env, seed, steps and --set)")
-    train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn)")
+    train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn, a2c)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")

@@ -1,4 +1,4 @@
-"""An environment wrapper that misbehaves on purpose, for the tests of the failure paths."""
+"""Environments that misbehave on purpose, for the tests of the failure paths."""
 
 import gymnasium as gym
 
@@ -19,3 +19,23 @@ class FaultyReward(gym.Wrapper):
                 raise KeyboardInterrupt
             reward = float("nan")
         return obs, reward, terminated, truncated, info
+
+
+def faulty_cartpole(at: int, fault: str):
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    return FaultyReward(CartPoleEnv(), at, fault)
+
+
+class OddSpaces(gym.Env):
+    """An environment with whatever spaces it is given, for the unsupported-space errors."""
+
+    def __init__(self, observation_space, action_space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}

@@ -19,7 +19,6 @@ from rlcourse.pg.reinforce import PSI, ReinforceConfig, score_sq_norms
 from rlcourse.play import evaluate, evaluate_policy
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
 
-from faults import FaultyReward
 
 CRITIC_FREE = [p for p in PSI if p != "value-baseline"]
 
@@ -27,36 +26,8 @@ CRITIC_FREE = [p for p in PSI if p != "value-baseline"]
 # ---------------------------------------------------------------- test environments
 
 
-def _faulty_cartpole(at: int, fault: str):
-    from gymnasium.envs.classic_control import CartPoleEnv
-
-    return FaultyReward(CartPoleEnv(), at, fault)
-
-
-class OddSpaces(gym.Env):
-    """An environment with whatever spaces it is given, for the unsupported-space errors."""
-
-    def __init__(self, observation_space, action_space):
-        self.observation_space, self.action_space = observation_space, action_space
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), 0.0, False, False, {}
-
-
-BOX = gym.spaces.Box(-1.0, 1.0, (3,))
-for _name, _entry, _kwargs in (
-        ("test/NaNRewardCartPole-v0", _faulty_cartpole, {"at": 1000, "fault": "nan"}),
-        ("test/InterruptCartPole-v0", _faulty_cartpole, {"at": 500, "fault": "interrupt"}),
-        ("test/DictObs-v0", OddSpaces, {"observation_space": gym.spaces.Dict({"x": BOX}),
-                                        "action_space": gym.spaces.Discrete(2)}),
-        ("test/MultiDiscreteActions-v0", OddSpaces, {"observation_space": BOX,
-                                                     "action_space": gym.spaces.MultiDiscrete([2, 3])})):
-    if _name not in gym.registry:
-        gym.register(id=_name, entry_point=_entry, max_episode_steps=500, kwargs=_kwargs)
+# registered in tests/conftest.py: test/NaNRewardCartPole-v0, test/InterruptCartPole-v0,
+# test/DictObs-v0, test/MultiDiscreteActions-v0
 
 TINY = ReinforceConfig(num_envs=2, steps_per_env=64, hidden=(16,), value_epochs=2, value_minibatches=2)
 

@@ -39,6 +39,8 @@ LESSON_OF_MODULE = {
     "rlcourse/pg/psi.py": 4,
     "rlcourse/pg/reinforce.py": 4,
     "rlcourse/pg/imitation.py": 4,
+    "rlcourse/pg/a2c.py": 5,
+    "rlcourse/pg/a3c.py": 5,
 }
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
                                 ".ipynb_checkpoints", ".jupyter_cache")

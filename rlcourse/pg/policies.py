@@ -82,10 +82,22 @@ class CategoricalPolicy(nn.Module):
         self.logits = mlp([obs_dim, *hidden, n_actions], output_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.logits(obs))
+        # no argument checks (here and in GaussianPolicy): for nets this small they cost as much as
+        # the forward pass, once per environment step; the training loops check their losses instead
+        return Categorical(logits=self.logits(obs), validate_args=False)
 
     def log_prob(self, dist: Categorical, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions for a batch of observations [N, obs_dim] and their log-probabilities, for
+        acting: the numbers ``distribution(obs).sample()`` and ``log_prob`` give (the same
+        operations, the same random draws), without the distribution object, which costs
+        as much as the forward pass at this size and runs once per environment step."""
+        logits = self.logits(obs)
+        logits = logits - logits.logsumexp(-1, keepdim=True)
+        actions = torch.multinomial(logits.softmax(-1), 1, True)
+        return actions.squeeze(-1), logits.gather(-1, actions).squeeze(-1)
 
     @torch.no_grad()
     def act(self, obs, rng=None) -> int:
@@ -108,10 +120,16 @@ class GaussianPolicy(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def distribution(self, obs: torch.Tensor) -> Normal:
-        return Normal(self.mean(obs), self.log_std.exp())
+        return Normal(self.mean(obs), self.log_std.exp(), validate_args=False)
 
     def log_prob(self, dist: Normal, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions).sum(-1)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions for a batch of observations and their log-probabilities (for acting)."""
+        dist = self.distribution(obs)
+        actions = dist.sample()
+        return actions, self.log_prob(dist, actions)
 
     @torch.no_grad()
     def act(self, obs, rng=None) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Collect experience from Gymnasium vector environments into a time-major batch.
 
-``Rollout(env_id, num_envs, seed).collect(policy, value_fn, T)`` steps N environments T
-times and returns a :class:`Batch` of ``[T, N]`` tensors (see :mod:`rlcourse.pg.psi` for
-what each holds).
+``Rollout(env_id, num_envs, seed).collect(policy, T)`` steps N environments T times, with
+actions drawn by ``policy.sample(obs)`` (actions and their log-probabilities), and returns
+a :class:`Batch` of ``[T, N]`` tensors (see :mod:`rlcourse.pg.psi` for what each holds).
 
 Episode boundaries. Gymnasium 1.x vector environments reset a finished sub-environment
 on the *next* step by default (``AutoresetMode.NEXT_STEP``): that step's action is
@@ -65,57 +65,53 @@ class Rollout:
         self.continuous = isinstance(self.single_action_space, gym.spaces.Box)
         obs, _ = self.envs.reset(seed=seed)
         self.envs.action_space.seed(seed)
-        self.obs = torch.as_tensor(obs, dtype=torch.float32)
-        self.starts = torch.ones(num_envs, dtype=torch.bool)
-        self.timesteps = torch.zeros(num_envs, dtype=torch.long)
+        self.obs = obs                                   # where each environment stands
+        self.starts = np.ones(num_envs, dtype=bool)
+        self.timesteps = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
         self.env_steps = 0
 
     def close(self) -> None:
         self.envs.close()
 
-    @torch.no_grad()
     def collect(self, policy, steps: int) -> Batch:
         """Step every environment ``steps`` times with actions sampled from ``policy``."""
         n = self.obs.shape[0]
-        obs = torch.empty((steps, *self.obs.shape))
-        next_obs = torch.empty_like(obs)
-        action_shape = (steps, n, *self.single_action_space.shape)
-        actions = torch.empty(action_shape, dtype=torch.float32 if self.continuous else torch.long)
-        logp = torch.empty(steps, n)
-        rewards = torch.empty(steps, n)
-        terminated = torch.empty(steps, n, dtype=torch.bool)
-        truncated = torch.empty(steps, n, dtype=torch.bool)
-        starts = torch.empty(steps, n, dtype=torch.bool)
-        timesteps = torch.empty(steps, n, dtype=torch.long)
+        # NumPy buffers, filled in place and handed to torch once at the end: at a few
+        # environments per step, a dozen small torch writes per step would cost more than
+        # the policy's forward pass.
+        obs = np.empty((steps, *self.obs.shape), dtype=np.float32)
+        next_obs = np.empty_like(obs)
+        actions = np.empty((steps, n, *self.single_action_space.shape),
+                           dtype=np.float32 if self.continuous else np.int64)
+        logp = np.empty((steps, n), dtype=np.float32)
+        rewards = np.empty((steps, n), dtype=np.float32)
+        terminated = np.empty((steps, n), dtype=bool)
+        truncated = np.empty((steps, n), dtype=bool)
+        starts = np.empty((steps, n), dtype=bool)
+        timesteps = np.empty((steps, n), dtype=np.int64)
         finished_returns, finished_lengths = [], []
         low, high = (self.single_action_space.low, self.single_action_space.high) if self.continuous else (None, None)
 
-        for t in range(steps):
-            dist = policy.distribution(self.obs)
-            action = dist.sample()
-            obs[t], starts[t], timesteps[t] = self.obs, self.starts, self.timesteps
-            actions[t], logp[t] = action, policy.log_prob(dist, action)
-            env_action = np.clip(action.numpy(), low, high) if self.continuous else action.numpy()
-            new_obs, reward, term, trunc, info = self.envs.step(env_action)
-            done = term | trunc
-            rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
-            terminated[t], truncated[t] = torch.as_tensor(term), torch.as_tensor(trunc)
-            real_next = new_obs
-            if done.any():
-                real_next = new_obs.copy()
+        with torch.inference_mode():
+            for t in range(steps):
+                obs[t], starts[t], timesteps[t] = self.obs, self.starts, self.timesteps
+                action, action_logp = policy.sample(torch.from_numpy(obs[t]))
+                actions[t], logp[t] = action.numpy(), action_logp.numpy()
+                env_action = np.clip(actions[t], low, high) if self.continuous else actions[t]
+                new_obs, reward, term, trunc, info = self.envs.step(env_action)
+                rewards[t], terminated[t], truncated[t], next_obs[t] = reward, term, trunc, new_obs
+                done = term | trunc
+                self.episode_return += reward
                 for i in np.flatnonzero(done):
-                    real_next[i] = info["final_obs"][i]
-            next_obs[t] = torch.as_tensor(real_next, dtype=torch.float32)
-            self.episode_return += reward
-            for i in np.flatnonzero(done):
-                finished_returns.append(float(self.episode_return[i]))
-                finished_lengths.append(int(self.timesteps[i]) + 1)
-            self.episode_return[done] = 0.0
-            done_t = torch.as_tensor(done)
-            self.timesteps = torch.where(done_t, 0, self.timesteps + 1)
-            self.starts = done_t
-            self.obs = torch.as_tensor(new_obs, dtype=torch.float32)
+                    next_obs[t, i] = info["final_obs"][i]
+                    finished_returns.append(float(self.episode_return[i]))
+                    finished_lengths.append(int(self.timesteps[i]) + 1)
+                self.episode_return[done] = 0.0
+                self.timesteps = np.where(done, 0, self.timesteps + 1)
+                self.starts = done
+                self.obs = new_obs
         self.env_steps += steps * n
-        return Batch(obs, actions, logp, rewards, terminated, truncated, next_obs, starts, timesteps,
-                     episode_returns=finished_returns, episode_lengths=finished_lengths)
+        tensors = (torch.from_numpy(x) for x in (obs, actions, logp, rewards, terminated, truncated, next_obs,
+                                                 starts, timesteps))
+        return Batch(*tensors, episode_returns=finished_returns, episode_lengths=finished_lengths)
