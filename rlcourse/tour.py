@@ -246,8 +246,30 @@ def lesson4_reinforce(out: Path, quick: bool) -> list[str]:
                     f"![REINFORCE curves]({_savefig(fig, out, 'reinforce_curves.png')})", ""]
 
 
+def lesson5_a2c(out: Path, quick: bool) -> list[str]:
+    steps = 20_000 if quick else 150_000
+    result = rlcourse.train("a2c", "CartPole-v1", steps=steps, seed=0)
+    score = evaluate(result, episodes=10, seed=0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    result.plot(ax=left, label="episode return")
+    result.plot(ax=right, column="explained_variance", window=1, label="critic's explained variance")
+    left.set_title("A2C on CartPole-v1")
+    right.set_title("how much of the return the critic explains")
+    return [
+        "## Lesson 5: A2C on CartPole-v1",
+        "",
+        f"8 environments, 5 steps each per update, Ψ = the 5-step advantage from a learned critic "
+        f"(the RL Zoo's settings), {steps:,} steps ({result.timing['steps_per_second']:,.0f} steps/s). "
+        f"Greedy return over 10 episodes: **{score['mean_return']:.0f}**. Unlike REINFORCE it does "
+        "not wait for episodes to end: it updates every 40 steps, bootstrapping from the critic.",
+        "",
+        f"![A2C curves]({_savefig(fig, out, 'a2c_curves.png')})",
+        "",
+    ]
+
+
 LESSONS = [lesson1_corridor, lesson1_frozenlake, lesson1_cliff, lesson2_evaluation,
-           lesson2_planning, lesson3_linear, lesson3_dqn, lesson4_variance, lesson4_reinforce]
+           lesson2_planning, lesson3_linear, lesson3_dqn, lesson4_variance, lesson4_reinforce, lesson5_a2c]
 
 
 def run_tour(out: Path, quick: bool = False, progress: bool = True) -> Path:
