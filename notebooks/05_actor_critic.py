@@ -64,6 +64,18 @@ from rlcourse.play import evaluate_policy
 torch.set_num_threads(1)
 
 
+def finish(fig, axes, xlabel="environment steps", legend=True, solved=False):
+    """Label the step axes in thousands, add legends (and CartPole's 500 line), lay out."""
+    for ax in axes:
+        if solved:
+            ax.axhline(500, color="k", ls=":", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
+        if legend:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+
+
 def smooth(log, column, window):
     """Moving average of a log column over ``window`` rows, skipping rows without a value."""
     rows = log.dropna(subset=[column])
@@ -232,13 +244,8 @@ for n, run in by_n.items():
 axes[0].set_title("GAE(γ = 0.99, λ), T = 20 steps per update")
 axes[1].set_title("n-step advantage (λ = 1), T steps per update")
 axes[0].set_ylabel("training return (moving average of 3 rows)")
-for ax in axes:
-    ax.axhline(500, color="k", ls=":", lw=1)
-    ax.set_xlabel("environment steps")
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
-    ax.legend(fontsize="small")
 fig.suptitle(f"A2C on CartPole-v1, seed {SEED}")
-fig.tight_layout()
+finish(fig, axes, solved=True)
 plt.show()
 
 runs = {**{f"λ = {lam}, T = 20": run for lam, run in by_lambda.items()},
@@ -302,10 +309,7 @@ axes[1].plot(cartpole.log["env_steps"], cartpole.log["explained_variance"], "o-"
 axes[1].axhline(0, color="k", lw=0.5)
 axes[1].set_ylim(-0.2, 1.05)
 axes[1].set_title("critic: explained variance 1 − Var(y − V) / Var(y)")
-for ax in axes:
-    ax.set_xlabel("environment steps")
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
-fig.tight_layout()
+finish(fig, axes, legend=False)
 plt.show()
 print(f"{cartpole.steps:,} steps in {cartpole.timing['seconds']:.1f} s "
       f"({cartpole.timing['steps_per_second']:,.0f} steps/s, evaluations excluded); "
@@ -373,11 +377,7 @@ axes[1].axhline(math.log(3), color="k", ls=":", lw=1, label="log 3 (uniform)")
 axes[1].set_title("mean entropy of π(·|s_t)")
 axes[2].set_ylim(-0.2, 1.05)
 axes[2].set_title("critic: explained variance")
-for ax in axes:
-    ax.set_xlabel("environment steps")
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
-    ax.legend(fontsize="small")
-fig.tight_layout()
+finish(fig, axes)
 plt.show()
 
 pd.DataFrame({
@@ -434,11 +434,7 @@ axes[0].set_title(f"A2C on CartPole-v1, seed {SEED}: training return")
 axes[1].axhline(A2CConfig.max_grad_norm, color="k", ls=":", lw=1, label="max_grad_norm")
 axes[1].set_yscale("log")
 axes[1].set_title("norm of the whole gradient, before clipping")
-for ax in axes:
-    ax.set_xlabel("environment steps")
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
-    ax.legend(fontsize="small")
-fig.tight_layout()
+finish(fig, axes)
 plt.show()
 pd.DataFrame({
     "greedy return": [evaluate_policy(run.policy, "CartPole-v1", EVAL_EPISODES, print_fn=None)["mean_return"]
@@ -513,12 +509,7 @@ for workers, run in a3c_runs.items():
                  color=line.get_color(), label=f"{workers} worker{'s' * (workers > 1)}")
 axes[0].set_title(f"A3C on CartPole-v1, seed {SEED}: training return")
 axes[1].set_title(f"greedy policy, {EVAL_EPISODES} episodes, workers paused")
-for ax in axes:
-    ax.axhline(500, color="k", ls=":", lw=1)
-    ax.set_xlabel("environment steps, all workers together")
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
-    ax.legend(fontsize="small")
-fig.tight_layout()
+finish(fig, axes, "environment steps, all workers together", solved=True)
 plt.show()
 
 pd.DataFrame({
