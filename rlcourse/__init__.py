@@ -28,6 +28,6 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, config=None, out
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHMS)}")
     spec = ALGORITHMS[algo]
-    config = dataclasses.replace(config or spec.defaults, **overrides)
+    config = dataclasses.replace(config or spec.defaults_for(env_id), **overrides)
     return spec.train(env_id, config, steps=steps, seed=seed, out=out, progress=progress,
                       env_kwargs=env_kwargs)

@@ -55,7 +55,7 @@ def cmd_train(args) -> int:
     _check_env(args.env)
     spec = ALGORITHMS[args.algo]
     try:
-        config = apply_overrides(spec.defaults, _parse_sets(args.set))
+        config = apply_overrides(spec.defaults_for(args.env), _parse_sets(args.set))
     except ConfigError as err:
         raise UsageError(str(err)) from None
     out = Path(args.out or f"runs/{args.algo}_{args.env.split('/')[-1]}_seed{args.seed}")
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--resume", action="store_true",
                        help="continue the run from OUT/checkpoint.pkl (same env, seed, steps and --set)")
-    train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn, a2c)")
+    train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn, a2c, ppo, trpo)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")

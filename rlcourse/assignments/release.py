@@ -41,6 +41,8 @@ LESSON_OF_MODULE = {
     "rlcourse/pg/imitation.py": 4,
     "rlcourse/pg/a2c.py": 5,
     "rlcourse/pg/a3c.py": 5,
+    "rlcourse/pg/ppo.py": 6,
+    "rlcourse/pg/trpo.py": 6,
 }
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
                                 ".ipynb_checkpoints", ".jupyter_cache")

@@ -20,7 +20,9 @@ The importance-sampled surrogate of TRPO and PPO, for samples drawn with
                                             {\pi_{\theta_\text{old}}(a_t \mid s_t)}\, \Psi_t
 
 At :math:`\theta = \theta_\text{old}` the ratio is 1 and, since
-:math:`\nabla r = r \nabla \log \pi`, both losses have the same gradient.
+:math:`\nabla r = r \nabla \log \pi`, both losses have the same gradient. TRPO
+(:mod:`rlcourse.pg.trpo`) maximises it under a KL constraint; PPO (:mod:`rlcourse.pg.ppo`)
+clips it or adds a KL penalty.
 
 We average over the steps of the batch (not over episodes, as the textbook's
 :math:`\frac{1}{m}\sum_i\sum_t` does): that only rescales the gradient by the mean

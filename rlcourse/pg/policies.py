@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Categorical, Normal, kl_divergence
 
 from rlcourse.run import UnsupportedSpaceError, atomic_write
 
@@ -89,6 +89,18 @@ class CategoricalPolicy(nn.Module):
     def log_prob(self, dist: Categorical, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions)
 
+    def entropy(self, dist: Categorical) -> torch.Tensor:
+        """H(π(·|s)) per state."""
+        return dist.entropy()
+
+    def kl(self, old: Categorical, new: Categorical) -> torch.Tensor:
+        """KL(old(·|s) ‖ new(·|s)) per state, in nats."""
+        return kl_divergence(old, new)
+
+    def rows(self, dist: Categorical, index: torch.Tensor) -> Categorical:
+        """The distributions of the states ``index`` picks out of a batch."""
+        return Categorical(logits=dist.logits[index], validate_args=False)
+
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions for a batch of observations [N, obs_dim] and their log-probabilities, for
         acting: the numbers ``distribution(obs).sample()`` and ``log_prob`` give (the same
@@ -124,6 +136,18 @@ class GaussianPolicy(nn.Module):
 
     def log_prob(self, dist: Normal, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions).sum(-1)
+
+    def entropy(self, dist: Normal) -> torch.Tensor:
+        """H(π(·|s)) per state: the action dimensions are independent, so their entropies add."""
+        return dist.entropy().sum(-1)
+
+    def kl(self, old: Normal, new: Normal) -> torch.Tensor:
+        """KL(old(·|s) ‖ new(·|s)) per state, summed over the independent action dimensions."""
+        return kl_divergence(old, new).sum(-1)
+
+    def rows(self, dist: Normal, index: torch.Tensor) -> Normal:
+        """The distributions of the states ``index`` picks out of a batch."""
+        return Normal(dist.loc[index], dist.scale[index], validate_args=False)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions for a batch of observations and their log-probabilities (for acting)."""

@@ -1,0 +1,440 @@
+r"""PPO: proximal policy optimisation, with the surrogate objectives of its paper's Table 1 (lesson 6).
+
+Schulman, Wolski, Dhariwal, Radford and Klimov (2017), *Proximal Policy Optimization
+Algorithms*, arXiv:1707.06347. The spine is A2C's: N environments stepped T steps, Ψ = GAE
+from :mod:`rlcourse.pg.psi`, a critic trained alongside. What changes is that one batch is
+used for K epochs of minibatch steps, so from the second step on the policy being improved,
+π_θ, is no longer the one that collected the data, π_θold. The importance-sampled form of
+the one objective (:mod:`rlcourse.pg.objective`) corrects for that, with the ratio
+:math:`r_t(\theta) = \pi_\theta(a_t \mid s_t) / \pi_{\theta_\text{old}}(a_t \mid s_t)`,
+and something has to stop θ from wandering where the correction is no longer trusted.
+``surrogate`` picks what, as in the paper's Table 1 (each is a loss, to be minimised):
+
+* ``"none"``: :math:`L^{CPI} = -\hat{\mathbb E}_t[r_t(\theta) \hat A_t]`, no limit at all;
+* ``"clip"``: :math:`L^{CLIP} = -\hat{\mathbb E}_t[\min(r_t \hat A_t,
+  \operatorname{clip}(r_t, 1-\epsilon, 1+\epsilon) \hat A_t)]` (``clip_range`` = ε);
+* ``"fixed-kl"``: :math:`L^{KLPEN} = -\hat{\mathbb E}_t[r_t \hat A_t] + \beta\,
+  \hat{\mathbb E}_t[\mathrm{KL}[\pi_{\theta_\text{old}}(\cdot \mid s_t), \pi_\theta(\cdot \mid s_t)]]`
+  with β = ``kl_coef`` throughout;
+* ``"adaptive-kl"``: the same penalty, with β adapted after each iteration's epochs from the
+  mean KL d the update actually moved: β ← β/2 if d < d_targ/1.5, β ← 2β if d > 1.5 d_targ
+  (``kl_target`` = d_targ, ``kl_coef`` = the first β).
+
+The whole loss of a minibatch adds the critic's regression and an entropy bonus:
+
+.. math::
+
+    L = L^{\text{surrogate}} + c_V\, \hat{\mathbb E}_t[(V_\phi(s_t) - y_t)^2] - c_H\, \hat{\mathbb E}_t[H(\pi_\theta(\cdot \mid s_t))],
+    \qquad y_t = \hat A_t + V_{\phi_\text{old}}(s_t)
+
+``clip_range_vf`` (optional) clips the critic the way OpenAI Baselines' PPO2 does: the
+prediction may not move more than ±c from :math:`V_{\phi_\text{old}}(s_t)` without paying
+the larger of the clipped and unclipped errors. ``normalize_advantages`` standardises Â
+within each minibatch (zero mean, unit standard deviation), as SB3 and CleanRL do; here,
+unlike in REINFORCE and A2C, subtracting the mean is harmless because the ratio, not
+log π, multiplies it, and PPO's step is limited anyway.
+
+Pseudocode::
+
+    for iteration k = 1, …, K_iter:
+        collect T steps in each of N environments with π_θold                (Rollout.collect)
+        Â ← gae(r, V(s), V(s'), λ);  y ← Â + V(s)                            (rlcourse.pg.psi)
+        for epoch = 1, …, n_epochs:
+            for each minibatch of batch_size steps, in a fresh random order:
+                L ← ppo_loss(...)  (stop the epochs early if approx_kl > 1.5 target_kl)
+                g ← ∇L with its norm clipped to max_grad_norm;  Adam step with α_k
+        adaptive-kl: d ← mean KL[π_θold, π_θ] over the batch; halve or double β
+
+with α_k and ε_k falling linearly to 0 over the run if ``anneal_lr`` / ``anneal_clip``.
+
+What a practitioner reads in the log: ``approx_kl`` = :math:`\hat{\mathbb E}[(r - 1) - \log r]`
+over the minibatches (the k3 estimator of KL[π_old, π], never negative), ``kl`` = the exact
+mean KL between the distributions before and after the iteration's update, ``clipfrac``
+= the share of samples with :math:`|r - 1| > \epsilon`, ``explained_variance`` of the
+critic's predictions before the update, and the policy's mean ``entropy``.
+
+Defaults. :class:`PPOConfig` holds Stable-Baselines3's PPO defaults
+(``stable_baselines3/ppo/ppo.py``: n_steps 2048, batch_size 64, n_epochs 10, gamma 0.99,
+gae_lambda 0.95, learning_rate 3e-4, clip_range 0.2, vf_coef 0.5, ent_coef 0, max_grad_norm
+0.5, Adam with ε = 1e-5, separate [64, 64] tanh networks). :meth:`PPOConfig.for_env` (what
+``rlcourse train ppo`` uses) swaps in the RL Zoo's tuned values for the environments in
+:data:`RL_ZOO` (rl-baselines3-zoo, ``hyperparams/ppo.yml``). The Zoo's Pendulum-v1 entry
+also turns on gSDE, state-dependent exploration, which we do not implement; our plain
+Gaussian policy starts at σ = e^{-0.5} instead (see :data:`RL_ZOO`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.pg import psi as psi_fns
+from rlcourse.pg.objective import importance_sampled_loss
+from rlcourse.pg.policies import ValueFunction, clip_grad_norm, flatten_parameters, make_policy
+from rlcourse.pg.reinforce import explained_variance
+from rlcourse.pg.psi import masked_mean
+from rlcourse.pg.rollout import Batch, Rollout
+from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
+
+SURROGATES = ("clip", "none", "adaptive-kl", "fixed-kl")
+LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
+               "entropy", "approx_kl", "kl", "clipfrac", "explained_variance", "kl_coef", "clip_range",
+               "lr", "epochs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    surrogate: str = "clip"          # Table 1's objective: "clip", "none", "adaptive-kl" or "fixed-kl"
+    clip_range: float = 0.2          # ε of L^CLIP (also the threshold clipfrac counts)
+    anneal_clip: bool = False        # ε falls linearly to 0 over the run (the RL Zoo's lin_0.2)
+    kl_coef: float = 1.0             # β of the KL penalty: fixed, or the first value of the adaptive one
+    kl_target: float = 0.01          # d_targ of the adaptive KL penalty
+    num_envs: int = 1                # N environments stepped together
+    n_steps: int = 2048              # T steps of each per iteration
+    batch_size: int = 64             # samples per minibatch
+    n_epochs: int = 10               # K passes over the batch per iteration
+    gamma: float = 0.99              # discount γ
+    gae_lambda: float = 0.95         # λ of GAE
+    lr: float = 3e-4                 # Adam step size α
+    anneal_lr: bool = False          # α falls linearly to 0 over the run
+    adam_eps: float = 1e-5           # Adam's ε (SB3's policies use 1e-5, not torch's 1e-8)
+    vf_coef: float = 0.5             # c_V, weight of the critic's loss
+    ent_coef: float = 0.0            # c_H, weight of the entropy bonus
+    max_grad_norm: float = 0.5       # clip the norm of each minibatch gradient
+    normalize_advantages: bool = True  # standardise Â within each minibatch
+    clip_range_vf: float | None = None  # clip the critic's move from V_old(s) to ±this (None: do not)
+    target_kl: float | None = None   # stop an iteration's epochs once approx_kl > 1.5 × this
+    hidden: tuple[int, ...] = (64, 64)
+    log_std_init: float = 0.0        # Gaussian policies: initial log σ
+    log_interval: int = 1            # iterations per log row
+
+    def __post_init__(self):
+        check_choice(self, "surrogate", SURROGATES)
+        check_range(self, "clip_range", 0, None, low_open=True)
+        check_choice(self, "anneal_clip", (True, False))
+        check_range(self, "kl_coef", 0, None)
+        check_range(self, "kl_target", 0, None, low_open=True)
+        check_range(self, "num_envs", 1, integer=True)
+        check_range(self, "n_steps", 1, integer=True)
+        check_range(self, "batch_size", 1, integer=True)
+        check_range(self, "n_epochs", 1, integer=True)
+        check_range(self, "gamma", 0, 1)
+        check_range(self, "gae_lambda", 0, 1)
+        check_range(self, "lr", 0, None, low_open=True)
+        check_choice(self, "anneal_lr", (True, False))
+        check_range(self, "adam_eps", 0, None, low_open=True)
+        check_range(self, "vf_coef", 0, None)
+        check_range(self, "ent_coef", 0, None)
+        check_range(self, "max_grad_norm", 0, None, low_open=True)
+        check_choice(self, "normalize_advantages", (True, False))
+        if self.clip_range_vf is not None:
+            check_range(self, "clip_range_vf", 0, None, low_open=True)
+        if self.target_kl is not None:
+            check_range(self, "target_kl", 0, None, low_open=True)
+        if not isinstance(self.hidden, tuple) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
+            raise ConfigError(f"{type(self).__name__}.hidden = {self.hidden!r} must be a tuple of layer "
+                              f"sizes, each an integer >= 1, e.g. (64, 64)")
+        check_range(self, "log_std_init")
+        check_range(self, "log_interval", 1, integer=True)
+
+    @classmethod
+    def for_env(cls, env_id: str) -> "PPOConfig":
+        """The defaults with the RL Zoo's tuned values for ``env_id`` swapped in (if it has any)."""
+        return cls(**RL_ZOO.get(env_id, {}))
+
+
+# rl-baselines3-zoo, hyperparams/ppo.yml ("lin_x" there is x with anneal_* here). Pendulum-v1 also
+# has use_sde: True there; without gSDE a Gaussian starting at σ = 1 spends its first 100k steps
+# unlearning the noise, so we start at log σ = −0.5.
+RL_ZOO = {
+    "CartPole-v1": dict(num_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                        ent_coef=0.0, lr=1e-3, anneal_lr=True, clip_range=0.2, anneal_clip=True),
+    "Pendulum-v1": dict(num_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
+                        lr=1e-3, clip_range=0.2, log_std_init=-0.5),
+}
+
+
+class Minibatch(NamedTuple):
+    """The flat rows of one iteration's batch (or a minibatch of them) that the loss reads."""
+    obs: Tensor          # [B, obs_dim]
+    actions: Tensor      # [B] or [B, act_dim]
+    logp_old: Tensor     # [B]  log π_θold(a_t | s_t)
+    advantages: Tensor   # [B]  Â_t
+    returns: Tensor      # [B]  y_t = Â_t + V_old(s_t)
+    values_old: Tensor   # [B]  V_old(s_t)
+
+    def rows(self, index: Tensor) -> "Minibatch":
+        return Minibatch(*(x[index] for x in self))
+
+
+@torch.no_grad()
+def gae_batch(batch: Batch, critic: nn.Module, gamma: float, gae_lambda: float) -> Minibatch:
+    """Score a collected batch with the critic and GAE(γ, λ); return it flattened to rows.
+
+    One forward pass of the critic over s_t and s_{t+1} together; Â from
+    :func:`rlcourse.pg.psi.gae` on the time-major [T, N] grid, y = Â + V(s_t).
+    """
+    T, N = batch.rewards.shape
+    v_now, v_next = critic(torch.cat([batch.obs, batch.next_obs]).flatten(0, 1)).view(2 * T, N).split(T)
+    adv = psi_fns.gae(batch.rewards, v_now, v_next, batch.terminated, batch.truncated, gamma, gae_lambda)
+    return Minibatch(batch.obs.flatten(0, 1), batch.actions.flatten(0, 1), batch.logp.flatten(),
+                     adv.flatten(), (adv + v_now).flatten(), v_now.flatten())
+
+
+def clipped_surrogate_loss(logp: Tensor, logp_old: Tensor, psi: Tensor, clip_range: float,
+                           mask: Tensor | None = None) -> Tensor:
+    r"""PPO's clipped surrogate, as a loss (the paper's eq. 7), with r = π_θ/π_θold:
+
+    .. math::
+
+        L^{CLIP}(\theta) = -\frac{1}{|B|} \sum \min\big(r_t(\theta)\, \Psi_t,\
+                            \operatorname{clip}(r_t(\theta), 1 - \epsilon, 1 + \epsilon)\, \Psi_t\big)
+
+    The minimum makes it a pessimistic bound on the importance-sampled surrogate: pushing
+    r beyond 1 ± ε in the direction Ψ favours earns nothing (the gradient is 0 there),
+    while a move the other way is charged in full. ``mask`` leaves steps out (the prompt
+    and padding tokens in lesson 7).
+    """
+    ### BEGIN SOLUTION
+    ratio = torch.exp(logp - logp_old.detach())
+    psi = psi.detach()
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    return -masked_mean(torch.minimum(ratio * psi, clipped * psi), mask)
+    ### END SOLUTION
+
+
+class Terms(NamedTuple):
+    loss: Tensor          # L = L^surrogate + c_V L_V − c_H H
+    policy_loss: Tensor   # L^surrogate (with the KL penalty, if any)
+    value_loss: Tensor    # L_V
+    entropy: Tensor       # mean H(π(·|s_t))
+    approx_kl: Tensor     # mean (r − 1) − log r, detached
+    clipfrac: Tensor      # share of |r − 1| > ε, detached
+
+
+def ppo_loss(policy: nn.Module, critic: nn.Module, mb: Minibatch, config: PPOConfig,
+             clip_range: float, kl_coef: float, old_dist=None) -> Terms:
+    """The loss of one minibatch and its terms, for the surrogate ``config.surrogate``.
+
+    ``old_dist`` (π_θold's distributions at ``mb.obs``) is needed by the KL penalties only.
+    """
+    adv = mb.advantages
+    if config.normalize_advantages and len(adv) > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    dist = policy.distribution(mb.obs)
+    logp = policy.log_prob(dist, mb.actions)
+    ### BEGIN SOLUTION
+    if config.surrogate == "clip":
+        policy_loss = clipped_surrogate_loss(logp, mb.logp_old, adv, clip_range)
+    else:
+        policy_loss = importance_sampled_loss(logp, mb.logp_old, adv)
+    if config.surrogate in ("adaptive-kl", "fixed-kl"):
+        policy_loss = policy_loss + kl_coef * policy.kl(old_dist, dist).mean()
+    values = critic(mb.obs)
+    if config.clip_range_vf is None:
+        value_loss = (values - mb.returns).pow(2).mean()
+    else:
+        clipped = mb.values_old + (values - mb.values_old).clamp(-config.clip_range_vf, config.clip_range_vf)
+        value_loss = torch.maximum((values - mb.returns).pow(2), (clipped - mb.returns).pow(2)).mean()
+    entropy = policy.entropy(dist).mean()
+    loss = policy_loss + config.vf_coef * value_loss
+    if config.ent_coef > 0:
+        loss = loss - config.ent_coef * entropy
+    ### END SOLUTION
+    with torch.no_grad():
+        log_ratio = logp - mb.logp_old
+        ratio = log_ratio.exp()
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1).abs() > clip_range).float().mean()
+    return Terms(loss, policy_loss, value_loss, entropy, approx_kl, clipfrac)
+
+
+def adapt_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
+    """The adaptive penalty's rule (PPO paper, section 4): β/2 if d < d_targ/1.5, 2β if d > 1.5 d_targ."""
+    ### BEGIN SOLUTION
+    if kl < kl_target / 1.5:
+        return kl_coef / 2
+    if kl > kl_target * 1.5:
+        return kl_coef * 2
+    return kl_coef
+    ### END SOLUTION
+
+
+def make_networks(algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple[int, ...],
+                  log_std_init: float) -> tuple[nn.Module, nn.Module]:
+    """A policy for the environment's spaces (or an error naming ``algo`` and the space) and a critic."""
+    probe = gym.make(env_id, **(env_kwargs or {}))
+    probe.close()
+    policy = make_policy(algo, probe.observation_space, probe.action_space, hidden, log_std_init)
+    return policy, ValueFunction(probe.observation_space.shape[0], hidden)
+
+
+def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
+          steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
+          progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 50_000, threads: int = 1,
+          callback: Callable[[int, nn.Module], None] | None = None) -> Result:
+    """Run PPO for ``steps`` environment steps; return a Result holding the policy.
+
+    ``config`` defaults to ``PPOConfig.for_env(env_id)``. Each iteration collects
+    ``num_envs × n_steps`` steps (the last one fewer, so the run stops within
+    ``num_envs − 1`` steps of ``steps``). The log has one row per ``log_interval``
+    iterations, columns ``LOG_COLUMNS``: ``return``/``length`` are means over the episodes
+    that ended in them (NaN if none did); the losses, ``approx_kl`` and ``clipfrac`` are
+    means over their minibatches; ``kl`` is the mean over iterations of the exact KL the
+    update moved; ``kl_coef``, ``clip_range``, ``lr`` are those of the row's last
+    iteration and ``epochs`` the epochs it ran (fewer than ``n_epochs`` if ``target_kl``
+    stopped it).
+
+    With ``out`` set, the networks, the optimiser and the random state are checkpointed
+    there every ``checkpoint_every`` env steps; a non-finite loss stops the run with
+    :class:`NonFiniteError` and leaves the last checkpoint as it was. Acting runs on one
+    CPU thread, the update on ``threads``. ``callback(env_steps, policy)`` is called after
+    every iteration; its time is left out of ``timing``.
+    """
+    config = config or PPOConfig.for_env(env_id)
+    _check_run_args(steps, threads)
+    with torch_threads(1):
+        return _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads,
+                      callback)
+
+
+def _check_run_args(steps, threads) -> None:
+    for name, value in (("steps", steps), ("threads", threads)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
+
+
+class torch_threads:
+    """``with torch_threads(n):`` run torch on n intra-op threads, then restore the number.
+
+    Our networks are tiny: more threads only wait on each other, and one thread keeps a
+    run's log the same bit for bit on machines with different core counts.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
+def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads, callback):
+    rng = seed_everything(seed)
+    policy, critic = make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
+    flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
+    optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
+    rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+    needs_old_dist = config.surrogate in ("adaptive-kl", "fixed-kl")
+
+    n = config.num_envs
+    iterations = math.ceil(steps / (n * config.n_steps))
+    kl_coef = config.kl_coef
+    rows, window, returns, lengths, completed = [], [], [], [], 0
+    status, last_checkpoint, next_checkpoint = "finished", None, checkpoint_every
+    bar = progress_bar(steps, "ppo", progress)
+    outside = 0.0
+    start = time.perf_counter()
+    try:
+        for iteration in range(1, iterations + 1):
+            remaining = 1.0 - (iteration - 1) / iterations
+            lr = config.lr * (remaining if config.anneal_lr else 1.0)
+            clip_range = config.clip_range * (remaining if config.anneal_clip else 1.0)
+            optimizer.param_groups[0]["lr"] = lr
+            T = min(config.n_steps, math.ceil((steps - rollout.env_steps) / n))
+            batch = rollout.collect(policy, T)
+
+            with torch_threads(threads):
+                data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
+                with torch.no_grad():
+                    old_dist = policy.distribution(data.obs)
+                sums, minibatches, epochs = torch.zeros(6), 0, 0
+                for epoch in range(config.n_epochs):
+                    stop = False
+                    for index in torch.randperm(len(data.returns)).split(config.batch_size):
+                        terms = ppo_loss(policy, critic, data.rows(index), config, clip_range, kl_coef,
+                                         policy.rows(old_dist, index) if needs_old_dist else None)
+                        if config.target_kl is not None and terms.approx_kl > 1.5 * config.target_kl:
+                            stop = True   # SB3's rule: this minibatch's step is not taken
+                            break
+                        flat.grad.zero_()
+                        terms.loss.backward()
+                        clip_grad_norm(flat, config.max_grad_norm)
+                        optimizer.step()
+                        sums += torch.stack([t.detach() for t in terms])
+                        minibatches += 1
+                    epochs = epoch + 1
+                    if stop:
+                        break
+                with torch.no_grad():
+                    kl = float(policy.kl(old_dist, policy.distribution(data.obs)).mean())
+            means = (sums / max(minibatches, 1)).tolist()
+            if not all(math.isfinite(x) for x in means) or not math.isfinite(kl):
+                raise NonFiniteError("loss", rollout.env_steps, last_checkpoint)
+            window.append((*means[1:], kl, data.values_old, data.returns, kl_coef, clip_range, lr, epochs))
+            if config.surrogate == "adaptive-kl":
+                kl_coef = adapt_kl_coef(kl_coef, kl, config.kl_target)
+
+            completed = iteration
+            returns += batch.episode_returns
+            lengths += batch.episode_lengths
+            bar.update(batch.size)
+            if iteration % config.log_interval == 0 or iteration == iterations:
+                rows.append(_row(iteration, rollout.env_steps, window, returns, lengths))
+                window, returns, lengths = [], [], []
+            if out is not None and rollout.env_steps >= next_checkpoint:
+                last_checkpoint = save_checkpoint(out, {
+                    "env_steps": rollout.env_steps, "iteration": iteration, "rows": list(rows),
+                    "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
+                    "optimizer": optimizer.state_dict(), "kl_coef": kl_coef,
+                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
+                next_checkpoint = (rollout.env_steps // checkpoint_every + 1) * checkpoint_every
+            if callback is not None:
+                entered = time.perf_counter()
+                callback(rollout.env_steps, policy)
+                outside += time.perf_counter() - entered
+    except KeyboardInterrupt:
+        status = "interrupted"
+        if window:
+            rows.append(_row(completed, rollout.env_steps, window, returns, lengths))
+    finally:
+        bar.close()
+        rollout.close()
+    elapsed = time.perf_counter() - start - outside
+    for p in policy.parameters():   # let the returned policy own its parameters
+        p.data, p.grad = p.data.clone(), None
+    return Result(algo="ppo", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
+                  policy=policy.eval(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
+                  steps=rollout.env_steps, status=status,
+                  timing={"seconds": elapsed, "steps_per_second": rollout.env_steps / max(elapsed, 1e-9)})
+
+
+def _copy(state: dict) -> dict:
+    """A state dict that owns its tensors (ours are views of one flat parameter vector)."""
+    return {name: tensor.clone() for name, tensor in state.items()}
+
+
+def _row(iteration: int, env_steps: int, window: list, returns: list, lengths: list) -> tuple:
+    """One log row from the iterations since the last one."""
+    stats = np.mean([entry[:6] for entry in window], axis=0)   # policy_loss … clipfrac, kl
+    policy_loss, value_loss, entropy, approx_kl, clipfrac, kl = stats.tolist()
+    ev = explained_variance(torch.cat([entry[6] for entry in window]), torch.cat([entry[7] for entry in window]))
+    kl_coef, clip_range, lr, epochs = window[-1][8:]
+    return (iteration, env_steps, float(np.mean(returns)) if returns else float("nan"), len(returns),
+            float(np.mean(lengths)) if lengths else float("nan"), policy_loss, value_loss, entropy,
+            approx_kl, kl, clipfrac, ev, kl_coef, clip_range, lr, epochs)
