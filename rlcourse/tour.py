@@ -268,8 +268,34 @@ def lesson5_a2c(out: Path, quick: bool) -> list[str]:
     ]
 
 
+def lesson6_ppo(out: Path, quick: bool) -> list[str]:
+    steps = 20_000 if quick else 100_000
+    result = rlcourse.train("ppo", "CartPole-v1", steps=steps, seed=0)
+    score = evaluate(result, episodes=10, seed=0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    result.plot(ax=left, label="episode return")
+    result.plot(ax=right, column="clipfrac", window=10, label="clipfrac")
+    result.plot(ax=right, column="approx_kl", window=10, label="approx_kl")
+    right.set_yscale("log")
+    left.set_title("PPO on CartPole-v1")
+    right.set_title("how far each update moved the policy")
+    return [
+        "## Lesson 6: PPO on CartPole-v1",
+        "",
+        f"The clipped surrogate, 20 epochs of minibatch steps on each batch of 8 × 32 steps (the RL Zoo's "
+        f"settings), {steps:,} steps ({result.timing['steps_per_second']:,.0f} steps/s). Greedy return over "
+        f"10 episodes: **{score['mean_return']:.0f}**. The clip keeps each update near the policy that "
+        "collected the data: the share of clipped samples and the KL moved stay small while the step size "
+        "and ε anneal to 0.",
+        "",
+        f"![PPO curves]({_savefig(fig, out, 'ppo_curves.png')})",
+        "",
+    ]
+
+
 LESSONS = [lesson1_corridor, lesson1_frozenlake, lesson1_cliff, lesson2_evaluation,
-           lesson2_planning, lesson3_linear, lesson3_dqn, lesson4_variance, lesson4_reinforce, lesson5_a2c]
+           lesson2_planning, lesson3_linear, lesson3_dqn, lesson4_variance, lesson4_reinforce, lesson5_a2c,
+           lesson6_ppo]
 
 
 def run_tour(out: Path, quick: bool = False, progress: bool = True) -> Path:
