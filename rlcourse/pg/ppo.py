@@ -45,7 +45,9 @@ Pseudocode::
                 g ← ∇L with its norm clipped to max_grad_norm;  Adam step with α_k
         adaptive-kl: d ← mean KL[π_θold, π_θ] over the batch; halve or double β
 
-with α_k and ε_k falling linearly to 0 over the run if ``anneal_lr`` / ``anneal_clip``.
+with α_k = α (1 − (k−1)/K_iter) and likewise ε_k if ``anneal_lr`` / ``anneal_clip`` (linear
+towards 0: the first update takes the full α, the last α/K_iter; SB3's ``lin_x`` schedule is
+one iteration ahead and ends at 0).
 
 What a practitioner reads in the log: ``approx_kl`` = :math:`\hat{\mathbb E}[(r - 1) - \log r]`
 over the minibatches (the k3 estimator of KL[π_old, π], never negative), ``kl`` = the exact
@@ -97,7 +99,7 @@ LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy
 class PPOConfig:
     surrogate: str = "clip"          # Table 1's objective: "clip", "none", "adaptive-kl" or "fixed-kl"
     clip_range: float = 0.2          # ε of L^CLIP (also the threshold clipfrac counts)
-    anneal_clip: bool = False        # ε falls linearly to 0 over the run (the RL Zoo's lin_0.2)
+    anneal_clip: bool = False        # ε falls linearly towards 0 over the run (the RL Zoo's lin_0.2)
     kl_coef: float = 1.0             # β of the KL penalty: fixed, or the first value of the adaptive one
     kl_target: float = 0.01          # d_targ of the adaptive KL penalty
     num_envs: int = 1                # N environments stepped together
@@ -107,7 +109,7 @@ class PPOConfig:
     gamma: float = 0.99              # discount γ
     gae_lambda: float = 0.95         # λ of GAE
     lr: float = 3e-4                 # Adam step size α
-    anneal_lr: bool = False          # α falls linearly to 0 over the run
+    anneal_lr: bool = False          # α falls linearly towards 0 over the run
     adam_eps: float = 1e-5           # Adam's ε (SB3's policies use 1e-5, not torch's 1e-8)
     vf_coef: float = 0.5             # c_V, weight of the critic's loss
     ent_coef: float = 0.0            # c_H, weight of the entropy bonus
