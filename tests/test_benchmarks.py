@@ -1,9 +1,12 @@
 """Smoke test of the benchmarks: they run and report, whatever the speed of the machine."""
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +31,44 @@ def test_dqn_benchmark_quick_runs_and_prints_the_table():
     rows = re.findall(r"^(rlcourse \((?:RL Zoo|defaults)\))\s+\S+.*\s(\d+)\s*$", proc.stdout, flags=re.MULTILINE)
     assert [label for label, _ in rows] == ["rlcourse (RL Zoo)", "rlcourse (defaults)"], proc.stdout
     assert "steps/s" in proc.stdout
+
+
+@pytest.mark.parametrize("env_id, threshold, sb3", [("CartPole-v1", "475", "SB3"),
+                                                     ("Pendulum-v1", "-250", "SB3 (gSDE)")])
+def test_ppo_benchmark_quick_runs_and_prints_the_table(env_id, threshold, sb3):
+    # with Stable-Baselines3 where it is installed (an optional dependency), so that the
+    # ratio and target lines are checked too; without it, rlcourse's row alone
+    with_sb3 = importlib.util.find_spec("stable_baselines3") is not None
+    command = [sys.executable, str(ROOT / "benchmarks" / "ppo.py"), "--quick", "--envs", env_id,
+               "--steps", "1024", "--eval-every", "512"]
+    proc = subprocess.run(command + ([] if with_sb3 else ["--no-sb3"]),
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = re.findall(r"^(rlcourse|SB3(?: \((?:no )?gSDE\))?) {2,}\S.*\s(\d+)\s*$", proc.stdout, flags=re.MULTILINE)
+    assert [label for label, _ in rows] == (["rlcourse", sb3] if with_sb3 else ["rlcourse"]), proc.stdout
+    assert f"steps to {threshold} (median)" in proc.stdout
+    if with_sb3:
+        assert re.search(rf"^same settings, rlcourse / {re.escape(sb3)}: [\d.]+x the steps per second",
+                         proc.stdout, flags=re.MULTILINE), proc.stdout
+        assert re.search(rf"^target on {env_id}: steps to {threshold} no more than SB3's .*: "
+                         rf"(met|NOT met|undecided.*); at least 2x SB3's steps per second \([\d.]+x\): (met|NOT met)$",
+                         proc.stdout, flags=re.MULTILINE), proc.stdout
+
+
+def test_ppo_surrogates_benchmark_quick_runs_and_prints_the_table():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppo_surrogates.py"), "--quick",
+                           "--steps", "2048", "--workers", "2", "--random-episodes", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = proc.stdout.split("average normalised score", 1)[1]
+    # the paper's eleven rows, in its order, each with our average and the paper's number
+    rows = re.findall(r"^(no clipping or penalty|clipping, eps=[\d.]+|adaptive KL, d_targ=[\d.]+|"
+                      r"fixed KL, beta=[\d.]+) +(-?[\d.]+) +(-?[\d.]+)", table, flags=re.MULTILINE)
+    assert [label for label, _, _ in rows] == [
+        "no clipping or penalty", "clipping, eps=0.1", "clipping, eps=0.2", "clipping, eps=0.3",
+        "adaptive KL, d_targ=0.003", "adaptive KL, d_targ=0.01", "adaptive KL, d_targ=0.03",
+        "fixed KL, beta=0.3", "fixed KL, beta=1", "fixed KL, beta=3", "fixed KL, beta=10"], proc.stdout
+    assert [float(paper) for _, _, paper in rows][:3] == [-0.39, 0.76, 0.82]
+    assert re.search(r"^(agrees with the paper|partly agrees with the paper|does not agree with the paper|"
+                     r"cannot compare with the paper): ", table, flags=re.MULTILINE), proc.stdout
+    assert "33 runs in" in proc.stdout
