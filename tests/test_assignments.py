@@ -1,4 +1,4 @@
-"""The student release of lessons 1–2, and grading it both ways: 0 on the release, full on the reference."""
+"""The student release of lessons 1, 2 and 6, and grading it both ways: 0 on the release, full on the reference."""
 
 import re
 import subprocess
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rlcourse.assignments.grade import grade
-from rlcourse.assignments.markers import BEGIN_HIDDEN, BEGIN_SOLUTION, END_SOLUTION, solution_lines, stub_solutions
+from rlcourse.assignments.markers import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, find_blocks,
+                                          solution_lines, stub_solutions)
 from rlcourse.assignments.release import ReleaseError, release
 from rlcourse.cli import main
 
@@ -19,7 +20,7 @@ GRADED = ROOT / "tests" / "graded"
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     out = tmp_path_factory.mktemp("release") / "student"
-    return out, release(out, [1, 2])
+    return out, release(out, [1, 2, 6])
 
 
 def test_every_marked_function_becomes_a_stub_naming_function_and_lesson(released):
@@ -33,6 +34,18 @@ def test_every_marked_function_becomes_a_stub_naming_function_and_lesson(release
     assert "# Hint:" in source                                  # hints stay
     readme = (out / "README.md").read_text()
     assert "`td_target`" in readme and "`value_iteration`" in readme
+    # lesson 6: PPO's and TRPO's pieces, and their public graded tests
+    functions = summary["functions"]
+    assert functions["rlcourse/pg/ppo.py"] == ["adapt_kl_coef", "clipped_surrogate_loss", "ppo_loss"]
+    assert functions["rlcourse/pg/trpo.py"] == ["conjugate_gradient", "fisher_vector_product", "natural_step",
+                                                "policy_update"]
+    for path, names in (("ppo.py", functions["rlcourse/pg/ppo.py"]), ("trpo.py", functions["rlcourse/pg/trpo.py"])):
+        source = (out / "rlcourse" / "pg" / path).read_text()
+        for name in names:
+            assert f'raise NotImplementedError("lesson 6: write {name} in rlcourse/pg/{path}' in source
+        assert "`" + names[0] + "`" in readme
+    assert (out / "tests" / "graded" / "test_lesson6.py").is_file()
+    assert not (out / "tests" / "graded" / "test_lesson3.py").exists()     # lessons not chosen stay out
 
 
 def test_nothing_of_the_solutions_or_hidden_tests_is_left(released):
@@ -46,9 +59,9 @@ def test_nothing_of_the_solutions_or_hidden_tests_is_left(released):
     assert len(secrets) > 20
     hidden_names = set()
     for path in GRADED.glob("test_*.py"):
-        source = path.read_text()
-        if BEGIN_HIDDEN in source:
-            hidden = source.split(BEGIN_HIDDEN, 1)[1]
+        lines = path.read_text().splitlines()
+        for block in find_blocks("\n".join(lines), BEGIN_HIDDEN, END_HIDDEN, str(path)):
+            hidden = "\n".join(lines[block.begin:block.end + 1])     # a visible test may follow a block
             hidden_names.update(re.findall(r"def (test_\w+)", hidden))
     assert hidden_names, "the graded tests should keep some tests hidden"
     files = [p for p in out.rglob("*") if p.is_file()]
@@ -70,7 +83,7 @@ def test_released_package_imports_and_notebooks_open(released):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(out))
     notebooks = sorted((out / "notebooks").glob("*.py"))
-    assert [p.name[:2] for p in notebooks] == ["01", "02"]
+    assert [p.name[:2] for p in notebooks] == ["01", "02", "06"]
     for notebook in notebooks:
         assert len(jupytext.read(notebook).cells) > 5
 

@@ -1,10 +1,16 @@
-"""Brute-force definitions the graded tests compare against (lessons 4 and 5).
+"""Brute-force definitions the graded tests compare against (lessons 4, 5 and 6).
 
 Loops straight from the definitions, one environment column at a time, cut into episodes
 at the done flags, with the powers of γ written out. Arrays are time-major [T, N]. A
 terminated step has no future; a truncated one (the time limit) and the last step of the
 batch are bootstrapped from ``next_values``.
+
+Lesson 6 adds PPO's clipped surrogate one sample at a time, the KL between categorical
+distributions from their probabilities, and the Fisher matrix of a policy built one state and
+one action at a time.
 """
+
+import math
 
 import numpy as np
 import torch
@@ -88,3 +94,52 @@ def brute_n_step(b: dict, gamma: float, n: int) -> np.ndarray:
                 total += gamma ** m * float(b["next_values"][last, i])
             A[t, i] = total - float(b["values"][t, i])
     return A
+
+
+# --------------------------------------------------------------------------- lesson 6
+
+
+def brute_clipped_surrogate(ratios, psi, eps: float, mask=None) -> float:
+    """L^CLIP = −(1/|kept|) Σ min(r Ψ, clip(r, 1 − ε, 1 + ε) Ψ), one sample at a time."""
+    total, kept = 0.0, 0
+    for i in range(len(ratios)):
+        if mask is not None and not bool(mask[i]):
+            continue
+        r, weight = float(ratios[i]), float(psi[i])
+        r_clipped = min(max(r, 1.0 - eps), 1.0 + eps)
+        total += min(r * weight, r_clipped * weight)
+        kept += 1
+    return -total / kept
+
+
+def brute_categorical_kl(p, q) -> float:
+    """Mean over the rows (states) of KL(p ‖ q) = Σ_a p(a) ln(p(a) / q(a)), from probabilities."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    total = 0.0
+    for s in range(len(p)):
+        total += sum(p[s, a] * math.log(p[s, a] / q[s, a]) for a in range(p.shape[1]) if p[s, a] > 0)
+    return total / len(p)
+
+
+def flat_gradient(y: torch.Tensor, params: list) -> torch.Tensor:
+    """∇θ of one scalar, over the parameters flattened in their order, as float64."""
+    grads = torch.autograd.grad(y, params, retain_graph=True, allow_unused=True)
+    return torch.cat([torch.zeros(p.numel(), dtype=torch.float64) if g is None else g.reshape(-1).double()
+                      for g, p in zip(grads, params)])
+
+
+def brute_fisher_matrix(policy, obs: torch.Tensor) -> torch.Tensor:
+    """F = (1/S) Σ_s Σ_a π(a|s) ∇θ log π(a|s) ∇θ log π(a|s)ᵀ for a categorical policy.
+
+    One state and one action at a time, each score by its own backward pass; θ is the flat
+    vector of the policy's parameters (those that require a gradient), in their order.
+    """
+    params = [p for p in policy.parameters() if p.requires_grad]
+    n = sum(p.numel() for p in params)
+    fisher = torch.zeros(n, n, dtype=torch.float64)
+    for s in range(len(obs)):
+        log_probs = torch.log_softmax(policy.distribution(obs[s:s + 1]).logits[0], -1)
+        for a in range(len(log_probs)):
+            score = flat_gradient(log_probs[a], params)
+            fisher += math.exp(log_probs[a].item()) * torch.outer(score, score)
+    return fisher / len(obs)
