@@ -209,3 +209,74 @@ def load(directory: str | os.PathLike) -> Result:
         log=pd.read_csv(directory / "progress.csv"),
         seed=meta["seed"], steps=meta["steps"], status=meta["status"], timing=meta.get("timing", {}),
     )
+
+
+class IterationRecord:
+    """The bookkeeping of an iteration loop (A2C, PPO, TRPO), kept out of the algorithm.
+
+    After each iteration's update, :meth:`end_iteration` collects the episodes that ended,
+    adds a log row every ``log_interval`` iterations (``make_row(iteration, env_steps,
+    window, returns, lengths)`` turns the iterations' statistics into one), writes a
+    checkpoint every ``checkpoint_every`` env steps to ``out`` (if given), and calls
+    ``callback(env_steps, policy)``. :meth:`seconds` is the training time so far without
+    the callback's; :meth:`result` ends the run.
+    """
+
+    def __init__(self, algo: str, steps: int, progress: bool, out, checkpoint_every: int, log_interval: int,
+                 make_row: Callable[..., tuple], callback: Callable | None = None):
+        import time
+
+        self._clock = time.perf_counter
+        self.algo, self.out, self.checkpoint_every, self.log_interval = algo, out, checkpoint_every, log_interval
+        self.make_row, self.callback = make_row, callback
+        self.rows: list[tuple] = []
+        self.window, self.returns, self.lengths = [], [], []
+        self.completed, self.env_steps = 0, 0
+        self.last_checkpoint: Path | None = None
+        self.next_checkpoint = checkpoint_every
+        self.bar = progress_bar(steps, algo, progress)
+        self.outside = 0.0
+        self.start = self._clock()
+
+    def end_iteration(self, iteration: int, final: bool, env_steps: int, batch, stats,
+                      checkpoint: Callable[[], dict], policy) -> None:
+        """Record one iteration: its ``stats`` (anything ``make_row`` reads) and ``batch``'s episodes;
+        ``checkpoint()`` gives what to save besides the step, the iteration and the rows."""
+        self.window.append(stats)
+        self.completed, self.env_steps = iteration, env_steps
+        self.returns += batch.episode_returns
+        self.lengths += batch.episode_lengths
+        self.bar.update(batch.size)
+        if iteration % self.log_interval == 0 or final:
+            self.flush()
+        if self.out is not None and env_steps >= self.next_checkpoint:
+            self.last_checkpoint = save_checkpoint(self.out, {"env_steps": env_steps, "iteration": iteration,
+                                                              "rows": list(self.rows), **checkpoint()})
+            self.next_checkpoint = (env_steps // self.checkpoint_every + 1) * self.checkpoint_every
+        if self.callback is not None:
+            entered = self._clock()
+            self.callback(env_steps, policy)
+            self.outside += self._clock() - entered
+
+    def flush(self) -> None:
+        """Turn the iterations since the last row into a row (if there are any)."""
+        if self.window:
+            self.rows.append(self.make_row(self.completed, self.env_steps, self.window, self.returns,
+                                           self.lengths))
+        self.window, self.returns, self.lengths = [], [], []
+
+    def seconds(self) -> float:
+        return self._clock() - self.start - self.outside
+
+    def result(self, env_id: str, env_kwargs: dict | None, config, policy, columns: list[str], seed: int,
+               env_steps: int, status: str) -> Result:
+        """Close the progress bar and return the run's Result, with a policy that owns its parameters
+        (training may have kept them as views of one flat vector)."""
+        self.bar.close()
+        seconds = self.seconds()
+        for p in policy.parameters():
+            p.data, p.grad = p.data.clone(), None
+        return Result(algo=self.algo, env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
+                      policy=policy.eval(), log=pd.DataFrame(self.rows, columns=columns), seed=seed,
+                      steps=env_steps, status=status,
+                      timing={"seconds": seconds, "steps_per_second": env_steps / max(seconds, 1e-9)})

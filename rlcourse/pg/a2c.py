@@ -87,13 +87,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -105,7 +103,7 @@ from rlcourse.pg.policies import (CategoricalPolicy, ValueFunction, clip_grad_no
                                   make_policy, mlp)
 from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.rollout import Batch, Rollout
-from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
+from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
 
 ADVANTAGES = ("n-step", "gae")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
@@ -300,12 +298,8 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
 
     n = config.num_envs
     iterations = math.ceil(steps / (n * config.n_steps))
-    rows, window, returns, lengths, completed = [], [], [], [], 0
-    status, last_checkpoint = "finished", None
-    next_checkpoint = checkpoint_every
-    bar = progress_bar(steps, "a2c", progress)
-    outside = 0.0     # seconds spent in the callback
-    start = time.perf_counter()
+    record = IterationRecord("a2c", steps, progress, out, checkpoint_every, config.log_interval, _row, callback)
+    status = "finished"
     try:
         for iteration in range(1, iterations + 1):
             lr = config.lr * (1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0)
@@ -316,7 +310,7 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
                 torch.set_num_threads(threads)
             terms = a2c_loss(policy, critic, batch, config)
             if not torch.isfinite(terms.loss):
-                raise NonFiniteError("loss", rollout.env_steps, last_checkpoint)
+                raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
             flat.grad.zero_()
             terms.loss.backward()
             grad_norm = clip_grad_norm(flat, config.max_grad_norm)
@@ -324,40 +318,18 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
             if threads != 1:
                 torch.set_num_threads(1)
 
-            window.append((terms.policy_loss.detach(), terms.value_loss.detach(), terms.entropy.detach(),
-                           grad_norm, terms.values, terms.targets, lr))
-            completed = iteration
-            returns += batch.episode_returns
-            lengths += batch.episode_lengths
-            bar.update(batch.size)
-            if iteration % config.log_interval == 0 or iteration == iterations:
-                rows.append(_row(iteration, rollout.env_steps, window, returns, lengths))
-                window, returns, lengths = [], [], []
-            if out is not None and rollout.env_steps >= next_checkpoint:
-                last_checkpoint = save_checkpoint(out, {
-                    "env_steps": rollout.env_steps, "iteration": iteration, "rows": list(rows),
-                    "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
-                    "square_avg": square_avg.clone(),
-                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
-                next_checkpoint = (rollout.env_steps // checkpoint_every + 1) * checkpoint_every
-            if callback is not None:
-                entered = time.perf_counter()
-                callback(rollout.env_steps, policy)
-                outside += time.perf_counter() - entered
+            stats = (terms.policy_loss.detach(), terms.value_loss.detach(), terms.entropy.detach(), grad_norm,
+                     terms.values, terms.targets, lr)
+            record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
+                "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
+                "square_avg": square_avg.clone(),
+                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
     except KeyboardInterrupt:
         status = "interrupted"
-        if window:
-            rows.append(_row(completed, rollout.env_steps, window, returns, lengths))
+        record.flush()
     finally:
-        bar.close()
         rollout.close()
-    elapsed = time.perf_counter() - start - outside
-    for p in policy.parameters():   # let the returned policy own its parameters
-        p.data, p.grad = p.data.clone(), None
-    return Result(algo="a2c", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=policy.eval(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
-                  steps=rollout.env_steps, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": rollout.env_steps / max(elapsed, 1e-9)})
+    return record.result(env_id, env_kwargs, config, policy, LOG_COLUMNS, seed, rollout.env_steps, status)
 
 
 def _row(iteration: int, env_steps: int, window: list, returns: list, lengths: list) -> tuple:

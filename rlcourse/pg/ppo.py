@@ -70,13 +70,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -87,7 +85,7 @@ from rlcourse.pg.policies import ValueFunction, clip_grad_norm, flatten_paramete
 from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.psi import masked_mean
 from rlcourse.pg.rollout import Batch, Rollout
-from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
+from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
 
 SURROGATES = ("clip", "none", "adaptive-kl", "fixed-kl")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
@@ -347,11 +345,8 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
     n = config.num_envs
     iterations = math.ceil(steps / (n * config.n_steps))
     kl_coef = config.kl_coef
-    rows, window, returns, lengths, completed = [], [], [], [], 0
-    status, last_checkpoint, next_checkpoint = "finished", None, checkpoint_every
-    bar = progress_bar(steps, "ppo", progress)
-    outside = 0.0
-    start = time.perf_counter()
+    record = IterationRecord("ppo", steps, progress, out, checkpoint_every, config.log_interval, _row, callback)
+    status = "finished"
     try:
         for iteration in range(1, iterations + 1):
             remaining = 1.0 - (iteration - 1) / iterations
@@ -387,43 +382,20 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
                     kl = float(policy.kl(old_dist, policy.distribution(data.obs)).mean())
             means = (sums / max(minibatches, 1)).tolist()
             if not all(math.isfinite(x) for x in means) or not math.isfinite(kl):
-                raise NonFiniteError("loss", rollout.env_steps, last_checkpoint)
-            window.append((*means[1:], kl, data.values_old, data.returns, kl_coef, clip_range, lr, epochs))
+                raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
+            stats = (*means[1:], kl, data.values_old, data.returns, kl_coef, clip_range, lr, epochs)
             if config.surrogate == "adaptive-kl":
                 kl_coef = adapt_kl_coef(kl_coef, kl, config.kl_target)
-
-            completed = iteration
-            returns += batch.episode_returns
-            lengths += batch.episode_lengths
-            bar.update(batch.size)
-            if iteration % config.log_interval == 0 or iteration == iterations:
-                rows.append(_row(iteration, rollout.env_steps, window, returns, lengths))
-                window, returns, lengths = [], [], []
-            if out is not None and rollout.env_steps >= next_checkpoint:
-                last_checkpoint = save_checkpoint(out, {
-                    "env_steps": rollout.env_steps, "iteration": iteration, "rows": list(rows),
-                    "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
-                    "optimizer": optimizer.state_dict(), "kl_coef": kl_coef,
-                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
-                next_checkpoint = (rollout.env_steps // checkpoint_every + 1) * checkpoint_every
-            if callback is not None:
-                entered = time.perf_counter()
-                callback(rollout.env_steps, policy)
-                outside += time.perf_counter() - entered
+            record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
+                "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
+                "optimizer": optimizer.state_dict(), "kl_coef": kl_coef,
+                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
     except KeyboardInterrupt:
         status = "interrupted"
-        if window:
-            rows.append(_row(completed, rollout.env_steps, window, returns, lengths))
+        record.flush()
     finally:
-        bar.close()
         rollout.close()
-    elapsed = time.perf_counter() - start - outside
-    for p in policy.parameters():   # let the returned policy own its parameters
-        p.data, p.grad = p.data.clone(), None
-    return Result(algo="ppo", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=policy.eval(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
-                  steps=rollout.env_steps, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": rollout.env_steps / max(elapsed, 1e-9)})
+    return record.result(env_id, env_kwargs, config, policy, LOG_COLUMNS, seed, rollout.env_steps, status)
 
 
 def _copy(state: dict) -> dict:

@@ -62,12 +62,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -77,7 +75,7 @@ from rlcourse.pg.policies import flatten_parameters
 from rlcourse.pg.ppo import Minibatch, _check_run_args, _copy, gae_batch, make_networks, torch_threads
 from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.rollout import Rollout
-from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
+from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
 
 METHODS = ("trpo", "npg")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "surrogate", "improvement", "kl",
@@ -217,12 +215,13 @@ def policy_update(policy: nn.Module, theta: nn.Parameter, data: Minibatch, confi
     """One NPG or TRPO update of ``policy`` (whose parameters are views of ``theta``) on a batch.
 
     Returns what happened: the surrogate at θ_old, its improvement, the KL moved, the
-    fraction αʲ of the natural step taken (0 if the line search gave up) and j.
+    fraction αʲ of the natural step taken and j (0 and ``backtrack_iters`` if the line
+    search gave up).
     """
     adv = data.advantages
     if config.normalize_advantages and len(adv) > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    params = list(policy.parameters())
+    params = [p for p in policy.parameters() if p.requires_grad]
     with torch.no_grad():
         old_dist = policy.distribution(data.obs)
     dist = policy.distribution(data.obs)
@@ -242,7 +241,7 @@ def policy_update(policy: nn.Module, theta: nn.Parameter, data: Minibatch, confi
             break
     else:   # no step passed: stay at θ_old
         theta.data.copy_(theta_old)
-        fraction, surrogate_new, kl = 0.0, surrogate_old, 0.0
+        fraction, surrogate_new, kl, j = 0.0, surrogate_old, 0.0, tries
     ### END SOLUTION
     entropy = float(policy.entropy(old_dist).mean())
     return {"surrogate": surrogate_old, "improvement": surrogate_new - surrogate_old, "kl": kl,
@@ -292,11 +291,8 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
 
     n = config.num_envs
     iterations = math.ceil(steps / (n * config.n_steps))
-    rows, window, returns, lengths, completed = [], [], [], [], 0
-    status, last_checkpoint, next_checkpoint = "finished", None, checkpoint_every
-    bar = progress_bar(steps, config.method, progress)
-    outside = 0.0
-    start = time.perf_counter()
+    record = IterationRecord("trpo", steps, progress, out, checkpoint_every, config.log_interval, _row, callback)
+    status = "finished"
     try:
         for iteration in range(1, iterations + 1):
             T = min(config.n_steps, math.ceil((steps - rollout.env_steps) / n))
@@ -306,42 +302,18 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
                 update = policy_update(policy, theta, data, config)
                 value_loss = float(fit_critic(critic, phi, optimizer, data, config))
             if not all(math.isfinite(x) for x in (update["surrogate"], update["kl"], value_loss)):
-                raise NonFiniteError("loss", rollout.env_steps, last_checkpoint)
-            window.append({**update, "value_loss": value_loss, "values": data.values_old,
-                           "returns": data.returns})
-
-            completed = iteration
-            returns += batch.episode_returns
-            lengths += batch.episode_lengths
-            bar.update(batch.size)
-            if iteration % config.log_interval == 0 or iteration == iterations:
-                rows.append(_row(iteration, rollout.env_steps, window, returns, lengths))
-                window, returns, lengths = [], [], []
-            if out is not None and rollout.env_steps >= next_checkpoint:
-                last_checkpoint = save_checkpoint(out, {
-                    "env_steps": rollout.env_steps, "iteration": iteration, "rows": list(rows),
-                    "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
-                next_checkpoint = (rollout.env_steps // checkpoint_every + 1) * checkpoint_every
-            if callback is not None:
-                entered = time.perf_counter()
-                callback(rollout.env_steps, policy)
-                outside += time.perf_counter() - entered
+                raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
+            stats = {**update, "value_loss": value_loss, "values": data.values_old, "returns": data.returns}
+            record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
+                "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
+                "optimizer": optimizer.state_dict(),
+                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
     except KeyboardInterrupt:
         status = "interrupted"
-        if window:
-            rows.append(_row(completed, rollout.env_steps, window, returns, lengths))
+        record.flush()
     finally:
-        bar.close()
         rollout.close()
-    elapsed = time.perf_counter() - start - outside
-    for p in policy.parameters():   # let the returned policy own its parameters
-        p.data, p.grad = p.data.clone(), None
-    return Result(algo="trpo", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=policy.eval(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
-                  steps=rollout.env_steps, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": rollout.env_steps / max(elapsed, 1e-9)})
+    return record.result(env_id, env_kwargs, config, policy, LOG_COLUMNS, seed, rollout.env_steps, status)
 
 
 def _row(iteration: int, env_steps: int, window: list, returns: list, lengths: list) -> tuple:
