@@ -180,6 +180,13 @@ def test_loss_terms_assembled_by_hand(continuous):
     assert 0 < float(terms.clipfrac) < 1 and float(terms.approx_kl) > 0
 
 
+def test_kl_surrogates_without_the_old_distribution_say_what_is_missing():
+    policy, critic = networks(False)
+    mb = minibatch(policy, critic, False)
+    with pytest.raises(ValueError, match=r"surrogate 'fixed-kl' needs old_dist"):
+        ppo_loss(policy, critic, mb, PPOConfig(surrogate="fixed-kl"), clip_range=0.2, kl_coef=1.0)
+
+
 @pytest.mark.parametrize("kl, expected", [(0.001, 0.5), (0.01 / 1.5 - 1e-9, 0.5), (0.01 / 1.5, 1.0), (0.01, 1.0),
                                           (0.015, 1.0), (0.015 + 1e-9, 2.0), (0.1, 2.0)])
 def test_adaptive_kl_coefficient_halves_keeps_or_doubles(kl, expected):

@@ -229,6 +229,9 @@ def ppo_loss(policy: nn.Module, critic: nn.Module, mb: Minibatch, config: PPOCon
 
     ``old_dist`` (π_θold's distributions at ``mb.obs``) is needed by the KL penalties only.
     """
+    if old_dist is None and config.surrogate in ("adaptive-kl", "fixed-kl"):
+        raise ValueError(f"ppo_loss: surrogate {config.surrogate!r} needs old_dist, π_θold's distributions "
+                         f"at mb.obs, for its KL penalty")
     adv = mb.advantages
     if config.normalize_advantages and len(adv) > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
