@@ -45,6 +45,15 @@ def check_range(config, field: str, low=None, high=None, *, low_open=False, high
         raise ConfigError(f"{name} = {value!r} is out of range: it must be in {left}{lo}, {hi}{right}")
 
 
+def check_layers(config, field: str = "hidden"):
+    """Raise ConfigError unless ``config.field`` is a tuple of hidden-layer sizes, each >= 1."""
+    value = getattr(config, field)
+    if not isinstance(value, tuple) or not all(
+            isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in value):
+        raise ConfigError(f"{type(config).__name__}.{field} = {value!r} must be a tuple of layer sizes, "
+                          f"each an integer >= 1, e.g. (64, 64)")
+
+
 def check_choice(config, field: str, choices):
     """Raise ConfigError unless ``config.field`` is one of ``choices``."""
     value = getattr(config, field)

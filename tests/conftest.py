@@ -1,5 +1,6 @@
 import gymnasium as gym
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
@@ -29,3 +30,15 @@ for _name, _entry, _kwargs in (
                                                      "action_space": gym.spaces.MultiDiscrete([2, 3])})):
     if _name not in gym.registry:
         gym.register(id=_name, entry_point=_entry, max_episode_steps=500, kwargs=_kwargs)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tests that build networks outside ``train`` run torch on one thread: with two on a busy
+    machine, the orthogonal initialisation's QR alone takes about 0.1 s per layer."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

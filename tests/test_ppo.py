@@ -24,12 +24,7 @@ from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
 TINY = PPOConfig(num_envs=2, n_steps=16, batch_size=8, n_epochs=2, hidden=(16,))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 # ---------------------------------------------------------------- configuration and spaces

@@ -21,12 +21,7 @@ from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
 TINY = TRPOConfig(num_envs=2, n_steps=64, hidden=(16,), critic_epochs=2, critic_batch_size=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 # ---------------------------------------------------------------- configuration and spaces

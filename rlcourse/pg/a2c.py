@@ -96,7 +96,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import policy_gradient_loss
 from rlcourse.pg.policies import (CategoricalPolicy, ValueFunction, clip_grad_norm, flatten_parameters,
@@ -145,10 +145,7 @@ class A2CConfig:
         check_range(self, "max_grad_norm", 0, None, low_open=True)
         check_choice(self, "normalize_advantages", (True, False))
         check_choice(self, "shared", (True, False))
-        if not isinstance(self.hidden, tuple) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
-            raise ConfigError(f"A2CConfig.hidden = {self.hidden!r} must be a tuple of layer sizes, "
-                              f"each an integer >= 1, e.g. (64, 64)")
+        check_layers(self)
         check_range(self, "log_std_init")
         check_range(self, "log_interval", 1, integer=True)
 

@@ -78,7 +78,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import importance_sampled_loss
 from rlcourse.pg.policies import ValueFunction, clip_grad_norm, flatten_parameters, make_policy
@@ -142,10 +142,7 @@ class PPOConfig:
             check_range(self, "clip_range_vf", 0, None, low_open=True)
         if self.target_kl is not None:
             check_range(self, "target_kl", 0, None, low_open=True)
-        if not isinstance(self.hidden, tuple) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
-            raise ConfigError(f"{type(self).__name__}.hidden = {self.hidden!r} must be a tuple of layer "
-                              f"sizes, each an integer >= 1, e.g. (64, 64)")
+        check_layers(self)
         check_range(self, "log_std_init")
         check_range(self, "log_interval", 1, integer=True)
 

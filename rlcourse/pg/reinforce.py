@@ -66,7 +66,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
-from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import policy_gradient_loss
 from rlcourse.pg.policies import ValueFunction, make_policy
@@ -104,10 +104,7 @@ class ReinforceConfig:
         check_choice(self, "anneal_lr", (True, False))
         check_range(self, "num_envs", 1, integer=True)
         check_range(self, "steps_per_env", 1, integer=True)
-        if not isinstance(self.hidden, tuple) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
-            raise ConfigError(f"ReinforceConfig.hidden = {self.hidden!r} must be a tuple of layer "
-                              f"sizes, each an integer >= 1, e.g. (64, 64)")
+        check_layers(self)
         check_range(self, "value_lr", 0, None, low_open=True)
         check_range(self, "value_epochs", 1, integer=True)
         check_range(self, "value_minibatches", 1, integer=True)

@@ -69,7 +69,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg.objective import importance_sampled_loss
 from rlcourse.pg.policies import flatten_parameters
 from rlcourse.pg.ppo import Minibatch, _check_run_args, _copy, gae_batch, make_networks, torch_threads
@@ -117,10 +117,7 @@ class TRPOConfig:
         check_range(self, "critic_lr", 0, None, low_open=True)
         check_range(self, "critic_epochs", 0, integer=True)
         check_range(self, "critic_batch_size", 1, integer=True)
-        if not isinstance(self.hidden, tuple) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
-            raise ConfigError(f"{type(self).__name__}.hidden = {self.hidden!r} must be a tuple of layer "
-                              f"sizes, each an integer >= 1, e.g. (64, 64)")
+        check_layers(self)
         check_range(self, "log_std_init")
         check_range(self, "log_interval", 1, integer=True)
 

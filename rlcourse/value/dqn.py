@@ -77,7 +77,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
-from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.config import ConfigError, check_choice, check_layers, check_range
 from rlcourse.pg.policies import clip_grad_norm, flatten_parameters, save_module
 from rlcourse.run import (CHECKPOINT, NonFiniteError, Result, UnsupportedSpaceError, load_checkpoint,
                           progress_bar, save_checkpoint, seed_everything)
@@ -124,10 +124,7 @@ class DQNConfig:
         check_range(self, "exploration_fraction", 0, 1)
         check_range(self, "exploration_initial_eps", 0, 1)
         check_range(self, "exploration_final_eps", 0, 1)
-        if not isinstance(self.hidden, tuple) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
-            raise ConfigError(f"DQNConfig.hidden = {self.hidden!r} must be a tuple of layer sizes, "
-                              f"each an integer >= 1, e.g. (256, 256)")
+        check_layers(self)
         check_choice(self, "loss", ("huber", "mse"))
         check_range(self, "max_grad_norm", 0, None, low_open=True)
         check_range(self, "num_envs", 1, integer=True)
