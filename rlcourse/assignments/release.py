@@ -43,6 +43,10 @@ LESSON_OF_MODULE = {
     "rlcourse/pg/a3c.py": 5,
     "rlcourse/pg/ppo.py": 6,
     "rlcourse/pg/trpo.py": 6,
+    "rlcourse/rlhf/model.py": 7,
+    "rlcourse/rlhf/sft.py": 7,
+    "rlcourse/rlhf/reward.py": 7,
+    "rlcourse/rlhf/dpo.py": 7,
 }
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
                                 ".ipynb_checkpoints", ".jupyter_cache")

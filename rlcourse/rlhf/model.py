@@ -1,0 +1,119 @@
+r"""GPT-2 as a policy: building or loading the model, and the log-probabilities of its tokens.
+
+A language model π_θ factorises the probability of a sequence x = (x_0, …, x_{L-1}) into
+next-token choices, each an action taken in the state "everything so far":
+
+.. math::
+
+    \log \pi_\theta(x) = \sum_{t=1}^{L-1} \log \pi_\theta(x_t \mid x_{<t}).
+
+One forward pass gives the logits z_t ∈ R^V at every position t; the logits at position
+t − 1 score the token at t, so the targets are the inputs shifted left by one:
+
+.. math::
+
+    \log \pi_\theta(x_t \mid x_{<t}) = z_{t-1}[x_t] - \log \sum_{v=1}^{V} \exp z_{t-1}[v].
+
+RLHF scores only what the model *answered*: with a prompt p and a response y, x = (p, y)
+and a response mask m_t = 1 on y's tokens (0 on the prompt and on padding),
+
+.. math::
+
+    \log \pi_\theta(y \mid p) = \sum_{t=1}^{L-1} m_t \log \pi_\theta(x_t \mid x_{<t}).
+
+Batches are right-padded (real tokens first, then padding with attention mask 0). Position
+ids come from the attention mask, p_t = (Σ_{s≤t} a_s) − 1, so a sequence's log-probs are the
+same alone or in a batch, with or without extra padding.
+
+The offline path builds a tiny randomly initialised GPT-2 (:func:`tiny_gpt2`); users who have
+the weights load a real one (:func:`load_model`). The reference model of RLHF and DPO is
+:func:`frozen_copy` of the policy, taken in memory, never reloaded by name.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+def tiny_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 64, n_layer: int = 2, n_head: int = 2,
+              seed: int = 0, bos_token_id: int = 0, eos_token_id: int = 0, pad_token_id: int = 0,
+              dropout: float = 0.0) -> GPT2LMHeadModel:
+    """A small randomly initialised GPT-2 (weights seeded by ``seed``), for tests and the toy task.
+
+    The special-token ids must lie inside the vocabulary (transformers warns otherwise).
+    Dropout is off by default, as RLHF practice has it (TRL disables it): with dropout on,
+    the policy and its frozen reference would disagree even before the first update.
+    """
+    for name, token in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id),
+                        ("pad_token_id", pad_token_id)):
+        if not 0 <= token < vocab_size:
+            raise ValueError(f"tiny_gpt2: {name} = {token!r} is out of range: it must be in [0, {vocab_size - 1}]")
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                        n_head=n_head, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                        bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GPT2LMHeadModel(config)
+
+
+def load_model(name_or_dir: str) -> GPT2LMHeadModel:
+    """A pretrained GPT-2 by hub name (``"gpt2"``) or from a local directory of weights."""
+    return GPT2LMHeadModel.from_pretrained(name_or_dir)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """The reference model π_ref: a deep copy of ``model`` in eval mode with no trainable parameters."""
+    ref = copy.deepcopy(model)
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """p_t = (Σ_{s≤t} a_s) − 1, clamped at 0 on leading padding: real tokens count 0, 1, 2, …"""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def token_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                   temperature: float = 1.0) -> Tensor:
+    r"""log π(x_t | x_<t) of each actual next token, from one forward pass: shape [B, L − 1].
+
+    Column t − 1 holds the log-probability of token x_t (t = 1, …, L − 1), computed as
+    z_{t−1}[x_t] − logsumexp(z_{t−1}) with logits z = model(x) / ``temperature`` (in float32
+    or wider). Columns whose target is padding hold meaningless numbers: mask them.
+    ``temperature`` must match the one used for sampling, so that the scores are those of
+    the distribution the tokens were drawn from.
+    """
+    out = model(input_ids=input_ids, attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+    logits = out.logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    targets = input_ids[:, 1:].unsqueeze(-1)
+    return logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)
+
+
+def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                      response_mask: Tensor) -> Tensor:
+    r"""log π(y | p) = Σ_t m_t log π(x_t | x_<t) for each sequence of the batch: shape [B].
+
+    ``response_mask`` (shape [B, L], aligned with ``input_ids``) is 1 on the response's
+    tokens and 0 on the prompt and padding; the first position is never scored (nothing
+    precedes it).
+    """
+    ### BEGIN SOLUTION
+    logp = token_logprobs(model, input_ids, attention_mask)
+    mask = response_mask[:, 1:].to(logp.dtype)
+    return (logp * mask).sum(-1)
+    ### END SOLUTION
