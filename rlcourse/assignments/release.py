@@ -47,6 +47,7 @@ LESSON_OF_MODULE = {
     "rlcourse/rlhf/sft.py": 7,
     "rlcourse/rlhf/reward.py": 7,
     "rlcourse/rlhf/dpo.py": 7,
+    "rlcourse/rlhf/ppo.py": 7,
 }
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
                                 ".ipynb_checkpoints", ".jupyter_cache")

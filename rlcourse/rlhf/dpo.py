@@ -31,15 +31,20 @@ At π_θ = π_ref, h = 0: the DPO loss is log 2 and the IPO loss is (1/(2β))².
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlcourse.config import ConfigError
+from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.rlhf.batching import TokenBatch, encode
 from rlcourse.rlhf.model import sequence_logprobs
+from rlcourse.rlhf.sft import minibatches, optimizer_step, training_mode
 
 LOSS_TYPES = ("sigmoid", "ipo")
 
@@ -107,3 +112,130 @@ def concatenated_logprobs(model: nn.Module, chosen_batch, rejected_batch) -> tup
         for c, r, value in zip(chosen, rejected, (pad_id, 0, 0)))
     logps = sequence_logprobs(model, input_ids, attention_mask, response_mask)
     return logps[:len(chosen[0])], logps[len(chosen[0]):]
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclasses.dataclass(frozen=True)
+class DPOConfig:
+    """Hyperparameters of :func:`train_dpo`. The defaults fit the toy task's tiny GPT-2."""
+
+    beta: float = 0.1                  # β: strength of the implicit KL penalty to π_ref
+    loss_type: str = "sigmoid"         # "sigmoid" (DPO, cDPO with label_smoothing) or "ipo"
+    label_smoothing: float = 0.0       # ε of cDPO: the assumed probability that a label is flipped
+    lr: float = 1e-3                   # AdamW step size
+    epochs: int = 2                    # passes over the pairs
+    batch_size: int = 32               # pairs per minibatch (2 × that many sequences per forward pass)
+    max_length: int = 32               # tokens per sequence; longer responses are cut
+    weight_decay: float = 0.0          # AdamW's decoupled weight decay
+    max_grad_norm: float = 1.0         # clip the gradient's global norm to this
+    precompute_reference: bool = True  # log π_ref of every pair once up front, then no reference model
+    seed: int = 0                      # order of the minibatches (and dropout, if the model has any)
+
+    def __post_init__(self):
+        check_range(self, "beta", 0, None, low_open=True)
+        check_choice(self, "loss_type", LOSS_TYPES)
+        check_range(self, "label_smoothing", 0, 0.5, high_open=True)
+        if self.loss_type == "ipo" and self.label_smoothing != 0:
+            raise ConfigError(f"DPOConfig.label_smoothing = {self.label_smoothing!r} is not allowed with "
+                              f"loss_type 'ipo': it must be 0")
+        check_range(self, "lr", 0, None, low_open=True)
+        check_range(self, "epochs", 1, None, integer=True)
+        check_range(self, "batch_size", 1, None, integer=True)
+        check_range(self, "max_length", 2, None, integer=True)
+        check_range(self, "weight_decay", 0, None)
+        check_range(self, "max_grad_norm", 0, None, low_open=True)
+        check_choice(self, "precompute_reference", (True, False))
+        check_range(self, "seed", 0, None, integer=True)
+
+
+def encode_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None = None, device=None
+                 ) -> tuple[TokenBatch, TokenBatch]:
+    """The chosen and the rejected sequences of preference rows, as two right-padded batches."""
+    prompts = [pair["prompt"] for pair in pairs]
+    chosen = encode(tokenizer, prompts, [pair["chosen"] for pair in pairs], max_length)
+    rejected = encode(tokenizer, prompts, [pair["rejected"] for pair in pairs], max_length)
+    return TokenBatch(*(t.to(device) for t in chosen)), TokenBatch(*(t.to(device) for t in rejected))
+
+
+@torch.no_grad()
+def reference_logprobs(reference: nn.Module, tokenizer, pairs: Sequence[dict], batch_size: int,
+                       max_length: int | None = None) -> tuple[Tensor, Tensor]:
+    """log π_ref(y_w | p) and log π_ref(y_l | p) of every pair, each [N], computed in minibatches
+    under ``no_grad``: DPO's reference terms are constants, so they can be computed once."""
+    device = next(reference.parameters()).device
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        c, r = concatenated_logprobs(reference, *encode_pairs(tokenizer, pairs[start:start + batch_size],
+                                                              max_length, device))
+        chosen.append(c)
+        rejected.append(r)
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: Sequence[dict],
+              config: DPOConfig = DPOConfig(), callback: Callable[[int, nn.Module], None] | None = None
+              ) -> pd.DataFrame:
+    r"""Fit ``policy`` in place to preference rows ``{"prompt", "chosen", "rejected"}`` by DPO; return the log.
+
+    Each step takes a minibatch of pairs, computes log π_θ(y_w | p) and log π_θ(y_l | p) in one
+    forward pass over the 2B sequences (:func:`concatenated_logprobs`), and takes one AdamW
+    step on :func:`dpo_loss` (DPO, cDPO or IPO by ``config.loss_type``), for example
+
+    .. math::
+
+        L_{DPO}(\theta) = -\frac{1}{B} \sum_i \log \sigma\Big(\beta\Big[
+            \log \frac{\pi_\theta(y_{w,i} \mid p_i)}{\pi_{ref}(y_{w,i} \mid p_i)}
+          - \log \frac{\pi_\theta(y_{l,i} \mid p_i)}{\pi_{ref}(y_{l,i} \mid p_i)}\Big]\Big).
+
+    The reference terms never need gradients. With ``config.precompute_reference`` they are
+    computed for every pair once under ``no_grad``, before the first step
+    (:func:`reference_logprobs`), and the reference model is not used again (it can be freed
+    while the policy trains); otherwise it scores each minibatch again. ``reference`` is
+    never changed.
+
+    The log has one row per step: ``step``, ``epoch``, ``loss``, ``chosen_reward`` and
+    ``rejected_reward`` (mean implicit rewards β log π_θ/π_ref of y_w and of y_l),
+    ``reward_accuracy`` (share of pairs whose chosen implicit reward is the larger),
+    ``reward_margin`` (their mean difference), ``grad_norm``, ``time``.
+    ``callback(step, policy)`` runs after each step. Same seed: the same log on the CPU
+    (``time`` aside).
+    """
+    if not pairs:
+        raise ValueError("train_dpo: no pairs to train on")
+    if reference is None:
+        raise ValueError("train_dpo: a reference model is needed (frozen_copy of the policy before DPO)")
+    if reference is policy:
+        raise ValueError("train_dpo: the reference must be a separate model (rlcourse.rlhf.model.frozen_copy(policy))")
+    device = next(policy.parameters()).device
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    log, start = [], time.perf_counter()
+    with training_mode(config.seed, policy):
+        was_training = reference.training
+        reference.eval()
+        if config.precompute_reference:
+            ref_chosen_all, ref_rejected_all = reference_logprobs(reference, tokenizer, pairs, config.batch_size,
+                                                                  config.max_length)
+        for step, (epoch, index) in enumerate(minibatches(len(pairs), config.batch_size, config.epochs, generator), 1):
+            chosen, rejected = encode_pairs(tokenizer, [pairs[i] for i in index], config.max_length, device)
+            policy_chosen, policy_rejected = concatenated_logprobs(policy, chosen, rejected)
+            if config.precompute_reference:
+                ref_chosen, ref_rejected = ref_chosen_all[index], ref_rejected_all[index]
+            else:
+                with torch.no_grad():
+                    ref_chosen, ref_rejected = concatenated_logprobs(reference, chosen, rejected)
+            terms = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta,
+                             config.loss_type, config.label_smoothing)
+            grad_norm = optimizer_step(policy, optimizer, terms.loss, config.max_grad_norm, "DPO loss", step)
+            log.append({"step": step, "epoch": epoch, "loss": terms.loss.item(),
+                        "chosen_reward": terms.chosen_rewards.mean().item(),
+                        "rejected_reward": terms.rejected_rewards.mean().item(),
+                        "reward_accuracy": terms.reward_accuracy.item(), "reward_margin": terms.reward_margin.item(),
+                        "grad_norm": grad_norm, "time": time.perf_counter() - start})
+            if callback is not None:
+                callback(step, policy)
+        reference.train(was_training)
+    return pd.DataFrame(log)

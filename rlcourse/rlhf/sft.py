@@ -16,9 +16,19 @@ model's pretraining loss).
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
+from typing import Callable, Iterator, Sequence
+
+import pandas as pd
+import torch
 from torch import Tensor, nn
 
+from rlcourse.config import check_range
+from rlcourse.rlhf.batching import encode
 from rlcourse.rlhf.model import token_logprobs
+from rlcourse.run import NonFiniteError
 
 
 def sft_loss(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor) -> Tensor:
@@ -28,3 +38,111 @@ def sft_loss(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, respon
     mask = response_mask[:, 1:].to(logp.dtype)
     return -(logp * mask).sum() / mask.sum().clamp(min=1)
     ### END SOLUTION
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    """Hyperparameters of :func:`train_sft`. The defaults fit the toy task's tiny GPT-2."""
+
+    lr: float = 1e-3            # AdamW step size
+    epochs: int = 3             # passes over the demonstrations
+    batch_size: int = 32        # demonstrations per minibatch
+    max_length: int = 32        # tokens per sequence; longer responses are cut
+    weight_decay: float = 0.0   # AdamW's decoupled weight decay
+    max_grad_norm: float = 1.0  # clip the gradient's global norm to this
+    seed: int = 0               # order of the minibatches (and dropout, if the model has any)
+
+    def __post_init__(self):
+        check_range(self, "lr", 0, None, low_open=True)
+        check_range(self, "epochs", 1, None, integer=True)
+        check_range(self, "batch_size", 1, None, integer=True)
+        check_range(self, "max_length", 2, None, integer=True)
+        check_range(self, "weight_decay", 0, None)
+        check_range(self, "max_grad_norm", 0, None, low_open=True)
+        check_range(self, "seed", 0, None, integer=True)
+
+
+def minibatches(n: int, batch_size: int, epochs: int, generator: torch.Generator) -> Iterator[tuple[int, list[int]]]:
+    """Yield ``(epoch, indices)``: each epoch a fresh random permutation of range(n), cut into minibatches."""
+    for epoch in range(epochs):
+        for index in torch.randperm(n, generator=generator).split(batch_size):
+            yield epoch, index.tolist()
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   max_grad_norm: float, what: str, step: int) -> float:
+    """Back-propagate ``loss``, clip the gradient's norm, step; return the norm before clipping.
+
+    Raises :class:`~rlcourse.run.NonFiniteError` naming ``what`` and ``step`` when the loss or
+    the gradient is NaN or infinite, before the parameters are touched.
+    """
+    if not torch.isfinite(loss):
+        raise NonFiniteError(what, step)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+    if not math.isfinite(grad_norm):
+        raise NonFiniteError(f"{what} gradient", step)
+    optimizer.step()
+    return grad_norm
+
+
+class training_mode:
+    """``with training_mode(seed, model, ...):`` one torch thread, seeded torch RNG, models in
+    train mode; afterwards the thread count, the global RNG and each model's mode come back."""
+
+    def __init__(self, seed: int, *models: torch.nn.Module):
+        self.seed, self.models = seed, models
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        self.modes = [m.training for m in self.models]
+        self.rng = torch.random.fork_rng(devices=[])
+        self.rng.__enter__()
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(1)
+        for m in self.models:
+            m.train()
+
+    def __exit__(self, *exc):
+        for m, mode in zip(self.models, self.modes):
+            m.train(mode)
+        torch.set_num_threads(self.threads)
+        self.rng.__exit__(*exc)
+
+
+def train_sft(model: nn.Module, tokenizer, rows: Sequence[dict], config: SFTConfig = SFTConfig(),
+              callback: Callable[[int, nn.Module], None] | None = None) -> pd.DataFrame:
+    """Fine-tune ``model`` in place on demonstrations ``{"prompt", "completion"}``; return the log.
+
+    Each step takes a minibatch of rows, encodes ``<bos> prompt <sep> completion <eos>``
+    (:func:`~rlcourse.rlhf.batching.encode`), and takes one AdamW step on :func:`sft_loss`,
+    the mean cross-entropy of the response tokens. The log has one row per step: ``step``,
+    ``epoch``, ``loss``, ``tokens`` (response tokens in the minibatch), ``grad_norm`` and
+    ``time`` (seconds since the start). ``callback(step, model)`` runs after each step.
+    Same seed, same model, same rows: the same log, bit for bit, on the CPU (``time`` aside).
+    """
+    if not rows:
+        raise ValueError("train_sft: no rows to train on")
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    log, start = [], time.perf_counter()
+    with training_mode(config.seed, model):
+        for step, (epoch, index) in enumerate(minibatches(len(rows), config.batch_size, config.epochs, generator), 1):
+            batch = encode(tokenizer, [rows[i]["prompt"] for i in index], [rows[i]["completion"] for i in index],
+                           config.max_length)
+            batch = [t.to(device) for t in batch]
+            loss = sft_loss(model, *batch)
+            grad_norm = optimizer_step(model, optimizer, loss, config.max_grad_norm, "SFT loss", step)
+            log.append({"step": step, "epoch": epoch, "loss": loss.item(),
+                        "tokens": int(batch[2][:, 1:].sum()), "grad_norm": grad_norm,
+                        "time": time.perf_counter() - start})
+            if callback is not None:
+                callback(step, model)
+    return pd.DataFrame(log)
