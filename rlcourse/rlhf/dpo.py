@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from rlcourse.config import ConfigError, check_choice, check_range
 from rlcourse.rlhf.batching import TokenBatch, encode
 from rlcourse.rlhf.model import sequence_logprobs
-from rlcourse.rlhf.sft import minibatches, optimizer_step, training_mode
+from rlcourse.rlhf.sft import check_training_fields, minibatches, optimizer_step, training_mode
 
 LOSS_TYPES = ("sigmoid", "ipo")
 
@@ -140,14 +140,8 @@ class DPOConfig:
         if self.loss_type == "ipo" and self.label_smoothing != 0:
             raise ConfigError(f"DPOConfig.label_smoothing = {self.label_smoothing!r} is not allowed with "
                               f"loss_type 'ipo': it must be 0")
-        check_range(self, "lr", 0, None, low_open=True)
-        check_range(self, "epochs", 1, None, integer=True)
-        check_range(self, "batch_size", 1, None, integer=True)
-        check_range(self, "max_length", 2, None, integer=True)
-        check_range(self, "weight_decay", 0, None)
-        check_range(self, "max_grad_norm", 0, None, low_open=True)
         check_choice(self, "precompute_reference", (True, False))
-        check_range(self, "seed", 0, None, integer=True)
+        check_training_fields(self)
 
 
 def encode_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None = None, device=None

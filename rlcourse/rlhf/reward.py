@@ -34,10 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
-from rlcourse.config import check_range
 from rlcourse.rlhf.batching import encode
 from rlcourse.rlhf.model import position_ids_from_mask
-from rlcourse.rlhf.sft import minibatches, optimizer_step, training_mode
+from rlcourse.rlhf.sft import check_training_fields, minibatches, optimizer_step, training_mode
 
 
 class RewardModel(nn.Module):
@@ -113,13 +112,7 @@ class RewardConfig:
     seed: int = 0               # order of the minibatches (and dropout, if the model has any)
 
     def __post_init__(self):
-        check_range(self, "lr", 0, None, low_open=True)
-        check_range(self, "epochs", 1, None, integer=True)
-        check_range(self, "batch_size", 1, None, integer=True)
-        check_range(self, "max_length", 2, None, integer=True)
-        check_range(self, "weight_decay", 0, None)
-        check_range(self, "max_grad_norm", 0, None, low_open=True)
-        check_range(self, "seed", 0, None, integer=True)
+        check_training_fields(self)
 
 
 def pair_scores(rm: RewardModel, tokenizer, pairs: Sequence[dict], max_length: int | None = None

@@ -43,6 +43,17 @@ def sft_loss(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, respon
 # ---------------------------------------------------------------- training
 
 
+def check_training_fields(config) -> None:
+    """The checks every stage's config shares (SFT, reward model, DPO): optimiser, batches, seed."""
+    check_range(config, "lr", 0, None, low_open=True)
+    check_range(config, "epochs", 1, None, integer=True)
+    check_range(config, "batch_size", 1, None, integer=True)
+    check_range(config, "max_length", 2, None, integer=True)
+    check_range(config, "weight_decay", 0, None)
+    check_range(config, "max_grad_norm", 0, None, low_open=True)
+    check_range(config, "seed", 0, None, integer=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class SFTConfig:
     """Hyperparameters of :func:`train_sft`. The defaults fit the toy task's tiny GPT-2."""
@@ -56,13 +67,7 @@ class SFTConfig:
     seed: int = 0               # order of the minibatches (and dropout, if the model has any)
 
     def __post_init__(self):
-        check_range(self, "lr", 0, None, low_open=True)
-        check_range(self, "epochs", 1, None, integer=True)
-        check_range(self, "batch_size", 1, None, integer=True)
-        check_range(self, "max_length", 2, None, integer=True)
-        check_range(self, "weight_decay", 0, None)
-        check_range(self, "max_grad_norm", 0, None, low_open=True)
-        check_range(self, "seed", 0, None, integer=True)
+        check_training_fields(self)
 
 
 def minibatches(n: int, batch_size: int, epochs: int, generator: torch.Generator) -> Iterator[tuple[int, list[int]]]:
