@@ -1,4 +1,4 @@
-"""The command line: ``rlcourse train``, ``evaluate``, ``tour``, ``assignment release``, ``grade``.
+"""The command line: ``rlcourse train``, ``evaluate``, ``tour``, ``assignment release``, ``grade``, ``rlhf``.
 
 A user's mistake (unknown algorithm or environment, a bad ``--set`` value, a missing run
 directory) ends with exit status 2 and one line on stderr, never a traceback.
@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--jobs", type=int, help="tests run at once (default: cores, at most 4)")
     grade.add_argument("--tests-dir", help="graded tests (default: tests/graded of this checkout)")
     grade.set_defaults(func=cmd_grade)
+
+    from rlcourse.rlhf.cli import add_parser as add_rlhf_parser
+
+    add_rlhf_parser(sub, _Parser)
     return parser
 
 

@@ -27,6 +27,10 @@ the losses (means over the batch of pairs; log π are sums over the response's t
   TRL use log-probs *averaged* over tokens here; this function takes whatever it is given.)
 
 At π_θ = π_ref, h = 0: the DPO loss is log 2 and the IPO loss is (1/(2β))².
+
+Data-parallel (under ``torchrun``, see :mod:`rlcourse.rlhf.distributed`), rank k scores
+n_k of the global batch's N pairs, and its share of the loss is its mean over them times
+n_k / N; the shares add up to the mean over all N pairs, evenly split or not.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlcourse.config import ConfigError, check_choice, check_range
+from rlcourse.rlhf import distributed
 from rlcourse.rlhf.batching import TokenBatch, encode
-from rlcourse.rlhf.model import sequence_logprobs
+from rlcourse.rlhf.model import autocast, sequence_logprobs
 from rlcourse.rlhf.sft import check_training_fields, minibatches, optimizer_step, training_mode
 
 LOSS_TYPES = ("sigmoid", "ipo")
@@ -156,13 +161,16 @@ def encode_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None = None
 @torch.no_grad()
 def reference_logprobs(reference: nn.Module, tokenizer, pairs: Sequence[dict], batch_size: int,
                        max_length: int | None = None) -> tuple[Tensor, Tensor]:
-    """log π_ref(y_w | p) and log π_ref(y_l | p) of every pair, each [N], computed in minibatches
-    under ``no_grad``: DPO's reference terms are constants, so they can be computed once."""
+    """log π_ref(y_w | p) and log π_ref(y_l | p) of every pair, each [N] in float32, computed in
+    minibatches under ``no_grad`` (and :func:`~rlcourse.rlhf.model.autocast`): DPO's reference
+    terms are constants, so they can be computed once. (Data-parallel, every rank computes
+    all of them: simple, and the same numbers on every rank.)"""
     device = next(reference.parameters()).device
     chosen, rejected = [], []
     for start in range(0, len(pairs), batch_size):
-        c, r = concatenated_logprobs(reference, *encode_pairs(tokenizer, pairs[start:start + batch_size],
-                                                              max_length, device))
+        with autocast(device):
+            c, r = concatenated_logprobs(reference, *encode_pairs(tokenizer, pairs[start:start + batch_size],
+                                                                  max_length, device))
         chosen.append(c)
         rejected.append(r)
     return torch.cat(chosen), torch.cat(rejected)
@@ -195,6 +203,14 @@ def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: 
     ``reward_margin`` (their mean difference), ``grad_norm``, ``time``.
     ``callback(step, policy)`` runs after each step. Same seed: the same log on the CPU
     (``time`` aside).
+
+    The policy trains on its own device (the reference must be on the same one), with the
+    forward passes under :func:`~rlcourse.rlhf.model.autocast` (bf16 on CUDA, float32 on the
+    CPU) and the loss in float32. Inside a process group (``torchrun``,
+    :mod:`rlcourse.rlhf.distributed`) it trains data-parallel: ``config.batch_size`` is the
+    global batch of pairs, each rank scores its slice, and every logged number is that of
+    the global batch, the same on every rank and, up to rounding, the same as one process's.
+    ``callback`` runs on every rank.
     """
     if not pairs:
         raise ValueError("train_dpo: no pairs to train on")
@@ -206,6 +222,8 @@ def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: 
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
+    distributed.broadcast_parameters(policy)      # data-parallel: every rank starts from rank 0's weights
+    distributed.broadcast_parameters(reference)
     log, start = [], time.perf_counter()
     with training_mode(config.seed, policy):
         was_training = reference.training
@@ -214,20 +232,32 @@ def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: 
             ref_chosen_all, ref_rejected_all = reference_logprobs(reference, tokenizer, pairs, config.batch_size,
                                                                   config.max_length)
         for step, (epoch, index) in enumerate(minibatches(len(pairs), config.batch_size, config.epochs, generator), 1):
-            chosen, rejected = encode_pairs(tokenizer, [pairs[i] for i in index], config.max_length, device)
-            policy_chosen, policy_rejected = concatenated_logprobs(policy, chosen, rejected)
-            if config.precompute_reference:
-                ref_chosen, ref_rejected = ref_chosen_all[index], ref_rejected_all[index]
-            else:
-                with torch.no_grad():
-                    ref_chosen, ref_rejected = concatenated_logprobs(reference, chosen, rejected)
-            terms = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta,
-                             config.loss_type, config.label_smoothing)
-            grad_norm = optimizer_step(policy, optimizer, terms.loss, config.max_grad_norm, "DPO loss", step)
-            log.append({"step": step, "epoch": epoch, "loss": terms.loss.item(),
-                        "chosen_reward": terms.chosen_rewards.mean().item(),
-                        "rejected_reward": terms.rejected_rewards.mean().item(),
-                        "reward_accuracy": terms.reward_accuracy.item(), "reward_margin": terms.reward_margin.item(),
+            mine = distributed.shard(index)       # this rank's pairs (all of them in one process)
+            # sums over this rank's pairs of: chosen reward, rejected reward, correct ranking, margin
+            sums = torch.zeros(4, device=device)
+            if mine:
+                chosen, rejected = encode_pairs(tokenizer, [pairs[i] for i in mine], config.max_length, device)
+                with autocast(device):
+                    policy_chosen, policy_rejected = concatenated_logprobs(policy, chosen, rejected)
+                    if config.precompute_reference:
+                        ref_chosen, ref_rejected = ref_chosen_all[mine], ref_rejected_all[mine]
+                    else:
+                        with torch.no_grad():
+                            ref_chosen, ref_rejected = concatenated_logprobs(reference, chosen, rejected)
+                terms = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta,
+                                 config.loss_type, config.label_smoothing)
+                share = terms.loss * (len(mine) / len(index))   # n_k / N; exactly 1 in one process
+                margin = terms.chosen_rewards - terms.rejected_rewards
+                sums = torch.stack([terms.chosen_rewards.sum(), terms.rejected_rewards.sum(),
+                                    (margin > 0).sum().to(margin.dtype), margin.sum()])
+            else:                                 # an empty slice still joins the all-reduces, with no gradient
+                share = torch.zeros((), device=device, requires_grad=True)
+            grad_norm = optimizer_step(policy, optimizer, share, config.max_grad_norm, "DPO loss", step,
+                                       all_reduce=True)
+            chosen_reward, rejected_reward, accuracy, margin = (distributed.all_reduce_sum(sums) / len(index)).tolist()
+            log.append({"step": step, "epoch": epoch, "loss": distributed.all_reduce_sum(share.detach()).item(),
+                        "chosen_reward": chosen_reward, "rejected_reward": rejected_reward,
+                        "reward_accuracy": accuracy, "reward_margin": margin,
                         "grad_norm": grad_norm, "time": time.perf_counter() - start})
             if callback is not None:
                 callback(step, policy)

@@ -38,7 +38,7 @@ def generate_and_score(model: nn.Module, tokenizer, prompts: Sequence[str], max_
 
     Sampling is plain softmax(logits / temperature) (:func:`~rlcourse.rlhf.batching.sample`)
     with a generator seeded by ``seed``, so the same seed and model give the same samples.
-    ``rewards[i]`` is r(prompts[i], responses[i]) = s(p) · (#positive − #negative) / |y|.
+    ``rewards[i]`` is r(prompts[i], responses[i]) = s(p) · (#positive − #negative) / len(y).
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -28,10 +28,19 @@ same alone or in a batch, with or without extra padding.
 The offline path builds a tiny randomly initialised GPT-2 (:func:`tiny_gpt2`); users who have
 the weights load a real one (:func:`load_model`). The reference model of RLHF and DPO is
 :func:`frozen_copy` of the policy, taken in memory, never reloaded by name.
+
+Devices and precision: :func:`default_device` picks CUDA when present, and the training
+loops run their forward passes under :func:`autocast`, which is bfloat16 mixed precision on
+CUDA (matrix products in bf16, weights, gradients and optimiser state in float32) and plain
+float32 on the CPU, so that CPU runs stay deterministic bit for bit. Log-probabilities and
+losses are always computed in float32 (:func:`token_logprobs` casts the logits up before the
+log-softmax): a bf16 log-probability has only 8 bits of mantissa, too coarse for a PPO ratio
+or a DPO log-ratio that starts at exactly 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -78,6 +87,23 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def autocast(device: torch.device | str):
+    """The precision context of the forward passes on ``device``: bfloat16 autocast on CUDA
+    (when the GPU supports bf16), else a null context (float32, deterministic on the CPU).
+
+    bf16 keeps float32's exponent range, so unlike float16 it needs no loss scaling. Use it
+    around the forward pass and the loss only, not around ``backward()`` or the optimiser step::
+
+        with autocast(device):
+            loss = sft_loss(model, *batch)
+        loss.backward()
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """p_t = (Σ_{s≤t} a_s) − 1, clamped at 0 on leading padding: real tokens count 0, 1, 2, …"""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -88,20 +114,22 @@ def token_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
     r"""log π(x_t | x_<t) of each actual next token, from one forward pass: shape [B, L − 1].
 
     Column t − 1 holds the log-probability of token x_t (t = 1, …, L − 1), computed as
-    z_{t−1}[x_t] − logsumexp(z_{t−1}) with logits z = model(x) / ``temperature`` (in float32
-    or wider). Columns whose target is padding hold meaningless numbers: mask them.
-    ``temperature`` must match the one used for sampling, so that the scores are those of
-    the distribution the tokens were drawn from.
+    z_{t−1}[x_t] − logsumexp(z_{t−1}) with logits z = model(x) / ``temperature``, always in
+    float32 (or wider): under bf16 :func:`autocast` the logits come out in bf16 and are cast
+    up before the log-softmax, so the result is float32 either way. Columns whose target is
+    padding hold meaningless numbers: mask them. ``temperature`` must match the one used for
+    sampling, so that the scores are those of the distribution the tokens were drawn from.
     """
     out = model(input_ids=input_ids, attention_mask=attention_mask,
                 position_ids=position_ids_from_mask(attention_mask), use_cache=False)
     logits = out.logits[:, :-1]
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    targets = input_ids[:, 1:].unsqueeze(-1)
-    return logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)
+    with torch.autocast(logits.device.type, enabled=False):   # log-softmax in float32, autocast or not
+        if temperature != 1.0:
+            logits = logits / temperature
+        targets = input_ids[:, 1:].unsqueeze(-1)
+        return logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)
 
 
 def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,

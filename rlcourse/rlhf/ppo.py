@@ -15,8 +15,8 @@ moved from the frozen reference π_ref (the SFT model):
           + [t = T_\text{last}]\; R(x, y),
 
 so the return of an episode is R(x, y) − β·k1(x, y), where k1 = Σ_t (log π − log π_ref) is
-the one-sample estimate of KL[π_θ(·|x) ‖ π_ref(·|x)] in nats: maximising it maximises
-E[R] − β KL, the KL-regularised objective whose optimum is π_ref(y|x) exp(R(x, y)/β) / Z(x).
+the one-sample estimate of KL[π_θ(·∣x) ‖ π_ref(·∣x)] in nats: maximising it maximises
+E[R] − β KL, the KL-regularised objective whose optimum is π_ref(y∣x) exp(R(x, y)/β) / Z(x).
 
 **Same logit processing for sampling and scoring.** Tokens are sampled from
 softmax(z/τ) (:func:`rlcourse.rlhf.batching.sample`) and the log-probabilities of π_θ,
@@ -93,7 +93,7 @@ from rlcourse.pg.ppo import adapt_kl_coef, clipped_surrogate_loss, torch_threads
 from rlcourse.pg.psi import gae
 from rlcourse.rlhf import task
 from rlcourse.rlhf.batching import TokenBatch, encode, response_text, sample
-from rlcourse.rlhf.model import position_ids_from_mask, token_logprobs
+from rlcourse.rlhf.model import autocast, position_ids_from_mask, token_logprobs
 from rlcourse.rlhf.sft import sft_loss
 from rlcourse.run import NonFiniteError
 
@@ -172,7 +172,7 @@ class PolicyWithValue(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, temperature: float = 1.0
                 ) -> tuple[Tensor, Tensor, Tensor]:
-        r"""One forward pass: (log π(x_{t+1} | x_{≤t}), V(x_{≤t}), H(π(·|x_{≤t}))), each [B, L − 1].
+        r"""One forward pass: (log π(x_{t+1} ∣ x_{≤t}), V(x_{≤t}), H(π(·∣x_{≤t}))), each [B, L − 1].
 
         Column t scores the token at t + 1 from the state at t, the layout of
         :func:`rlcourse.rlhf.model.token_logprobs` (which these log-probs equal), with
@@ -210,7 +210,7 @@ def last_index(mask: Tensor) -> Tensor:
 
 def per_token_rewards(logp: Tensor, ref_logp: Tensor, scores: Tensor, mask: Tensor, kl_coef: float
                       ) -> Tensor:
-    r"""r_t = −β (log π(a_t|s_t) − log π_ref(a_t|s_t)) on the masked tokens, plus R(x, y) on each row's last.
+    r"""r_t = −β (log π(a_t∣s_t) − log π_ref(a_t∣s_t)) on the masked tokens, plus R(x, y) on each row's last.
 
     ``logp``, ``ref_logp``, ``mask`` are [B, T]; ``scores`` is [B]. Unmasked entries are 0.
     """
@@ -255,10 +255,10 @@ def token_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float
 
 
 def sequence_kl(logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:
-    r"""k1(x, y) = Σ_t m_t (log π(a_t|s_t) − log π_ref(a_t|s_t)) per sequence, [B], in nats.
+    r"""k1(x, y) = Σ_t m_t (log π(a_t∣s_t) − log π_ref(a_t∣s_t)) per sequence, [B], in nats.
 
     On samples y ∼ π (drawn and scored at the same temperature) its mean is an unbiased
-    estimate of KL[π(·|x) ‖ π_ref(·|x)] ≥ 0; a single sample may be negative.
+    estimate of KL[π(·∣x) ‖ π_ref(·∣x)] ≥ 0; a single sample may be negative.
     """
     return ((logp - ref_logp) * mask.to(logp.dtype)).sum(-1)
 
@@ -271,14 +271,35 @@ def ground_truth_score(prompts: Sequence[str], responses: Sequence[str]) -> Tens
                         dtype=torch.float32)
 
 
-def reward_model_score(reward_model: nn.Module, tokenizer, max_length: int | None = None) -> Score:
-    """A ``score`` function that encodes (prompt, response) pairs and runs a trained RewardModel."""
+def reward_model_score(reward_model: nn.Module, tokenizer, max_length: int | None = None,
+                       shift: float = 0.0, scale: float = 1.0) -> Score:
+    """A ``score`` function that encodes (prompt, response) pairs and runs a trained RewardModel.
+
+    It returns (r_φ(x, y) − ``shift``) / ``scale``. A Bradley–Terry reward is defined only up to
+    a constant and its scale depends on training, so Ziegler et al. (2019) normalise it to mean
+    0 and standard deviation 1 on the SFT model's samples (:func:`normalisation`): then the KL
+    coefficient β means the same thing whatever reward model is used.
+    """
+    if not scale > 0:
+        raise ValueError(f"reward_model_score: scale = {scale!r} is out of range: it must be in (0, inf)")
+
     @torch.no_grad()
     def score(prompts: Sequence[str], responses: Sequence[str]) -> Tensor:
         batch = encode(tokenizer, prompts, responses, max_length)
         device = next(reward_model.parameters()).device
-        return reward_model(batch.input_ids.to(device), batch.attention_mask.to(device)).float().cpu()
+        raw = reward_model(batch.input_ids.to(device), batch.attention_mask.to(device)).float().cpu()
+        return (raw - shift) / scale
     return score
+
+
+def normalisation(reward_model: nn.Module, tokenizer, prompts: Sequence[str], responses: Sequence[str],
+                  max_length: int | None = None, batch_size: int = 256) -> tuple[float, float]:
+    """``(shift, scale)``: the mean and standard deviation of r_φ over (prompt, response) samples,
+    for :func:`reward_model_score`."""
+    raw = reward_model_score(reward_model, tokenizer, max_length)
+    scores = torch.cat([raw(prompts[i:i + batch_size], responses[i:i + batch_size])
+                        for i in range(0, len(prompts), batch_size)])
+    return scores.mean().item(), scores.std().clamp(min=1e-8).item()
 
 
 # ---------------------------------------------------------------- one batch of experience
@@ -437,21 +458,24 @@ def train_ppo(policy: nn.Module, reference: nn.Module, tokenizer, prompts: Seque
 
 def _train(model, reference, tokenizer, prompts, score, config, ptx_batches, callback) -> pd.DataFrame:
     rng = np.random.default_rng(config.seed)
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.seed)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(config.seed)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     ptx = _Batches(ptx_batches) if ptx_batches is not None and config.ptx_coef > 0 else None
     kl_coef = config.kl_coef
     rows = []
     for iteration in range(1, config.iterations + 1):
         chosen = rng.choice(len(prompts), config.batch_size, replace=len(prompts) < config.batch_size)
-        exp = collect(model, reference, tokenizer, [prompts[i] for i in chosen], score, config, kl_coef,
-                      generator)
+        with autocast(device):          # bf16 forward passes on CUDA; nothing on the CPU
+            exp = collect(model, reference, tokenizer, [prompts[i] for i in chosen], score, config, kl_coef,
+                          generator)
         terms = []
         for _ in range(config.ppo_epochs):
             order = torch.as_tensor(rng.permutation(config.batch_size))
             for start in range(0, config.batch_size, config.minibatch_size):
                 mb = exp.rows(order[start:start + config.minibatch_size].to(exp.mask.device))
-                t = ppo_rlhf_loss(model, mb, config, ptx.next() if ptx else None)
+                with autocast(device):
+                    t = ppo_rlhf_loss(model, mb, config, ptx.next() if ptx else None)
                 if not torch.isfinite(t.loss):
                     error = NonFiniteError("PPO-RLHF loss", iteration)
                     error.iteration = iteration

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
+from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import pandas as pd
@@ -35,8 +37,10 @@ from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 from rlcourse.rlhf.batching import encode
-from rlcourse.rlhf.model import position_ids_from_mask
+from rlcourse.rlhf.model import autocast, position_ids_from_mask
 from rlcourse.rlhf.sft import check_training_fields, minibatches, optimizer_step, training_mode
+
+HEAD_FILE = "reward_head.pt"
 
 
 class RewardModel(nn.Module):
@@ -59,6 +63,24 @@ class RewardModel(nn.Module):
     def from_lm(cls, lm: GPT2LMHeadModel) -> "RewardModel":
         """A copy of a language model's body (the SFT model's, say); ``lm`` itself is left untouched."""
         return cls(copy.deepcopy(lm.transformer))
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the body (``save_pretrained``) and the head (``reward_head.pt``) into ``directory``."""
+        directory = Path(directory)
+        self.body.save_pretrained(directory)
+        torch.save(self.head.state_dict(), directory / HEAD_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "RewardModel":
+        """The reward model :meth:`save` wrote."""
+        directory = Path(directory)
+        if not (directory / HEAD_FILE).is_file():
+            raise FileNotFoundError(f"{directory} holds no reward model (no {HEAD_FILE}); "
+                                    f"train one with `rlcourse rlhf reward --out {directory}`")
+        rm = cls(GPT2Model.from_pretrained(directory))
+        rm.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))
+        return rm
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """r_φ(x) for each sequence: shape [B]."""
@@ -147,14 +169,16 @@ def train_reward(rm: RewardModel, tokenizer, pairs: Sequence[dict], config: Rewa
     """
     if not pairs:
         raise ValueError("train_reward: no pairs to train on")
+    device = next(rm.parameters()).device
     optimizer = torch.optim.AdamW([p for p in rm.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     log, start = [], time.perf_counter()
     with training_mode(config.seed, rm):
         for step, (epoch, index) in enumerate(minibatches(len(pairs), config.batch_size, config.epochs, generator), 1):
-            r_chosen, r_rejected = pair_scores(rm, tokenizer, [pairs[i] for i in index], config.max_length)
-            terms = reward_loss(r_chosen, r_rejected)
+            with autocast(device):      # bf16 forward pass on CUDA; nothing on the CPU
+                r_chosen, r_rejected = pair_scores(rm, tokenizer, [pairs[i] for i in index], config.max_length)
+            terms = reward_loss(r_chosen.float(), r_rejected.float())
             grad_norm = optimizer_step(rm, optimizer, terms.loss, config.max_grad_norm, "reward-model loss", step)
             log.append({"step": step, "epoch": epoch, "loss": terms.loss.item(), "accuracy": terms.accuracy.item(),
                         "margin": terms.margin.item(), "grad_norm": grad_norm, "time": time.perf_counter() - start})

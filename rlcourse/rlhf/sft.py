@@ -12,6 +12,12 @@ cross-entropy averaged over all response tokens of the batch:
 
 (a mean over tokens, not over sequences: long responses weigh more, as in a language
 model's pretraining loss).
+
+Data-parallel (under ``torchrun``, see :mod:`rlcourse.rlhf.distributed`), rank k holds
+n_k of the global batch's N = Σ_k n_k response tokens and its share of the loss is its own
+token mean times n_k / N; the shares, and their gradients, add up to L_SFT of the global
+batch exactly. (Averaging the ranks' token means would weigh a token on a rank with few
+tokens more than one on a rank with many.)
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_range
+from rlcourse.rlhf import distributed
 from rlcourse.rlhf.batching import encode
-from rlcourse.rlhf.model import token_logprobs
+from rlcourse.rlhf.model import autocast, token_logprobs
 from rlcourse.run import NonFiniteError
 
 
@@ -78,16 +85,24 @@ def minibatches(n: int, batch_size: int, epochs: int, generator: torch.Generator
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-                   max_grad_norm: float, what: str, step: int) -> float:
+                   max_grad_norm: float, what: str, step: int, all_reduce: bool = False) -> float:
     """Back-propagate ``loss``, clip the gradient's norm, step; return the norm before clipping.
 
     Raises :class:`~rlcourse.run.NonFiniteError` naming ``what`` and ``step`` when the loss or
     the gradient is NaN or infinite, before the parameters are touched.
+
+    With ``all_reduce`` (data-parallel training, :mod:`rlcourse.rlhf.distributed`) ``loss`` is
+    this process's share of the global loss: the check looks at the sum of the shares, so
+    that every rank raises or none does, and the gradients are summed over the ranks before
+    clipping, so that every rank takes the same step. Outside a process group it changes nothing.
     """
-    if not torch.isfinite(loss):
+    total = distributed.all_reduce_sum(loss.detach()) if all_reduce else loss
+    if not torch.isfinite(total):
         raise NonFiniteError(what, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if all_reduce:
+        distributed.all_reduce_gradients(model)
     params = [p for p in model.parameters() if p.grad is not None]
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
     if not math.isfinite(grad_norm):
@@ -130,6 +145,13 @@ def train_sft(model: nn.Module, tokenizer, rows: Sequence[dict], config: SFTConf
     ``epoch``, ``loss``, ``tokens`` (response tokens in the minibatch), ``grad_norm`` and
     ``time`` (seconds since the start). ``callback(step, model)`` runs after each step.
     Same seed, same model, same rows: the same log, bit for bit, on the CPU (``time`` aside).
+
+    The model trains on its own device, with the forward pass under
+    :func:`~rlcourse.rlhf.model.autocast` (bf16 on CUDA, float32 on the CPU). Inside a
+    process group (``torchrun``, :mod:`rlcourse.rlhf.distributed`) it trains data-parallel:
+    ``config.batch_size`` is the global batch, each rank scores its slice, and the log's
+    ``loss``, ``tokens`` and ``grad_norm`` are those of the global batch, the same on every
+    rank and, up to rounding, the same as one process's. ``callback`` runs on every rank.
     """
     if not rows:
         raise ValueError("train_sft: no rows to train on")
@@ -137,16 +159,27 @@ def train_sft(model: nn.Module, tokenizer, rows: Sequence[dict], config: SFTConf
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
+    distributed.broadcast_parameters(model)       # data-parallel: every rank starts from rank 0's weights
     log, start = [], time.perf_counter()
     with training_mode(config.seed, model):
         for step, (epoch, index) in enumerate(minibatches(len(rows), config.batch_size, config.epochs, generator), 1):
-            batch = encode(tokenizer, [rows[i]["prompt"] for i in index], [rows[i]["completion"] for i in index],
-                           config.max_length)
-            batch = [t.to(device) for t in batch]
-            loss = sft_loss(model, *batch)
-            grad_norm = optimizer_step(model, optimizer, loss, config.max_grad_norm, "SFT loss", step)
-            log.append({"step": step, "epoch": epoch, "loss": loss.item(),
-                        "tokens": int(batch[2][:, 1:].sum()), "grad_norm": grad_norm,
+            mine = distributed.shard(index)       # this rank's rows (all of them in one process)
+            if mine:
+                batch = encode(tokenizer, [rows[i]["prompt"] for i in mine], [rows[i]["completion"] for i in mine],
+                               config.max_length)
+                batch = [t.to(device) for t in batch]
+                tokens = batch[2][:, 1:].sum()
+                with autocast(device):
+                    loss = sft_loss(model, *batch)
+            else:                                 # an empty slice still joins the all-reduces, with no gradient
+                tokens = torch.zeros((), dtype=torch.long, device=device)
+                loss = torch.zeros((), device=device, requires_grad=True)
+            total_tokens = distributed.all_reduce_sum(tokens)
+            share = loss * (tokens / total_tokens.clamp(min=1))   # n_k / N; exactly 1 in one process
+            grad_norm = optimizer_step(model, optimizer, share, config.max_grad_norm, "SFT loss", step,
+                                       all_reduce=True)
+            log.append({"step": step, "epoch": epoch, "loss": distributed.all_reduce_sum(share.detach()).item(),
+                        "tokens": int(total_tokens), "grad_norm": grad_norm,
                         "time": time.perf_counter() - start})
             if callback is not None:
                 callback(step, model)

@@ -98,7 +98,7 @@ def sentiment(response: str | Sequence[str]) -> float:
 
 
 def reward(prompt: str | Sequence[str], response: str | Sequence[str]) -> float:
-    """The ground truth r(x, y) = s(x) · (#positive − #negative) / |y|, in [−1, 1].
+    """The ground truth r(x, y) = s(x) · (#positive − #negative) / len(y), in [−1, 1].
 
     Both arguments may be a string or a list of words; words outside the vocabulary count
     as neutral.

@@ -113,8 +113,9 @@ def load_tokenizer(name_or_dir: str | os.PathLike = "toy"):
 
     ``"toy"`` gives the shipped :class:`WordTokenizer`; a directory holding
     ``word_tokenizer.json`` gives that one back. Anything else (``"gpt2"``, a folder with
-    GPT-2's files) goes to ``transformers.AutoTokenizer.from_pretrained``, with the pad
-    token set to the end-of-text token when the tokenizer has none (GPT-2 has none).
+    GPT-2's files) goes to ``transformers.AutoTokenizer.from_pretrained``, with the pad and
+    separator tokens set to the end-of-text token when the tokenizer has none (GPT-2 has
+    neither): the prompt and the response are then separated by ``<|endoftext|>``.
     """
     if str(name_or_dir) == "toy":
         return WordTokenizer.toy()
@@ -125,4 +126,6 @@ def load_tokenizer(name_or_dir: str | os.PathLike = "toy"):
     tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.sep_token is None:       # GPT-2 has one special token, <|endoftext|>, for all of these
+        tokenizer.sep_token = tokenizer.eos_token
     return tokenizer
