@@ -72,3 +72,15 @@ def test_ppo_surrogates_benchmark_quick_runs_and_prints_the_table():
     assert re.search(r"^(agrees with the paper|partly agrees with the paper|does not agree with the paper|"
                      r"cannot compare with the paper): ", table, flags=re.MULTILINE), proc.stdout
     assert "33 runs in" in proc.stdout
+
+
+def test_rlhf_benchmark_quick_runs_and_prints_tokens_per_second_and_memory():
+    # TRL is an optional benchmark dependency: the smoke run leaves it out
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rlhf.py"), "--quick", "--no-trl",
+                           "--stages", "sft", "dpo"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = re.findall(r"^(sft|dpo)\s+\d+\s+[\d,]+\s+[\d.]+\s+([\d,]+)\s+[\d,]+\s+[\d.]+\s+[\d,]+\s+(\d+)", proc.stdout,
+                      flags=re.MULTILINE)
+    assert [stage for stage, _, _ in rows] == ["sft", "dpo"], proc.stdout
+    assert all(int(tps.replace(",", "")) > 0 and int(mb) > 0 for _, tps, mb in rows)
+    assert "TRL DPOTrainer: skipped" in proc.stdout

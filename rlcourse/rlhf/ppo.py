@@ -365,6 +365,10 @@ def ppo_rlhf_loss(policy: PolicyWithValue, mb: Experience, config: PPOConfig,
     """The loss of one minibatch of sequences and its terms (the module docstring's L)."""
     logp, values, entropy = policy(mb.batch.input_ids, mb.batch.attention_mask, config.temperature)
     mask = mb.mask
+    # Define four tensors: policy_loss (L^CLIP over the masked tokens, pg.ppo.clipped_surrogate_loss),
+    # value_loss (mean squared error on the masked tokens, clipped when config.clip_range_vf is set),
+    # ptx_loss (sft_loss of ptx_batch, or a zero tensor when there is none or ptx_coef is 0), and
+    # loss = policy_loss + vf_coef * value_loss + ptx_coef * ptx_loss.
     ### BEGIN SOLUTION
     policy_loss = clipped_surrogate_loss(logp, mb.logp_old, mb.advantages, config.clip_range, mask=mask)
     error = (values - mb.returns).pow(2)
