@@ -217,3 +217,14 @@ def test_ranking_expands_to_all_pairs_best_first(tmp_path):
                     + json.dumps({"prompt": "q", "chosen": "x", "rejected": "y"}) + "\n")
     rows = read_preferences(path)
     assert rows[:6] == pairs and rows[6] == {"prompt": "q", "chosen": "x", "rejected": "y"}
+
+
+def test_read_prompts_takes_the_prompt_of_every_row_and_names_a_bad_line(tmp_path):
+    from rlcourse.rlhf.data import read_prompts
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "praise the food", "completion": "good"}\n\n{"prompt": "criticise the film"}\n')
+    assert read_prompts(path) == ["praise the food", "criticise the film"]
+    path.write_text('{"prompt": "praise the food"}\n{"chosen": "good"}\n')
+    with pytest.raises(DataError, match=r"p.jsonl, line 2: field 'prompt' is missing"):
+        read_prompts(path)

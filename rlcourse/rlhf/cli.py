@@ -276,21 +276,16 @@ def cmd_dpo(args) -> int:
     return _finish(Path(args.out), policy, tokenizer, log, config, result)
 
 
-def _read_prompts(path: str) -> list[str]:
-    from rlcourse.rlhf.data import _rows, _text
-
-    return [_text(row, "prompt", f"{path}, line {n}") for n, row in _rows(path)]
-
-
 def cmd_ppo(args) -> int:
     from rlcourse.rlhf import task
+    from rlcourse.rlhf.data import read_prompts
     from rlcourse.rlhf.model import frozen_copy
     from rlcourse.rlhf.ppo import PPOConfig, ground_truth_score, reward_model_score, train_ppo
     from rlcourse.rlhf.reward import RewardModel
     from rlcourse.run import NonFiniteError
 
     config = _config(PPOConfig(iterations=40, batch_size=32, minibatch_size=16, seed=args.seed), args.set)
-    prompts = (_read(_read_prompts, args.prompts) if args.prompts
+    prompts = (_read(read_prompts, args.prompts) if args.prompts
                else task.sample_prompts(2048, np.random.default_rng(args.seed + 4)))
     device = _device(args)
     policy, tokenizer = _load_lm(args.model, device, args.seed)

@@ -72,6 +72,11 @@ def read_sft(path: str | os.PathLike) -> list[dict[str, str]]:
             for n, row in _rows(path)]
 
 
+def read_prompts(path: str | os.PathLike) -> list[str]:
+    """The ``prompt`` of every row of a JSONL file (an SFT or a preference file will do)."""
+    return [_text(row, "prompt", f"{path}, line {n}") for n, row in _rows(path)]
+
+
 def expand_ranking(prompt: str, responses: list[str]) -> list[dict[str, str]]:
     """The K(K−1)/2 pairs implied by ``responses`` ranked best first.
 
