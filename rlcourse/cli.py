@@ -129,20 +129,54 @@ def cmd_tour(args) -> int:
     return 0
 
 
+def _lessons(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(n) for n in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--lessons expects numbers separated by commas, got {text!r}") from None
+
+
 def cmd_release(args) -> int:
     from rlcourse.assignments.release import ReleaseError, release
 
     try:
-        lessons = [int(n) for n in args.lessons.split(",")] if args.lessons else None
-    except ValueError:
-        raise UsageError(f"--lessons expects numbers separated by commas, got {args.lessons!r}") from None
-    try:
-        summary = release(args.out, lessons)
+        summary = release(args.out, _lessons(args.lessons))
     except ReleaseError as err:
         raise UsageError(str(err)) from None
     for path, functions in summary["functions"].items():
         print(f"{path}: {', '.join(functions)}")
     print(f"released lessons {', '.join(map(str, summary['lessons']))} to {summary['out']}")
+    return 0
+
+
+def cmd_autograder(args) -> int:
+    from rlcourse.assignments.autograder import build_bundle
+    from rlcourse.assignments.release import ReleaseError
+
+    lessons = _lessons(args.lessons)
+    if not lessons:
+        raise UsageError("--lessons is required: the lessons this assignment grades, e.g. --lessons 4")
+    try:
+        summary = build_bundle(args.out, lessons)
+    except ReleaseError as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {summary['out']}: lessons {', '.join(map(str, lessons))}, {len(summary['files'])} files, "
+          f"torch {summary['torch']}; upload it as a Gradescope autograder")
+    return 0
+
+
+def cmd_timings(args) -> int:
+    from rlcourse.assignments.autograder import reference_timings
+    from rlcourse.assignments.release import ReleaseError
+
+    try:
+        timings = reference_timings(args.out)
+    except ReleaseError as err:
+        raise UsageError(str(err)) from None
+    total = sum(timings["tests"].values())
+    print(f"{len(timings['tests'])} graded tests, {total:.1f} s in all on the reference ({timings['machine']})")
     return 0
 
 
@@ -153,11 +187,19 @@ def cmd_grade(args) -> int:
     if not Path(args.submission).is_dir():
         raise UsageError(f"{args.submission} is not a directory: give the folder that holds the "
                          "student's rlcourse/ package")
+    for name in ("timeout", "deadline"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name} = {value:g} is out of range: it must be > 0 seconds")
+    if args.memory_mb < 256:
+        raise UsageError(f"--memory-mb = {args.memory_mb} is out of range: it must be >= 256")
     try:
         report = grade(args.submission, tests=args.tests, tests_dir=args.tests_dir, timeout=args.timeout,
-                       memory_mb=args.memory_mb, jobs=args.jobs)
-    except FileNotFoundError as err:
+                       memory_mb=args.memory_mb, jobs=args.jobs, lessons=_lessons(args.lessons),
+                       isolation_level=args.isolation, deadline=args.deadline)
+    except (FileNotFoundError, PermissionError) as err:
         raise UsageError(str(err)) from None
+    print(report.isolation)
     print(report.table())
     if args.json:
         atomic_write(args.json, lambda f: f.write(json.dumps(report.gradescope(), indent=2) + "\n"), mode="w")
@@ -197,22 +239,37 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--quiet", action="store_true", help="no progress bar")
     tour.set_defaults(func=cmd_tour)
 
-    assignment = sub.add_parser("assignment", help="instructors: release the student version")
+    assignment = sub.add_parser("assignment", help="instructors: the student release, the Gradescope bundle, "
+                                "the graded tests' timings")
     assignment_sub = assignment.add_subparsers(dest="action", required=True, parser_class=_Parser)
     release = assignment_sub.add_parser("release", help="write the package with solutions cut out")
     release.add_argument("--out", required=True, help="a new, empty directory")
     release.add_argument("--lessons", help="e.g. 1,2 (default: every lesson with graded tests)")
     release.set_defaults(func=cmd_release)
+    bundle = assignment_sub.add_parser("autograder", help="write the Gradescope autograder zip (no solutions in it)")
+    bundle.add_argument("--lessons", required=True, help="the lessons it grades, e.g. 4")
+    bundle.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
+    bundle.set_defaults(func=cmd_autograder)
+    timings = assignment_sub.add_parser("timings", help="measure the reference's time per graded test "
+                                        "(the grader's time limits come from it)")
+    timings.add_argument("--out", help="where to write (default tests/graded/timings.json)")
+    timings.set_defaults(func=cmd_timings)
 
     grade = sub.add_parser("grade", help="grade a student's package with points per test")
     grade.add_argument("submission", help="the folder holding the student's rlcourse/ package")
     grade.add_argument("--tests", choices=["public", "all"], default="public",
                        help="public tests only, or hidden ones too (default public)")
     grade.add_argument("--json", help="write Gradescope's results.json here")
-    grade.add_argument("--timeout", type=float, default=60, help="seconds per test (default 60)")
-    grade.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per test")
-    grade.add_argument("--jobs", type=int, help="tests run at once (default: cores, at most 4)")
+    grade.add_argument("--lessons", help="grade these lessons only, e.g. 4 or 1,2 (default: every lesson "
+                       "in the tests folder)")
+    grade.add_argument("--timeout", type=float, help="seconds per test (default: 5 times the reference "
+                       "solution's time for it, at least 6)")
+    grade.add_argument("--deadline", type=float, default=1200, help="seconds for the whole grading (default 1200)")
+    grade.add_argument("--memory-mb", type=int, default=4096, help="address-space limit of the sandbox (MB)")
+    grade.add_argument("--jobs", type=int, help="tests run at once (default: cores, at most 2)")
     grade.add_argument("--tests-dir", help="graded tests (default: tests/graded of this checkout)")
+    grade.add_argument("--isolation", choices=["auto", "namespaces", "user", "none"], default="auto",
+                       help="how student code is isolated (default: the best this machine allows)")
     grade.set_defaults(func=cmd_grade)
 
     from rlcourse.rlhf.cli import add_parser as add_rlhf_parser

@@ -84,3 +84,15 @@ def test_rlhf_benchmark_quick_runs_and_prints_tokens_per_second_and_memory():
     assert [stage for stage, _, _ in rows] == ["sft", "dpo"], proc.stdout
     assert all(int(tps.replace(",", "")) > 0 and int(mb) > 0 for _, tps, mb in rows)
     assert "TRL DPOTrainer: skipped" in proc.stdout
+
+
+def test_grader_benchmark_quick_grades_the_reference_fully_and_the_hanging_submission_to_zero():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grader.py"), "--quick"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = re.findall(r"^(reference|hanging)\s+5\s+(\d+)\s+(\S+) / (\S+)\s+(\d+)\s+([\d.]+)$", proc.stdout,
+                      flags=re.MULTILINE)
+    assert [r[0] for r in rows] == ["reference", "hanging"], proc.stdout
+    (_, tests, score, most, timed_out, _), hanging = rows
+    assert score == most and int(timed_out) == 0
+    assert hanging[2] == "0" and int(hanging[4]) == int(hanging[1]), proc.stdout     # every test timed out

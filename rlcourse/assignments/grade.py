@@ -1,23 +1,23 @@
-"""``rlcourse grade SUBMISSION``: run the graded tests against a student's package.
+"""``rlcourse grade SUBMISSION``: score a student's package with points per graded test.
 
 The unit of grading is one test function of ``tests/graded/test_*.py`` (all its
 parametrised cases must pass); its points come from ``@pytest.mark.points(n)`` (1 if
-absent), read from the source without importing it. Each unit runs in its own process:
+absent), read from the source without importing it. The process that decides a score never
+runs student code:
 
-* the student's ``rlcourse/`` package alone is copied next to fresh copies of the tests,
-  so nothing else from the submission (a ``sitecustomize.py``, a ``conftest.py``, an
-  edited test) is on the path;
-* the process has a wall-clock limit (``timeout``), an address-space limit
-  (``memory_mb``), a file-size limit, and its own process group, killed at the end so no
-  child outlives it;
-* its result comes back over a private pipe, marked with a one-time nonce, and counts
-  only if the process also reports that the session finished (see grading_plugin.py).
-  Exit status and printed output are never read as results, so ``sys.exit``,
-  ``os._exit``, a crash, fake pytest output or a forged ``results.json`` earn nothing.
-
-This guards against accidents and the usual tricks; it is not a sandbox against a
-student who reads this file and attacks the pipe from inside the test process. For
-that, grade in an isolated container (Gradescope does) with the hidden tests.
+* this process (the *grader*) copies the student's ``rlcourse/`` package without
+  following links, refusing links and special files; makes a *trusted* copy of its own
+  package with every solution cut out; and copies the tests of the chosen lessons into a
+  folder only it can read;
+* ``jobs`` *harness* processes run the graded tests with pytest and the plugin in
+  ``harness.py``, importing only the trusted copy; every call of a student function goes
+  to that harness's *sandbox* (``sandbox.py``, ``isolation.py``), whose answers are plain
+  data checked by the test;
+* each test function has a time limit, a multiple of the reference solution's own time for
+  it (``tests/graded/timings.json``) with a floor, and the whole grading a deadline;
+* when the harnesses are done (or the deadline passes, or this process is stopped), every
+  process of the sandboxes is killed, and only then is the report made: the table and
+  ``results.json`` come from that one report.
 """
 
 from __future__ import annotations
@@ -26,26 +26,34 @@ import ast
 import dataclasses
 import json
 import os
+import re
 import secrets
+import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rlcourse.assignments.markers import BEGIN_HIDDEN, END_HIDDEN, find_blocks, strip_hidden
+from rlcourse.assignments import isolation
+from rlcourse.assignments.markers import BEGIN_HIDDEN, END_HIDDEN, find_blocks, strip_hidden, stub_solutions
 
-PLUGIN = Path(__file__).with_name("grading_plugin.py")
 PYTEST_INI = """[pytest]
 markers =
     points(n): points the test is worth
     slow: a long test
-addopts = -p no:cacheprovider -p _rlcourse_grading_plugin -q --tb=line -W ignore::DeprecationWarning
+addopts = -p no:cacheprovider -p no:xdist -p no:randomly -q --tb=no -W ignore::DeprecationWarning
 """
+TIMINGS = "timings.json"
+LIMIT_MULTIPLE, LIMIT_FLOOR = 5.0, 6.0       # a test's limit: max(floor, multiple × the reference's time)
+MAX_SUBMISSION_FILES, MAX_SUBMISSION_BYTES = 2_000, 50 << 20
+
+
+class SubmissionError(ValueError):
+    """The submission cannot be graded as it is (a link, a special file, too large)."""
 
 
 @dataclasses.dataclass
@@ -67,6 +75,7 @@ class GradedTest:
 class GradeReport:
     tests: list[GradedTest]
     message: str = ""
+    isolation: str = ""
 
     @property
     def score(self) -> float:
@@ -99,10 +108,10 @@ class GradeReport:
         return "\n".join(lines)
 
 
-def graded_tests(tests_dir: Path, include_hidden: bool) -> list[GradedTest]:
+def graded_tests(tests_dir: Path, include_hidden: bool, lessons: list[int] | None = None) -> list[GradedTest]:
     """Read every ``test_*`` function and its points from the graded test files."""
     found = []
-    for path in sorted(tests_dir.glob("test_*.py")):
+    for path in test_files(tests_dir, lessons):
         source = path.read_text()
         hidden_spans = [(b.begin + 1, b.end + 1) for b in find_blocks(source, BEGIN_HIDDEN, END_HIDDEN, str(path))]
         for node in ast.parse(source).body:
@@ -114,6 +123,20 @@ def graded_tests(tests_dir: Path, include_hidden: bool) -> list[GradedTest]:
     return found
 
 
+def test_files(tests_dir: Path, lessons: list[int] | None) -> list[Path]:
+    """The graded test files, or those of ``lessons`` only (``test_lessonN.py``)."""
+    files = sorted(Path(tests_dir).glob("test_*.py"))
+    if lessons is None:
+        return files
+    chosen = [p for p in files if any(p.name == f"test_lesson{n}.py" for n in lessons)]
+    missing = [n for n in lessons if not any(p.name == f"test_lesson{n}.py" for p in chosen)]
+    if missing:
+        have = sorted(int(p.stem.removeprefix("test_lesson")) for p in files if p.stem.removeprefix("test_lesson").isdigit())
+        raise FileNotFoundError(f"no graded tests for lesson(s) {', '.join(map(str, missing))} in {tests_dir}; "
+                                f"lessons there: {', '.join(map(str, have)) or 'none'}")
+    return chosen
+
+
 def _points(node: ast.FunctionDef) -> float:
     for decorator in node.decorator_list:
         if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
@@ -122,159 +145,312 @@ def _points(node: ast.FunctionDef) -> float:
     return 1.0
 
 
-# Run a command under resource limits: set in the child, then exec (no preexec_fn, which
-# is unsafe with the grader's threads).
-LIMITED = """import os, resource, sys
-memory = int(sys.argv[1]) * 1024 * 1024
-resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024 * 1024, 256 * 1024 * 1024))
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-os.execv(sys.argv[2], sys.argv[2:])
-"""
+def time_limits(tests_dir: Path, tests: list[GradedTest], timeout: float | None) -> dict[str, float]:
+    """Seconds per test function: ``timeout`` if given, else from the reference's timings."""
+    if timeout is not None:
+        return {t.title: float(timeout) for t in tests}
+    path = Path(tests_dir) / TIMINGS
+    reference = json.loads(path.read_text()).get("tests", {}) if path.is_file() else {}
+    return {t.title: max(LIMIT_FLOOR, LIMIT_MULTIPLE * float(reference.get(t.title, LIMIT_FLOOR))) for t in tests}
 
 
-def _prepare(work: Path, package: Path, tests_dir: Path, include_hidden: bool) -> None:
-    shutil.copytree(package, work / "pkg" / "rlcourse",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    tests = work / "tests"
-    tests.mkdir()
-    for path in tests_dir.glob("*.py"):
-        source = path.read_text()
-        (tests / path.name).write_text(source if include_hidden else strip_hidden(source, str(path)))
-    shutil.copy(PLUGIN, work / "pkg" / "_rlcourse_grading_plugin.py")
-    (work / "pytest.ini").write_text(PYTEST_INI)
+# --------------------------------------------------------------------------- the files
 
 
-def _environment(work: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST", "RLCOURSE"))}
-    env.update(PYTHONPATH=str(work / "pkg"), PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg",
-               HOME=str(work), SDL_VIDEODRIVER="dummy")
-    return env
+def copy_submission(package: Path, into: Path) -> None:
+    """Copy the student's ``rlcourse/`` as plain files and folders, following no link.
+
+    A link, a device, a pipe or a socket anywhere in it is refused, naming the file; so is a
+    package of more than MAX_SUBMISSION_FILES files or MAX_SUBMISSION_BYTES bytes.
+    """
+    count, size = 0, 0
+    into.mkdir(parents=True)
+    os.chmod(into, 0o755)
+    for root, dirs, files in os.walk(package, followlinks=False):
+        relative = Path(root).relative_to(package)
+        for name in sorted(dirs + files):
+            source = Path(root) / name
+            shown = Path("rlcourse") / relative / name
+            info = os.lstat(source)
+            if stat.S_ISLNK(info.st_mode):
+                raise SubmissionError(f"{shown} is a symbolic link: submit the file itself")
+            if name in ("__pycache__",) or name.endswith((".pyc", ".pyo")):
+                if stat.S_ISDIR(info.st_mode):
+                    dirs.remove(name)
+                continue
+            target = into / relative / name
+            if stat.S_ISDIR(info.st_mode):
+                target.mkdir()
+                os.chmod(target, 0o755)
+            elif stat.S_ISREG(info.st_mode):
+                count, size = count + 1, size + info.st_size
+                if count > MAX_SUBMISSION_FILES or size > MAX_SUBMISSION_BYTES:
+                    raise SubmissionError(f"the package is too large (more than {MAX_SUBMISSION_FILES} files or "
+                                          f"{MAX_SUBMISSION_BYTES >> 20} MB)")
+                fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd, "rb") as f_in, open(target, "wb") as f_out:
+                    shutil.copyfileobj(f_in, f_out)
+                os.chmod(target, 0o644)
+            else:
+                raise SubmissionError(f"{shown} is not a regular file (a device, pipe or socket)")
 
 
-def run_one(test: GradedTest, package: Path, tests_dir: Path, include_hidden: bool,
-            timeout: float, memory_mb: int) -> GradedTest:
-    """Run one graded test function in a fresh, limited process; fill in score and reason."""
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rlcourse-grade-") as tmp:
-        work = Path(tmp)
-        _prepare(work, package, tests_dir, include_hidden)
-        nonce = secrets.token_hex(16)
-        read_fd, write_fd = os.pipe()
-        env = _environment(work)
-        env.update(RLCOURSE_GRADING_FD=str(write_fd), RLCOURSE_GRADING_NONCE=nonce)
-        lines: list[str] = []
-        with open(work / "output.txt", "wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-c", LIMITED, str(memory_mb), sys.executable, "-m", "pytest",
-                 "-c", str(work / "pytest.ini"), "--rootdir", str(work), f"tests/{test.file}::{test.name}"],
-                cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,), start_new_session=True)
-            os.close(write_fd)
-            reader = threading.Thread(target=_read_lines, args=(read_fd, lines), daemon=True)
-            reader.start()
-            try:
-                process.wait(timeout=timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(process)
-            reader.join(timeout=5)
-        test.seconds = time.perf_counter() - start
-        tail = (work / "output.txt").read_bytes()[-300:].decode(errors="replace").strip()
-        test.score, test.reason = _verdict(test, lines, nonce, timed_out, timeout, process.returncode, tail)
-    return test
+def trusted_copy(into: Path) -> Path:
+    """The grader's own package with every solution block cut out: what the harness imports."""
+    own = Path(__file__).resolve().parents[1]
+    shutil.copytree(own, into / "rlcourse", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path in (into / "rlcourse").rglob("*.py"):
+        relative = path.relative_to(into).as_posix()
+        stubbed, functions = stub_solutions(path.read_text(), relative, _lesson_of(relative))
+        if functions:
+            path.write_text(stubbed)
+    return into
 
 
-def _read_lines(fd: int, into: list[str]) -> None:
-    with os.fdopen(fd, "r", errors="replace") as pipe:
-        for line in pipe:
-            into.append(line)
+def _lesson_of(relative: str) -> int | None:
+    from rlcourse.assignments.release import LESSON_OF_MODULE
+
+    return LESSON_OF_MODULE.get(relative)
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
-
-
-def _verdict(test, lines, nonce, timed_out, timeout, returncode, tail) -> tuple[float, str]:
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
+def copy_tests(tests_dir: Path, files: list[Path], include_hidden: bool, into: Path) -> None:
+    into.mkdir(mode=0o700)
+    for path in sorted(Path(tests_dir).glob("*.py")):
+        if path.name.startswith("test_") and path not in files:
             continue
-        if isinstance(event, dict) and event.get("nonce") == nonce:
-            events.append(event)
-    failures = [e for e in events if e.get("event") == "report" and e.get("outcome") != "passed"]
-    passes = [e for e in events if e.get("event") == "report" and e.get("when") == "call"
-              and e.get("outcome") == "passed"]
-    collected = next((e["count"] for e in events if e.get("event") == "collected"), None)
-    finished = any(e.get("event") == "finished" for e in events)
-    if failures:
-        return 0.0, failures[0].get("reason") or "failed"
-    if timed_out:
-        return 0.0, f"timed out after {timeout:g} s"
-    if not finished:
-        how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0
-               else f"exited with status {returncode}")
-        hint = " (out of memory)" if "MemoryError" in tail else ""
-        return 0.0, f"the test process {how}{hint} before the test finished"
-    if not collected:
-        return 0.0, "no test was collected"
-    if len(passes) != collected:
-        return 0.0, f"{len(passes)} of {collected} cases passed"
-    return test.points, ""
+        source = path.read_text()
+        (into / path.name).write_text(source if include_hidden else strip_hidden(source, str(path)))
+    (into / "pytest.ini").write_text(PYTEST_INI)
 
 
-def check_import(package: Path, timeout: float = 120) -> str:
-    """'' if the submission's package imports; otherwise its error, in one line."""
-    with tempfile.TemporaryDirectory(prefix="rlcourse-import-") as tmp:
-        work = Path(tmp)
-        shutil.copytree(package, work / "pkg" / "rlcourse", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        try:
-            done = subprocess.run([sys.executable, "-c", "import rlcourse"], cwd=work, env=_environment(work),
-                                  capture_output=True, text=True, timeout=timeout, start_new_session=True)
-        except subprocess.TimeoutExpired:
-            return f"importing rlcourse took longer than {timeout:g} s"
-    if done.returncode == 0:
-        return ""
-    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-    where = next((line.strip() for line in reversed(lines) if line.strip().startswith("File ")), "")
-    return f"{lines[-1] if lines else f'exit status {done.returncode}'}" + (f" ({where})" if where else "")
+def student_modules(files: list[Path]) -> list[str]:
+    """The modules the sandbox imports up front: rlcourse and every one the test files ask for
+    with ``student_module("…")`` (so no test's clock pays for an import)."""
+    found = ["rlcourse"]
+    for path in files:
+        for name in re.findall(r"student_module\(\s*[\"']([\w.]+)[\"']\s*\)", path.read_text()):
+            if name not in found:
+                found.append(name)
+    return found
+
+
+def hidden_paths() -> list[str]:
+    """Where the grader's own rlcourse lives, to be masked if the sandbox would see it."""
+    return [str(Path(__file__).resolve().parents[1])]
+
+
+# --------------------------------------------------------------------------- grading
 
 
 def grade(submission: str | Path, tests: str = "public", tests_dir: str | Path | None = None,
-          timeout: float = 60, memory_mb: int = 4096, jobs: int | None = None) -> GradeReport:
+          timeout: float | None = None, memory_mb: int = 4096, jobs: int | None = None,
+          lessons: list[int] | None = None, isolation_level: str = "auto",
+          deadline: float = 1200.0) -> GradeReport:
     """Grade the ``rlcourse`` package found in ``submission``; return the report."""
     if tests not in ("public", "all"):
         raise ValueError(f"tests = {tests!r} is not allowed: it must be 'public' or 'all'")
     tests_dir = Path(tests_dir) if tests_dir else default_tests_dir()
     include_hidden = tests == "all"
-    report = GradeReport(graded_tests(tests_dir, include_hidden))
+    files = test_files(tests_dir, lessons)
+    report = GradeReport(graded_tests(tests_dir, include_hidden, lessons))
     if not report.tests:
         raise FileNotFoundError(f"no graded tests (test_*.py) in {tests_dir}")
+    level = isolation.mode(isolation_level)
+    report.isolation = isolation.notice(level)
     package = Path(submission) / "rlcourse"
-    if not (package / "__init__.py").is_file():
-        problem = f"the submission has no package: {package / '__init__.py'} is missing"
-    else:
-        problem = check_import(package)
-        if problem:
-            problem = f"the submission does not import: {problem}"
-    if problem:
-        report.message = problem
-        for test in report.tests:
-            test.reason = "not run: the submission does not import" if "import" in problem else "not run"
-        return report
-    jobs = jobs or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(lambda t: run_one(t, package, tests_dir, include_hidden, timeout, memory_mb), report.tests))
+    if not (package / "__init__.py").is_file() or os.path.islink(package):
+        return _not_run(report, f"the submission has no package: {package / '__init__.py'} is missing")
+    work = make_temporary("rlcourse-grade-")
+    try:
+        try:
+            copy_submission(package, work / "submission" / "rlcourse")
+        except SubmissionError as error:
+            return _not_run(report, f"the submission was refused: {error}")
+        os.chmod(work / "submission", 0o755)
+        trusted = trusted_copy(_private_dir(work / "trusted"))
+        limits = time_limits(tests_dir, report.tests, timeout)
+        run = _Run(report, work, trusted, level, limits, memory_mb, jobs or min(2, os.cpu_count() or 1), deadline,
+                   student_modules(files))
+        for index in range(len(run.groups)):      # one copy per harness: each may delete its own
+            copy_tests(tests_dir, files, include_hidden, work / f"tests{index}")
+        run.go()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def make_temporary(prefix: str) -> Path:
+    """A new folder only its owner may list, which others may pass through (0711)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o711)
+    return path
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _not_run(report: GradeReport, message: str) -> GradeReport:
+    report.message = message
+    for test in report.tests:
+        test.reason = "not run: " + message.split(":")[0]
+    return report
+
+
+class _Run:
+    """The harness processes of one grading, their reports, their deadline and their end."""
+
+    def __init__(self, report, work, trusted, level, limits, memory_mb, jobs, deadline, modules):
+        self.report, self.work, self.trusted, self.level, self.modules = report, work, trusted, level, modules
+        self.limits, self.memory_mb, self.deadline = limits, memory_mb, time.monotonic() + deadline
+        self.deadline_s = deadline
+        self.groups = _partition(report.tests, limits, jobs)
+        self.results: dict[str, list[dict]] = {t.title: [] for t in report.tests}
+        self.collected: dict[str, bool] = {}
+        self.harnesses: list[subprocess.Popen] = []
+        self.uids: list[int] = []
+        self.problems: dict = {}
+        self.errors: list[str] = []
+        self.token = secrets.token_hex(16)
+
+    def go(self) -> None:
+        previous = {sig: signal.signal(sig, self._stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+        isolation.harden_trusted_process(subreaper=False)
+        try:
+            selector = selectors.DefaultSelector()
+            for index, group in enumerate(self.groups):
+                selector.register(self._start(index, group), selectors.EVENT_READ, data=bytearray())
+            self._listen(selector)
+        finally:
+            self._end()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self._score()
+
+    def _start(self, index: int, group: list[GradedTest]):
+        read_fd, write_fd = os.pipe()
+        hidden = [t.title for t in self.report.tests if t.hidden]
+        uid = None
+        if self.level != "none":
+            uid, lock = isolation.claim_uid()
+            self.uids.append((uid, lock))
+        settings = {"uid": uid, "level": self.level, "token": f"{self.token}-{index}", "work": str(self.work / f"slot{index}"),
+                    "package_dir": str(self.work / "submission"), "memory_mb": self.memory_mb,
+                    "hide": hidden_paths(), "limits": self.limits, "default_limit": LIMIT_FLOOR,
+                    "hidden": hidden, "report_fd": write_fd, "import_timeout": 120,
+                    "tests_dir": str(self.work / f"tests{index}"), "modules": self.modules}
+        (self.work / f"slot{index}").mkdir(mode=0o711)
+        path = self.work / f"harness{index}.json"
+        path.write_text(json.dumps(settings))
+        os.chmod(path, 0o600)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST", "RLCOURSE"))}
+        tests = self.work / f"tests{index}"
+        env.update(PYTHONPATH=f"{self.trusted}{os.pathsep}{tests}", RLCOURSE_HARNESS=str(path),
+                   PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
+                   TRANSFORMERS_OFFLINE="1")
+        nodeids = [f"{t.file}::{t.name}" for t in group]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-c", str(tests / "pytest.ini"), "--rootdir", str(tests),
+             "-p", "rlcourse.assignments.harness", *nodeids],
+            cwd=tests, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.work / f"harness{index}.log", "wb"), pass_fds=(write_fd,), start_new_session=True)
+        os.close(write_fd)
+        self.harnesses.append(process)
+        return os.fdopen(read_fd, "rb", buffering=0)
+
+    def _listen(self, selector) -> None:
+        while selector.get_map():
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.errors.append(f"the grading stopped at its deadline of {self.deadline_s:g} s")
+                return
+            for key, _ in selector.select(timeout=min(left, 1.0)):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    key.fileobj.close()
+                    continue
+                key.data.extend(chunk)
+                while b"\n" in key.data:
+                    line, _, rest = bytes(key.data).partition(b"\n")
+                    key.data[:] = rest
+                    self._event(line)
+
+    def _event(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return
+        kind = event.get("event")
+        if kind == "report" and event.get("title") in self.results:
+            self.results[event["title"]].append(event)
+        elif kind == "report":
+            self.errors.append(event.get("reason", "a test could not be collected"))
+        elif kind == "collected":
+            self.collected.update({title: True for title in event.get("titles", [])})
+        elif kind == "ready":
+            self.problems.update(event.get("problems") or {})
+            if event.get("error"):
+                self.errors.append(event["error"])
+
+    def _stopped(self, signum, frame):
+        self._end()
+        raise KeyboardInterrupt(f"grading stopped by {signal.Signals(signum).name}")
+
+    def _end(self) -> None:
+        """Stop every harness and kill every process of every sandbox, whatever happened."""
+        for process in self.harnesses:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for process in self.harnesses:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self.level == "none":
+            for index in range(len(self.harnesses)):
+                isolation.kill_all(token=f"{self.token}-{index}")
+        for uid, lock in self.uids:
+            isolation.kill_all(uid=uid)
+            os.close(lock)
+        self.uids.clear()
+
+    def _score(self) -> None:
+        if "rlcourse" in self.problems:
+            self.report.message = f"the submission does not import: {self.problems['rlcourse']}"
+        elif self.errors:
+            self.report.message = self.errors[0]
+        for test in self.report.tests:
+            events = self.results[test.title]
+            failures = [e for e in events if e.get("outcome") != "passed"]
+            passes = [e for e in events if e.get("outcome") == "passed" and e.get("when") == "call"]
+            test.seconds = sum(float(e.get("seconds") or 0) for e in events)
+            if failures:
+                test.score, test.reason = 0.0, str(failures[0].get("reason") or "failed")[:400]
+            elif not passes:
+                test.score = 0.0
+                test.reason = ("not run: the grading's deadline passed" if any("deadline" in e for e in self.errors)
+                               else "not run: the harness stopped before this test")
+            else:
+                test.score, test.reason = test.points, ""
+
+
+def _partition(tests: list[GradedTest], limits: dict, jobs: int) -> list[list[GradedTest]]:
+    """Split the tests among ``jobs`` harnesses, longest expected first, each to the least loaded."""
+    groups: list[list[GradedTest]] = [[] for _ in range(max(1, min(jobs, len(tests))))]
+    load = [0.0] * len(groups)
+    for test in sorted(tests, key=lambda t: -limits[t.title]):
+        i = load.index(min(load))
+        groups[i].append(test)
+        load[i] += limits[test.title]
+    order = {t.title: n for n, t in enumerate(tests)}
+    return [sorted(g, key=lambda t: order[t.title]) for g in groups]
 
 
 def default_tests_dir() -> Path:

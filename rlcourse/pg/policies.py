@@ -208,12 +208,17 @@ def save_module(module: nn.Module, directory: str | Path, name: str = "policy") 
     atomic_write(directory / f"{name}.json", lambda f: f.write(json.dumps(module.spec) + "\n"), mode="w")
 
 
-def load_module(directory: str | Path, name: str = "policy") -> nn.Module:
-    directory = Path(directory)
-    spec = dict(json.loads((directory / f"{name}.json").read_text()))
+def module_from_spec(spec: dict) -> nn.Module:
+    """A freshly initialised network of the kind and sizes ``spec`` (a module's ``.spec``) names."""
+    spec = dict(spec)
     cls = KINDS[spec.pop("kind")]
     if "hidden" in spec:
         spec["hidden"] = tuple(spec["hidden"])
-    module = cls(**spec)
+    return cls(**spec)
+
+
+def load_module(directory: str | Path, name: str = "policy") -> nn.Module:
+    directory = Path(directory)
+    module = module_from_spec(json.loads((directory / f"{name}.json").read_text()))
     module.load_state_dict(torch.load(directory / f"{name}.pt", weights_only=True))
     return module.eval()

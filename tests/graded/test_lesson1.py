@@ -12,14 +12,17 @@ import numpy as np
 import pytest
 
 import rlcourse  # noqa: F401  (registers rlcourse/Corridor-v0)
-from rlcourse.tabular import qtable, td_control
+from rlcourse.assignments.sandbox import repeat_call, student_module
 from rlcourse.tabular.td_control import TDControlConfig
 
+qtable = student_module("rlcourse.tabular.qtable")
+td_control = student_module("rlcourse.tabular.td_control")
 
-def frequencies(choose, n_actions: int, draws: int, seed: int = 0) -> np.ndarray:
-    """Share of each action over ``draws`` calls of ``choose(rng)``."""
+
+def frequencies(function, args: tuple, n_actions: int, draws: int, seed: int = 0) -> np.ndarray:
+    """Share of each action over ``draws`` calls of ``function(*args, rng)``, one generator throughout."""
     rng = np.random.default_rng(seed)
-    picks = [choose(rng) for _ in range(draws)]
+    picks = repeat_call(draws, function, *args, rng)
     assert all(isinstance(a, (int, np.integer)) and 0 <= a < n_actions for a in picks), \
         f"every choice must be an integer action in 0 … {n_actions - 1}, got e.g. {picks[:5]}"
     return np.bincount(np.asarray(picks, dtype=int), minlength=n_actions) / draws
@@ -57,11 +60,11 @@ def test_greedy_action_returns_the_best_action(row, best):
 @pytest.mark.points(2)
 def test_greedy_action_breaks_ties_uniformly():
     # actions 1, 2 and 4 share the maximum: each should come up a third of the time
-    shares = frequencies(lambda rng: qtable.greedy_action([1.0, 3.0, 3.0, 0.0, 3.0], rng), 5, 3000)
+    shares = frequencies(qtable.greedy_action, ([1.0, 3.0, 3.0, 0.0, 3.0],), 5, 3000)
     assert shares[0] == shares[3] == 0, f"only tied actions may be chosen, got shares {shares}"
     np.testing.assert_allclose(shares[[1, 2, 4]], 1 / 3, atol=0.05)
     # a fresh table: all four actions tie
-    shares = frequencies(lambda rng: qtable.greedy_action(np.zeros(4), rng), 4, 4000)
+    shares = frequencies(qtable.greedy_action, (np.zeros(4),), 4, 4000)
     np.testing.assert_allclose(shares, 0.25, atol=0.04)
 
 
@@ -70,9 +73,9 @@ def test_greedy_action_breaks_ties_uniformly():
 
 @pytest.mark.points(1)
 def test_epsilon_greedy_is_greedy_at_epsilon_zero():
-    shares = frequencies(lambda rng: qtable.epsilon_greedy([0.2, -1.0, 0.9, 0.3], 0.0, rng), 4, 500)
+    shares = frequencies(qtable.epsilon_greedy, ([0.2, -1.0, 0.9, 0.3], 0.0), 4, 500)
     assert shares[2] == 1.0
-    shares = frequencies(lambda rng: qtable.epsilon_greedy([5.0, 5.0, 1.0], 0.0, rng), 3, 2000)
+    shares = frequencies(qtable.epsilon_greedy, ([5.0, 5.0, 1.0], 0.0), 3, 2000)
     assert shares[2] == 0 and abs(shares[0] - 0.5) < 0.05
 
 
@@ -81,7 +84,7 @@ def test_epsilon_greedy_is_greedy_at_epsilon_zero():
 def test_epsilon_greedy_explores_with_probability_epsilon(epsilon):
     # the random action is uniform over all 4 actions, the greedy one (2) included:
     # P(2) = (1 − ε) + ε/4, P(other) = ε/4
-    shares = frequencies(lambda rng: qtable.epsilon_greedy([0.1, 0.0, 0.8, 0.4], epsilon, rng), 4, 20000)
+    shares = frequencies(qtable.epsilon_greedy, ([0.1, 0.0, 0.8, 0.4], epsilon), 4, 20000)
     expected = np.full(4, epsilon / 4)
     expected[2] += 1 - epsilon
     np.testing.assert_allclose(shares, expected, atol=0.015)
@@ -193,7 +196,7 @@ def test_greedy_action_draws_from_the_rng_it_is_given():
         random.seed(global_seed)
         np.random.seed(global_seed)
         generator = np.random.default_rng(seed)
-        return [int(qtable.greedy_action([1.0, 1.0, 1.0], generator)) for _ in range(200)]
+        return [int(a) for a in repeat_call(200, qtable.greedy_action, [1.0, 1.0, 1.0], generator)]
 
     first = choices(3, 0)
     assert choices(3, 1) == first, "greedy_action must draw from rng only (not random / np.random)"

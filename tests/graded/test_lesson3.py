@@ -20,10 +20,14 @@ import pytest
 import torch
 from torch import nn
 
+from rlcourse.assignments.sandbox import student_module
 from rlcourse.pg.policies import flatten_parameters
-from rlcourse.value import dqn_targets, linear
-from rlcourse.value.dqn import DQNConfig, dqn_update
-from rlcourse.value.replay import ReplayBuffer
+from rlcourse.value.dqn import DQNConfig
+
+dqn_targets = student_module("rlcourse.value.dqn_targets")
+linear = student_module("rlcourse.value.linear")
+dqn_update = student_module("rlcourse.value.dqn").dqn_update
+ReplayBuffer = student_module("rlcourse.value.replay").ReplayBuffer
 
 
 def assert_close(got, expected, tol: float = 1e-6):

@@ -23,9 +23,15 @@ import math
 import pytest
 import torch
 
-from rlcourse.rlhf import dpo, ppo, reward, sft
+from rlcourse.assignments.sandbox import student_module
 from rlcourse.rlhf.batching import TokenBatch
-from rlcourse.rlhf.model import sequence_logprobs, tiny_gpt2
+from rlcourse.rlhf.model import tiny_gpt2
+
+dpo = student_module("rlcourse.rlhf.dpo")
+ppo = student_module("rlcourse.rlhf.ppo")
+reward = student_module("rlcourse.rlhf.reward")
+sft = student_module("rlcourse.rlhf.sft")
+sequence_logprobs = student_module("rlcourse.rlhf.model").sequence_logprobs
 
 F64 = torch.float64
 VOCAB, PAD = 12, 0
