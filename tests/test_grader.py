@@ -228,6 +228,9 @@ def test_cli_grades_the_lessons_asked_for_and_writes_gradescope_results(toy, cap
         line = next(line for line in table.splitlines() if line.startswith(entry["name"] + " "))
         assert f"{entry['score']:g} / {entry['max_score']:g}" in line
     assert results["score"] == 2 and "total" in table and "2 / 13" in table
+    # a second grading of the same submission gives the same points, test by test
+    again = grade(toy / "sub", lessons=[4], tests_dir=toy / "graded", timeout=3, memory_mb=1024)
+    assert {t.title: t.score for t in again.tests} == {t["name"]: t["score"] for t in results["tests"]}
     assert main(["grade", str(toy / "sub"), "--lessons", "9", "--tests-dir", str(toy / "graded")]) == 2
     assert "no graded tests for lesson(s) 9" in capsys.readouterr().err
     assert main(["grade", str(toy / "sub"), "--timeout", "-1"]) == 2

@@ -335,6 +335,8 @@ class _Run:
         if self.level != "none":
             uid, lock = isolation.claim_uid()
             self.uids.append((uid, lock))
+            if self.level == "user" and index == 0:
+                isolation.check_python_for(uid)
         settings = {"uid": uid, "level": self.level, "token": f"{self.token}-{index}", "work": str(self.work / f"slot{index}"),
                     "package_dir": str(self.work / "submission"), "memory_mb": self.memory_mb,
                     "hide": hidden_paths(), "limits": self.limits, "default_limit": LIMIT_FLOOR,

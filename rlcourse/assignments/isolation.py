@@ -135,6 +135,21 @@ def claim_uid() -> tuple[int, int]:
     raise RuntimeError("no free sandbox uid")
 
 
+def check_python_for(uid: int) -> None:
+    """Fail in one line if the sandbox uid cannot run this Python (``user`` level: no private
+    file-system view, so Python must lie where every user may run it)."""
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", "import numpy, torch"], user=uid, group=uid,
+                              extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"}, capture_output=True, timeout=120)
+        ok = done.returncode == 0
+    except OSError:
+        ok = False
+    if not ok:
+        raise PermissionError(f"the sandbox user (uid {uid}) cannot run {sys.executable} with numpy and torch "
+                              f"(a folder on its path is closed to other users?): grade with --isolation "
+                              f"namespaces or none, or install Python where every user may run it")
+
+
 # --------------------------------------------------------------------------- killing
 
 
