@@ -7,11 +7,18 @@
 import rlcourse.envs  # noqa: F401  (registers rlcourse/Corridor-v0)
 from rlcourse.config import ConfigError
 from rlcourse.play import evaluate, evaluate_policy
-from rlcourse.run import NonFiniteError, Result, UnsupportedSpaceError, load
+from rlcourse.run import NonFiniteError, Result, UnsupportedSpaceError
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "NonFiniteError", "Result", "UnsupportedSpaceError", "evaluate",
            "evaluate_policy", "load", "train"]
+
+
+def load(directory) -> Result:
+    """Bring back a run written by :meth:`Result.save` (:func:`rlcourse.algorithms.load`)."""
+    from rlcourse.algorithms import load as load_run
+
+    return load_run(directory)
 
 
 def train(algo: str, env_id: str, *, steps: int, seed: int = 0, config=None, out=None,

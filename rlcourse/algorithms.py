@@ -1,4 +1,5 @@
-"""The algorithms the command line can train: name → config class, defaults, train, policy loader.
+"""The algorithms the command line can train: name → config class, defaults, train, policy loader;
+and :func:`load`, which brings back any saved run. This module alone knows every algorithm.
 
 A plain table, not a plugin system: each later lesson adds its line here.
 """
@@ -6,10 +7,17 @@ A plain table, not a plugin system: each later lesson adds its line here.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
 from rlcourse.pg import a2c, a3c, ppo, reinforce, trpo
-from rlcourse.pg.policies import load_module
+from rlcourse.config import config_from_dict
+from rlcourse.pg.policies import load_policy
+from rlcourse.run import Result
 from rlcourse.tabular import td_control
 from rlcourse.tabular.qtable import QTable
 from rlcourse.value import dqn, linear
@@ -35,11 +43,28 @@ ALGORITHMS = {
     "expected-sarsa": Algorithm(td_control.TDControlConfig,
                                 td_control.TDControlConfig(method="expected-sarsa"),
                                 td_control.train, QTable.load),
-    "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_module),
-    "dqn": Algorithm(dqn.DQNConfig, dqn.DQNConfig(), dqn.train, load_module),
+    "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_policy),
+    "dqn": Algorithm(dqn.DQNConfig, dqn.DQNConfig(), dqn.train, dqn.QPolicy.load),
     "linear-q": Algorithm(linear.LinearQConfig, linear.LinearQConfig(), linear.train, linear.LinearQPolicy.load),
-    "a2c": Algorithm(a2c.A2CConfig, a2c.A2CConfig(), a2c.train, load_module),
-    "a3c": Algorithm(a3c.A3CConfig, a3c.A3CConfig(), a3c.train, load_module),
-    "ppo": Algorithm(ppo.PPOConfig, ppo.PPOConfig.for_env, ppo.train, load_module),
-    "trpo": Algorithm(trpo.TRPOConfig, trpo.TRPOConfig.for_env, trpo.train, load_module),
+    "a2c": Algorithm(a2c.A2CConfig, a2c.A2CConfig(), a2c.train, load_policy),
+    "a3c": Algorithm(a3c.A3CConfig, a3c.A3CConfig(), a3c.train, load_policy),
+    "ppo": Algorithm(ppo.PPOConfig, ppo.PPOConfig.for_env, ppo.train, load_policy),
+    "trpo": Algorithm(trpo.TRPOConfig, trpo.TRPOConfig.for_env, trpo.train, load_policy),
 }
+
+
+def load(directory: str | os.PathLike) -> Result:
+    """Bring back a run written by :meth:`Result.save`."""
+    directory = Path(directory)
+    meta_path = directory / "config.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a run directory: it has no config.json")
+    meta = json.loads(meta_path.read_text())
+    algo = ALGORITHMS[meta["algo"]]
+    return Result(
+        algo=meta["algo"], env_id=meta["env_id"], env_kwargs=meta.get("env_kwargs", {}),
+        config=config_from_dict(algo.config, meta["config"]),
+        policy=algo.load_policy(directory),
+        log=pd.read_csv(directory / "progress.csv"),
+        seed=meta["seed"], steps=meta["steps"], status=meta["status"], timing=meta.get("timing", {}),
+    )

@@ -191,24 +191,33 @@ class Result:
         return fig
 
 
-def load(directory: str | os.PathLike) -> Result:
-    """Bring back a run written by :meth:`Result.save`."""
-    from rlcourse.algorithms import ALGORITHMS
-    from rlcourse.config import config_from_dict
+def check_run_args(steps, threads: int = 1) -> None:
+    """Fail naming the argument unless ``steps`` and ``threads`` are integers >= 1."""
+    for name, value in (("steps", steps), ("threads", threads)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
 
-    directory = Path(directory)
-    meta_path = directory / "config.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a run directory: it has no config.json")
-    meta = json.loads(meta_path.read_text())
-    algo = ALGORITHMS[meta["algo"]]
-    return Result(
-        algo=meta["algo"], env_id=meta["env_id"], env_kwargs=meta.get("env_kwargs", {}),
-        config=config_from_dict(algo.config, meta["config"]),
-        policy=algo.load_policy(directory),
-        log=pd.read_csv(directory / "progress.csv"),
-        seed=meta["seed"], steps=meta["steps"], status=meta["status"], timing=meta.get("timing", {}),
-    )
+
+class torch_threads:
+    """``with torch_threads(n):`` run torch on n intra-op threads, then restore the number.
+
+    Our networks are tiny: more threads only wait on each other, and one thread keeps a
+    run's log the same bit for bit on machines with different core counts.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
 
 
 class IterationRecord:

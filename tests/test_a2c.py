@@ -16,10 +16,11 @@ from rlcourse.cli import main
 from rlcourse.config import ConfigError
 from rlcourse.pg import a2c, psi
 from rlcourse.pg.a2c import A2CConfig, SharedValue, a2c_loss
-from rlcourse.pg.policies import GaussianPolicy, ValueFunction, load_module, make_policy
+from rlcourse.pg.policies import GaussianPolicy, ValueFunction, load_policy, make_policy
 from rlcourse.pg.rollout import Batch
 from rlcourse.play import evaluate, evaluate_policy
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
+from rlcourse.seeds import run_seeds
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,7 +299,7 @@ def test_save_then_load_gives_the_same_greedy_actions(tmp_path, env_id, shared):
     loaded = rlcourse.load(tmp_path)
     assert loaded.algo == "a2c" and loaded.config == config and loaded.steps == result.steps
     pd.testing.assert_frame_equal(loaded.log, result.log, check_dtype=False)
-    assert type(load_module(tmp_path)) is type(result.policy)
+    assert type(load_policy(tmp_path)) is type(result.policy)
     space = gym.make(env_id).observation_space
     for _ in range(50):
         obs = space.sample()
@@ -376,15 +377,11 @@ def test_cartpole_learns_in_seconds():
 
 
 @pytest.mark.slow
-def test_cartpole_solved_in_500k_steps_for_two_of_three_seeds(tmp_path):
-    means = []
-    for seed in (0, 1, 2):
-        out = tmp_path / f"seed{seed}"
-        assert main(["train", "a2c", "--env", "CartPole-v1", "--steps", "500000", "--seed", str(seed),
-                     "--out", str(out), "--quiet"]) == 0
-        means.append(evaluate_policy(rlcourse.load(out).policy, "CartPole-v1", episodes=10, seed=0,
-                                     print_fn=None)["mean_return"])
-    assert sum(mean >= 475 for mean in means) >= 2, means
+def test_cartpole_solved_in_500k_steps_for_four_of_five_seeds():
+    # docs/benchmarks.md, ten seeds of `rlcourse train a2c --env CartPole-v1 --steps 500000`: every final
+    # greedy mean 500 (20 unseen episodes each)
+    result = run_seeds("a2c", "CartPole-v1", range(5), steps=500_000, threshold=475, workers=2)
+    assert result.summary["solved"] >= 4, result.runs
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 import rlcourse
 from rlcourse.cli import main
 from rlcourse.config import ConfigError
-from rlcourse.pg.policies import flatten_parameters, load_module
+from rlcourse.networks import flatten_parameters
 from rlcourse.play import evaluate_policy
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
 from rlcourse.value import dqn
@@ -132,7 +132,7 @@ def test_save_and_load_round_trip_gives_the_same_greedy_actions(tmp_path):
     result.save(tmp_path)
     loaded = rlcourse.load(tmp_path)
     assert loaded.algo == "dqn" and loaded.config == result.config
-    assert isinstance(load_module(tmp_path), QPolicy)
+    assert isinstance(QPolicy.load(tmp_path), QPolicy)
     env = gym.make("CartPole-v1")
     for seed in range(5):
         obs = env.reset(seed=seed)[0] + np.random.default_rng(seed).normal(0, 0.5, 4).astype(np.float32)

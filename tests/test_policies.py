@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlcourse.pg.policies import clip_grad_norm, flatten_parameters, mlp
+from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp
 
 
 def test_flatten_parameters_keeps_the_function_and_shares_storage():

@@ -12,7 +12,8 @@ from rlcourse.cli import main
 from rlcourse.config import ConfigError
 from rlcourse.pg import trpo
 from rlcourse.pg.objective import importance_sampled_loss
-from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, flatten_parameters
+from rlcourse.networks import flatten_parameters
+from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy
 from rlcourse.pg.ppo import Minibatch
 from rlcourse.pg.trpo import TRPOConfig, conjugate_gradient, fisher_vector_product, natural_step
 from rlcourse.play import evaluate_policy

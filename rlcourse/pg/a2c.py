@@ -99,8 +99,8 @@ from torch.nn import functional as F
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import policy_gradient_loss
-from rlcourse.pg.policies import (CategoricalPolicy, ValueFunction, clip_grad_norm, flatten_parameters,
-                                  make_policy, mlp)
+from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp, owned
+from rlcourse.pg.policies import CategoricalPolicy, ValueFunction, make_policy
 from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.rollout import Batch, Rollout
 from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
@@ -236,11 +236,6 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
     flat.addcdiv_(g, square_avg.sqrt().add_(config.rms_eps), value=-lr)
 
 
-def _copy(state: dict) -> dict:
-    """A state dict that owns its tensors (ours are views of one flat parameter vector)."""
-    return {name: tensor.clone() for name, tensor in state.items()}
-
-
 def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
           steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
@@ -318,7 +313,7 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
             stats = (terms.policy_loss.detach(), terms.value_loss.detach(), terms.entropy.detach(), grad_norm,
                      terms.values, terms.targets, lr)
             record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
-                "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
+                "policy": owned(policy.state_dict()), "critic": owned(critic.state_dict()),
                 "square_avg": square_avg.clone(),
                 "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
     except KeyboardInterrupt:

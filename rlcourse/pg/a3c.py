@@ -52,7 +52,7 @@ The updates are lock-free, as in the paper (Hogwild!, Recht et al. 2011): two wo
 write to θ, m or v at the same moment, and one's write can be lost. With ``lock=True`` a
 lock around the step makes each step whole.
 
-The shared model is *one* flat vector (:func:`rlcourse.pg.policies.flatten_parameters` on
+The shared model is *one* flat vector (:func:`rlcourse.networks.flatten_parameters` on
 the policy and the critic together) in shared memory: syncing a local copy is one
 ``copy_`` and a worker's gradient is one tensor.
 
@@ -99,7 +99,8 @@ from torch import nn
 
 from rlcourse.config import ConfigError, check_choice, check_range
 from rlcourse.pg.a2c import ADVANTAGES, A2CConfig, a2c_loss, make_critic
-from rlcourse.pg.policies import clip_grad_norm, flatten_parameters, make_policy
+from rlcourse.networks import clip_grad_norm, flatten_parameters
+from rlcourse.pg.policies import make_policy
 from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.rollout import Rollout
 from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything

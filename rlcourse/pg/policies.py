@@ -19,7 +19,6 @@ logits, or the Gaussian's mean clipped to the action bounds.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,51 +27,8 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from rlcourse.run import UnsupportedSpaceError, atomic_write
-
-
-def mlp(sizes: list[int], activation=nn.Tanh, output_gain: float = 1.0) -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them.
-
-    Orthogonal initialisation (gain √2 for hidden layers, ``output_gain`` for the last),
-    zero biases: the usual choice for policy-gradient networks.
-    """
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = nn.Linear(n_in, n_out)
-        last = i == len(sizes) - 2
-        nn.init.orthogonal_(linear.weight, gain=output_gain if last else np.sqrt(2))
-        nn.init.zeros_(linear.bias)
-        layers += [linear] if last else [linear, activation()]
-    return nn.Sequential(*layers)
-
-
-def flatten_parameters(module: nn.Module) -> nn.Parameter:
-    """Move ``module``'s parameters and their gradients into one contiguous vector each;
-    return the vector as a single Parameter whose ``.grad`` is the flat gradient.
-
-    The module's own parameters become views of it, so the module works as before, and
-    backward writes into the flat gradient. Zero it with ``zero_grad(set_to_none=False)``
-    (setting it to None would cut the views loose). For networks as small as ours the cost
-    of an optimiser step or a gradient clip is per tensor, not per number, so one tensor
-    instead of six makes both several times cheaper.
-    """
-    params = list(module.parameters())
-    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-    flat.grad = torch.zeros_like(flat)
-    start = 0
-    for p in params:
-        p.data = flat.data[start:start + p.numel()].view_as(p)
-        p.grad = flat.grad[start:start + p.numel()].view_as(p)
-        start += p.numel()
-    return flat
-
-
-def clip_grad_norm(flat: nn.Parameter, max_norm: float) -> torch.Tensor:
-    """Scale the gradient g of a flat parameter to g · min(1, max_norm / ‖g‖); return ‖g‖."""
-    norm = torch.linalg.vector_norm(flat.grad)
-    flat.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
-    return norm
+from rlcourse.networks import mlp, read_module, save_module
+from rlcourse.run import UnsupportedSpaceError
 
 
 class CategoricalPolicy(nn.Module):
@@ -191,25 +147,11 @@ def make_policy(algo: str, observation_space, action_space, hidden: tuple[int, .
     raise UnsupportedSpaceError(f"{algo} supports Discrete and flat Box action spaces, got {action_space}")
 
 
-def _q_policy(**spec) -> nn.Module:
-    from rlcourse.value.dqn import QPolicy  # imported late: rlcourse.value imports this module
-
-    return QPolicy(**spec)
-
-
-KINDS = {"categorical": CategoricalPolicy, "gaussian": GaussianPolicy, "value": ValueFunction,
-         "q": _q_policy}
-
-
-def save_module(module: nn.Module, directory: str | Path, name: str = "policy") -> None:
-    """Write ``name.pt`` (weights) and ``name.json`` (what to rebuild) atomically."""
-    directory = Path(directory)
-    atomic_write(directory / f"{name}.pt", lambda f: torch.save(module.state_dict(), f))
-    atomic_write(directory / f"{name}.json", lambda f: f.write(json.dumps(module.spec) + "\n"), mode="w")
+KINDS = {"categorical": CategoricalPolicy, "gaussian": GaussianPolicy, "value": ValueFunction}
 
 
 def module_from_spec(spec: dict) -> nn.Module:
-    """A freshly initialised network of the kind and sizes ``spec`` (a module's ``.spec``) names."""
+    """A freshly initialised policy or value function of the kind and sizes ``spec`` names."""
     spec = dict(spec)
     cls = KINDS[spec.pop("kind")]
     if "hidden" in spec:
@@ -217,8 +159,9 @@ def module_from_spec(spec: dict) -> nn.Module:
     return cls(**spec)
 
 
-def load_module(directory: str | Path, name: str = "policy") -> nn.Module:
-    directory = Path(directory)
-    module = module_from_spec(json.loads((directory / f"{name}.json").read_text()))
-    module.load_state_dict(torch.load(directory / f"{name}.pt", weights_only=True))
+def load_policy(directory: str | Path, name: str = "policy") -> nn.Module:
+    """A policy (or value function) saved by ``save``, in evaluation mode."""
+    spec, weights = read_module(directory, name)
+    module = module_from_spec(spec)
+    module.load_state_dict(weights)
     return module.eval()

@@ -81,11 +81,12 @@ from torch import Tensor, nn
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import importance_sampled_loss
-from rlcourse.pg.policies import ValueFunction, clip_grad_norm, flatten_parameters, make_policy
+from rlcourse.networks import clip_grad_norm, flatten_parameters, owned
+from rlcourse.pg.policies import ValueFunction, make_policy
 from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.psi import masked_mean
 from rlcourse.pg.rollout import Batch, Rollout
-from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
+from rlcourse.run import IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads
 
 SURROGATES = ("clip", "none", "adaptive-kl", "fixed-kl")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
@@ -304,34 +305,10 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
     every iteration; its time is left out of ``timing``.
     """
     config = config or PPOConfig.for_env(env_id)
-    _check_run_args(steps, threads)
+    check_run_args(steps, threads)
     with torch_threads(1):
         return _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads,
                       callback)
-
-
-def _check_run_args(steps, threads) -> None:
-    for name, value in (("steps", steps), ("threads", threads)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
-
-
-class torch_threads:
-    """``with torch_threads(n):`` run torch on n intra-op threads, then restore the number.
-
-    Our networks are tiny: more threads only wait on each other, and one thread keeps a
-    run's log the same bit for bit on machines with different core counts.
-    """
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
 
 
 def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads, callback):
@@ -387,7 +364,7 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
             if config.surrogate == "adaptive-kl":
                 kl_coef = adapt_kl_coef(kl_coef, kl, config.kl_target)
             record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
-                "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
+                "policy": owned(policy.state_dict()), "critic": owned(critic.state_dict()),
                 "optimizer": optimizer.state_dict(), "kl_coef": kl_coef,
                 "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
     except KeyboardInterrupt:
@@ -396,11 +373,6 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
     finally:
         rollout.close()
     return record.result(env_id, env_kwargs, config, policy, LOG_COLUMNS, seed, rollout.env_steps, status)
-
-
-def _copy(state: dict) -> dict:
-    """A state dict that owns its tensors (ours are views of one flat parameter vector)."""
-    return {name: tensor.clone() for name, tensor in state.items()}
 
 
 def _row(iteration: int, env_steps: int, window: list, returns: list, lengths: list) -> tuple:

@@ -71,11 +71,11 @@ from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg.objective import importance_sampled_loss
-from rlcourse.pg.policies import flatten_parameters
-from rlcourse.pg.ppo import Minibatch, _check_run_args, _copy, gae_batch, make_networks, torch_threads
+from rlcourse.networks import flatten_parameters, owned
+from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
 from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.rollout import Rollout
-from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
+from rlcourse.run import IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads
 
 METHODS = ("trpo", "npg")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "surrogate", "improvement", "kl",
@@ -273,7 +273,7 @@ def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
     ``NonFiniteError`` guard, ``threads`` and ``callback`` work as in :func:`rlcourse.pg.ppo.train`.
     """
     config = config or TRPOConfig.for_env(env_id)
-    _check_run_args(steps, threads)
+    check_run_args(steps, threads)
     with torch_threads(1):
         return _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads,
                       callback)
@@ -302,7 +302,7 @@ def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_ev
                 raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
             stats = {**update, "value_loss": value_loss, "values": data.values_old, "returns": data.returns}
             record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
-                "policy": _copy(policy.state_dict()), "critic": _copy(critic.state_dict()),
+                "policy": owned(policy.state_dict()), "critic": owned(critic.state_dict()),
                 "optimizer": optimizer.state_dict(),
                 "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
     except KeyboardInterrupt:

@@ -53,13 +53,12 @@ from rlcourse.rlhf.batching import response_text, sample
 from rlcourse.rlhf.data import write_jsonl
 from rlcourse.rlhf.dpo import DPOConfig, train_dpo
 from rlcourse.rlhf.evaluate import generate_and_score, sequence_kl, win_rate
-from rlcourse.pg.ppo import torch_threads
 from rlcourse.rlhf.model import frozen_copy, tiny_gpt2
 from rlcourse.rlhf.ppo import PPOConfig, normalisation, reward_model_score, train_ppo
 from rlcourse.rlhf.reward import RewardConfig, RewardModel, evaluate_reward_model, train_reward
 from rlcourse.rlhf.sft import SFTConfig, train_sft
 from rlcourse.rlhf.tokenizer import WordTokenizer
-from rlcourse.run import atomic_write
+from rlcourse.run import atomic_write, torch_threads
 
 STAGES = ("sft", "reward", "dpo", "ppo")
 
@@ -225,7 +224,8 @@ def save_lm(model: nn.Module | None, tokenizer, directory: str | os.PathLike) ->
     return directory
 
 
-def _write_json(path: Path, value) -> None:
+def write_json(path: Path, value) -> None:
+    """Write ``value`` to ``path`` as indented JSON, atomically."""
     atomic_write(path, lambda f: f.write(json.dumps(value, indent=2) + "\n"), mode="w")
 
 
@@ -248,7 +248,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
 
 def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", config.to_dict())
+    write_json(out / "config.json", config.to_dict())
     say = progress or (lambda message: None)
     device = torch.device(device or "cpu")
     seconds, clock = {}, time.perf_counter()
@@ -344,7 +344,7 @@ def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     table.to_csv(out / "frontier.csv", index=False)
     plot_frontier(table).savefig(out / "frontier.png", dpi=100)
     summary["seconds"] = seconds
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary
 
 

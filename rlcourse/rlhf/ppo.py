@@ -89,13 +89,13 @@ import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_range
-from rlcourse.pg.ppo import adapt_kl_coef, clipped_surrogate_loss, torch_threads
+from rlcourse.pg.ppo import adapt_kl_coef, clipped_surrogate_loss
 from rlcourse.pg.psi import gae
 from rlcourse.rlhf import task
 from rlcourse.rlhf.batching import TokenBatch, encode, response_text, sample
 from rlcourse.rlhf.model import autocast, position_ids_from_mask, token_logprobs
 from rlcourse.rlhf.sft import sft_loss
-from rlcourse.run import NonFiniteError
+from rlcourse.run import NonFiniteError, torch_threads
 
 KL_CONTROLS = ("fixed", "proportional", "halve-double")
 LOG_COLUMNS = ["iteration", "score", "kl", "kl_coef", "reward", "response_length", "policy_loss",

@@ -78,7 +78,7 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 
 from rlcourse.config import ConfigError, check_choice, check_layers, check_range
-from rlcourse.pg.policies import clip_grad_norm, flatten_parameters, save_module
+from rlcourse.networks import clip_grad_norm, flatten_parameters, read_module, save_module
 from rlcourse.run import (CHECKPOINT, NonFiniteError, Result, UnsupportedSpaceError, load_checkpoint,
                           progress_bar, save_checkpoint, seed_everything)
 from rlcourse.value.dqn_targets import dqn_target, linear_epsilon, polyak_update, q_network, td_loss
@@ -153,13 +153,22 @@ class QPolicy(nn.Module):
     def save(self, directory) -> None:
         save_module(self, directory)
 
+    @classmethod
+    def load(cls, directory) -> "QPolicy":
+        """The Q-network ``save`` wrote, in evaluation mode."""
+        spec, weights = read_module(directory)
+        spec.pop("kind")
+        policy = cls(**spec)
+        policy.load_state_dict(weights)
+        return policy.eval()
+
 
 def dqn_update(online: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, y: torch.Tensor,
                config: DQNConfig) -> tuple[float, float]:
     """One gradient step of the regression of Q(s, a) on the targets ``y``; return
     (loss, mean Q(s, a)). A non-finite loss is returned without stepping, for the caller
     to report. ``optimizer`` holds one flat parameter, the online network's
-    (:func:`~rlcourse.pg.policies.flatten_parameters`)."""
+    (:func:`~rlcourse.networks.flatten_parameters`)."""
     (flat,) = optimizer.param_groups[0]["params"]
     ### BEGIN SOLUTION
     q_taken = online(batch["obs"]).gather(-1, batch["actions"].long().unsqueeze(-1)).squeeze(-1)

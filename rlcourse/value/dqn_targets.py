@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlcourse.config import ConfigError
-from rlcourse.pg.policies import mlp
+from rlcourse.networks import mlp
 
 
 class DuelingQNetwork(nn.Module):
@@ -105,7 +105,7 @@ def polyak_update(target: nn.Module | Tensor, online: nn.Module | Tensor, tau: f
     """θ̄ ← τθ + (1 − τ)θ̄ in place; τ = 1 copies the online network exactly.
 
     ``target`` and ``online`` are networks, or their flat parameter vectors
-    (:func:`~rlcourse.pg.policies.flatten_parameters`), which is one operation instead of
+    (:func:`~rlcourse.networks.flatten_parameters`), which is one operation instead of
     one per tensor.
     """
     if not 0.0 <= tau <= 1.0:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from rlcourse.assignments.sandbox import student_module
-from rlcourse.pg.policies import flatten_parameters
+from rlcourse.networks import flatten_parameters
 from rlcourse.value.dqn import DQNConfig
 
 dqn_targets = student_module("rlcourse.value.dqn_targets")

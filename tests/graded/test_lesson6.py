@@ -22,7 +22,8 @@ import torch
 
 from brute_force import brute_categorical_kl, brute_clipped_surrogate, brute_fisher_matrix, flat_gradient
 from rlcourse.assignments.sandbox import student_module
-from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, ValueFunction, flatten_parameters
+from rlcourse.networks import flatten_parameters
+from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, ValueFunction
 from rlcourse.pg.ppo import Minibatch
 
 ppo = student_module("rlcourse.pg.ppo")
