@@ -98,7 +98,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from rlcourse.play import evaluate
-    from rlcourse.run import load
+    from rlcourse.algorithms import load
 
     directory = Path(args.run_dir)
     if not (directory / "config.json").is_file():
