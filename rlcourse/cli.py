@@ -12,26 +12,15 @@ import json
 import sys
 from pathlib import Path
 
+from rlcourse.config import ConfigError, UsageError, apply_overrides, parse_overrides
+from rlcourse.rlhf.cli import add_parser as add_rlhf_parser
+
 USAGE_ERROR, TRAINING_FAILED, INTERRUPTED = 2, 1, 130
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for; reported in one line with exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def _parse_sets(pairs: list[str]) -> dict[str, str]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set expects key=value, got {pair!r}")
-        overrides[key.strip()] = value.strip()
-    return overrides
 
 
 def _check_env(env_id: str) -> None:
@@ -45,7 +34,6 @@ def _check_env(env_id: str) -> None:
 
 def cmd_train(args) -> int:
     from rlcourse.algorithms import ALGORITHMS
-    from rlcourse.config import ConfigError, apply_overrides
     from rlcourse.run import CHECKPOINT, NonFiniteError, UnsupportedSpaceError
 
     if args.algo not in ALGORITHMS:
@@ -55,7 +43,7 @@ def cmd_train(args) -> int:
     _check_env(args.env)
     spec = ALGORITHMS[args.algo]
     try:
-        config = apply_overrides(spec.defaults_for(args.env), _parse_sets(args.set))
+        config = apply_overrides(spec.defaults_for(args.env), parse_overrides(args.set))
     except ConfigError as err:
         raise UsageError(str(err)) from None
     out = Path(args.out or f"runs/{args.algo}_{args.env.split('/')[-1]}_seed{args.seed}")
@@ -271,8 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--isolation", choices=["auto", "namespaces", "user", "none"], default="auto",
                        help="how student code is isolated (default: the best this machine allows)")
     grade.set_defaults(func=cmd_grade)
-
-    from rlcourse.rlhf.cli import add_parser as add_rlhf_parser
 
     add_rlhf_parser(sub, _Parser)
     return parser

@@ -6,8 +6,10 @@ once with a message that names the field and what it may be::
 
     QLearningConfig.alpha = 1.5 is out of range: it must be in (0, 1]
 
-:func:`apply_overrides` turns the command line's ``--set key=value`` strings into a new
-config, converting each string to the field's type.
+:func:`parse_overrides` reads the command line's ``--set key=value`` pairs and
+:func:`apply_overrides` turns them into a new config, converting each string to the
+field's type. A mistake in what the user asked for on the command line is a
+:class:`UsageError`: ``rlcourse`` reports it in one line with exit status 2.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ import typing
 
 class ConfigError(ValueError):
     """A hyperparameter has a value it may not take."""
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for on the command line (a flag, a path, a ``--set``
+    pair): ``rlcourse`` and ``rlcourse rlhf`` report it in one line with exit status 2."""
 
 
 def check_range(config, field: str, low=None, high=None, *, low_open=False, high_open=False,
@@ -89,6 +96,18 @@ def _parse(text: str, kind, name: str):
             raise ConfigError(f"{name} = {text!r} must be an integer")
         return number
     return text
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["alpha=0.5", "gamma=1"]`` → ``{"alpha": "0.5", "gamma": "1"}``; the values stay text
+    (:func:`apply_overrides` converts them to the fields' types)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
 
 
 def apply_overrides(config, overrides: dict[str, str]):

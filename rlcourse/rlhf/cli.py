@@ -27,9 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rlcourse.config import ConfigError, UsageError, apply_overrides, parse_overrides
+
 TOY_MODEL = dict(n_embd=32, n_layer=2, n_head=2)      # the policy of the toy task (as in the pipeline)
 TOY_REWARD_MODEL = dict(n_embd=64, n_layer=2, n_head=4)
 TRAIN_CONFIG = "train_config.json"   # the stage's config (config.json is the model's own)
+TRAINING_FAILED = 1                  # the exit status of a stage stopped by a non-finite loss
 
 
 def add_parser(sub, parser_class) -> None:
@@ -94,20 +97,11 @@ def add_parser(sub, parser_class) -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def _usage_error(message: str):
-    from rlcourse.cli import UsageError
-
-    return UsageError(message)
-
-
 def _config(defaults, sets: list[str]):
-    from rlcourse.cli import _parse_sets
-    from rlcourse.config import ConfigError, apply_overrides
-
     try:
-        return apply_overrides(defaults, _parse_sets(sets))
+        return apply_overrides(defaults, parse_overrides(sets))
     except ConfigError as err:
-        raise _usage_error(str(err)) from None
+        raise UsageError(str(err)) from None
 
 
 def _device(args):
@@ -119,7 +113,7 @@ def _device(args):
     logging.disable_progress_bar()           # no "Writing model shards" bar for every save
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise _usage_error("--device cuda: no CUDA device is available")
+        raise UsageError("--device cuda: no CUDA device is available")
     return distributed.setup(cuda=None if args.device == "auto" else args.device == "cuda")
 
 
@@ -135,11 +129,11 @@ def _load_lm(name: str, device: torch.device, seed: int = 0):
         return model.to(device), tokenizer
     path = Path(name)
     if not path.is_dir() and str(path.parent) != "." and path.parent.is_dir():
-        raise _usage_error(f"--model {name}: no such model directory")
+        raise UsageError(f"--model {name}: no such model directory")
     try:
         return load_model(name).to(device), load_tokenizer(name)
     except OSError as err:
-        raise _usage_error(f"--model {name}: cannot load it ({str(err).splitlines()[0]})") from None
+        raise UsageError(f"--model {name}: cannot load it ({str(err).splitlines()[0]})") from None
 
 
 def _read(reader, path: str):
@@ -148,15 +142,15 @@ def _read(reader, path: str):
     try:
         return reader(path)
     except FileNotFoundError:
-        raise _usage_error(f"no such file: {path}") from None
+        raise UsageError(f"no such file: {path}") from None
     except DataError as err:
-        raise _usage_error(str(err)) from None
+        raise UsageError(str(err)) from None
 
 
 def _finish(out: Path, model, tokenizer, log, config, result: dict) -> int:
     """Write the model (rank 0 only), its log and config, print the result line, leave the process group."""
     from rlcourse.rlhf import distributed
-    from rlcourse.rlhf.pipeline import _write_json, save_lm
+    from rlcourse.rlhf.pipeline import save_lm, write_json
     from rlcourse.rlhf.reward import RewardModel
 
     if distributed.is_main():
@@ -164,7 +158,7 @@ def _finish(out: Path, model, tokenizer, log, config, result: dict) -> int:
             model.save(out)
         save_lm(model, tokenizer, out)
         log.to_csv(out / "log.csv", index=False)
-        _write_json(out / TRAIN_CONFIG, dataclasses.asdict(config))
+        write_json(out / TRAIN_CONFIG, dataclasses.asdict(config))
         print(json.dumps({"out": str(out), **result}))
     distributed.teardown()
     return 0
@@ -172,8 +166,6 @@ def _finish(out: Path, model, tokenizer, log, config, result: dict) -> int:
 
 def _failed(err) -> int:
     import sys
-
-    from rlcourse.cli import TRAINING_FAILED
 
     print(f"rlcourse: {err}; the files in --out are not replaced", file=sys.stderr)
     return TRAINING_FAILED
@@ -187,9 +179,9 @@ def cmd_data(args) -> int:
 
     for flag, value in (("--sft-rows", args.sft_rows), ("--pairs", args.pairs)):
         if value < 1:
-            raise _usage_error(f"{flag} = {value} is out of range: it must be >= 1")
+            raise UsageError(f"{flag} = {value} is out of range: it must be >= 1")
     if args.noise_temperature < 0:
-        raise _usage_error(f"--noise-temperature = {args.noise_temperature} is out of range: it must be >= 0")
+        raise UsageError(f"--noise-temperature = {args.noise_temperature} is out of range: it must be >= 0")
     paths = make_toy_files(args.out, args.sft_rows, args.pairs, args.seed, args.noise_temperature or None)
     print(json.dumps({name: str(path) for name, path in paths.items()}))
     return 0
@@ -225,7 +217,7 @@ def cmd_reward(args) -> int:
     from rlcourse.run import NonFiniteError
 
     if not 0 <= args.heldout < 1:
-        raise _usage_error(f"--heldout = {args.heldout} is out of range: it must be in [0, 1)")
+        raise UsageError(f"--heldout = {args.heldout} is out of range: it must be in [0, 1)")
     config = _config(RewardConfig(epochs=6, seed=args.seed), args.set)
     pairs = _read(read_preferences, args.data)
     order = np.random.default_rng(args.seed).permutation(len(pairs))
@@ -295,7 +287,7 @@ def cmd_ppo(args) -> int:
         try:
             rm = RewardModel.load(args.reward_model).to(device)
         except (FileNotFoundError, OSError) as err:
-            raise _usage_error(f"--reward-model: {err}") from None
+            raise UsageError(f"--reward-model: {err}") from None
         score = reward_model_score(rm, tokenizer)
     reference = frozen_copy(policy)
     try:
@@ -312,7 +304,7 @@ def cmd_evaluate(args) -> int:
     from rlcourse.rlhf.pipeline import judge
 
     if args.prompts < 1:
-        raise _usage_error(f"--prompts = {args.prompts} is out of range: it must be >= 1")
+        raise UsageError(f"--prompts = {args.prompts} is out of range: it must be >= 1")
     device = _device(args)
     model, tokenizer = _load_lm(args.model, device)
     reference, _ = _load_lm(args.reference, device)
@@ -324,16 +316,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
-    from rlcourse.cli import _parse_sets
-    from rlcourse.config import ConfigError
     from rlcourse.rlhf.pipeline import QUICK, PipelineConfig, run_pipeline
     from rlcourse.run import NonFiniteError
 
     base = PipelineConfig(seed=args.seed, **(QUICK if args.quick else {}))
     try:
-        config = base.with_overrides(_parse_sets(args.set))
+        config = base.with_overrides(parse_overrides(args.set))
     except ConfigError as err:
-        raise _usage_error(str(err)) from None
+        raise UsageError(str(err)) from None
     device = _device(args)
     try:
         summary = run_pipeline(args.out, config, device=device)
