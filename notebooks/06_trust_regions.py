@@ -64,7 +64,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import rlcourse
 from rlcourse.pg.policies import CategoricalPolicy
-from rlcourse.pg.ppo import PPOConfig, clipped_surrogate_loss
+from rlcourse.pg.objective import clipped_surrogate_loss
+from rlcourse.pg.ppo import PPOConfig
 from rlcourse.pg.trpo import TRPOConfig, conjugate_gradient, fisher_vector_product, natural_step
 from rlcourse.play import evaluate_policy
 
@@ -676,7 +677,7 @@ print(f"{pendulum.steps:,} steps in {pendulum.timing['seconds']:.1f} s; greedy r
 #
 # In the student release these bodies are empty and the tests grade them:
 #
-# - `rlcourse.pg.ppo.clipped_surrogate_loss(logp, logp_old, psi, clip_range, mask)`:
+# - `rlcourse.pg.objective.clipped_surrogate_loss(logp, logp_old, psi, clip_range, mask)`:
 #   $-L^{CLIP}$ of section 2. The plot above is a good first test: draw it with your
 #   function.
 # - `rlcourse.pg.ppo.ppo_loss(policy, critic, mb, config, clip_range, kl_coef, old_dist)`:

@@ -14,7 +14,8 @@ from rlcourse.config import ConfigError
 from rlcourse.pg import ppo
 from rlcourse.pg.objective import importance_sampled_loss, policy_gradient_loss
 from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, ValueFunction
-from rlcourse.pg.ppo import Minibatch, PPOConfig, clipped_surrogate_loss, ppo_loss
+from rlcourse.pg.objective import clipped_surrogate_loss
+from rlcourse.pg.ppo import Minibatch, PPOConfig, ppo_loss
 from rlcourse.play import evaluate, evaluate_policy
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
 

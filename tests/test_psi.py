@@ -511,3 +511,30 @@ def test_functions_do_not_modify_their_inputs():
     assert torch.equal(G, G0)
     for k, v in b.items():
         assert torch.equal(v, saved[k]), k
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_normalize_advantages_against_loops(masked):
+    g = torch.Generator().manual_seed(7)
+    adv = torch.randn(6, 3, generator=g, dtype=torch.float64) * 3 + 1
+    mask = torch.rand(6, 3, generator=g) < 0.6 if masked else None
+    chosen = [float(a) for a, m in zip(adv.flatten(), mask.flatten() if masked else [True] * 18) if m]
+    n = len(chosen)
+    mean = sum(chosen) / n
+    std = math.sqrt(sum((a - mean) ** 2 for a in chosen) / (n - 1))          # unbiased, as torch.std
+    rms = math.sqrt(sum(a * a for a in chosen) / n)
+    for mode, expected in (("standardize", lambda a: (a - mean) / (std + 1e-8)), ("scale", lambda a: a / (rms + 1e-8))):
+        got = psi.normalize_advantages(adv, mode, mask)
+        for a, m, v in zip(adv.flatten(), (mask.flatten() if masked else [True] * 18), got.flatten()):
+            assert float(v) == pytest.approx(expected(float(a)) if m else 0.0, abs=1e-12), mode
+    # standardised: zero mean and unit standard deviation on the mask; scaled: the signs kept
+    out = psi.normalize_advantages(adv, "standardize", mask)
+    picked = out[mask] if masked else out.flatten()
+    assert abs(float(picked.mean())) < 1e-12 and float(picked.std()) == pytest.approx(1.0, abs=1e-6)
+    assert torch.equal(torch.sign(psi.normalize_advantages(adv, "scale")), torch.sign(adv))
+    # one sample: its spread is undefined, so it is left as it is
+    one = torch.tensor([2.5], dtype=torch.float64)
+    assert torch.equal(psi.normalize_advantages(one), one)
+    with pytest.raises(ValueError, match="mode = 'whiten' is not allowed"):
+        psi.normalize_advantages(adv, "whiten")
+

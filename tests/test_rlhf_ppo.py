@@ -16,7 +16,7 @@ from rlcourse.rlhf.batching import encode, response_text, sample
 from rlcourse.rlhf.model import frozen_copy, position_ids_from_mask, tiny_gpt2, token_logprobs
 from rlcourse.rlhf.ppo import (LOG_COLUMNS, PolicyWithValue, PPOConfig, action_mask, collect,
                                ground_truth_score, next_kl_coef, per_token_rewards, reward_model_score,
-                               sequence_kl, token_advantages, train_ppo, whiten)
+                               sequence_kl, token_advantages, train_ppo)
 from rlcourse.rlhf.reward import RewardModel
 from rlcourse.rlhf.tokenizer import WordTokenizer
 from rlcourse.run import NonFiniteError
@@ -98,14 +98,6 @@ def test_gae_on_the_token_grid_equals_a_brute_force_loop(gamma, lam):
     if gamma == lam == 1.0:
         to_go = (rewards * mask).flip(-1).cumsum(-1).flip(-1)
         torch.testing.assert_close(adv, (to_go - values) * mask)
-
-
-def test_whiten_gives_zero_mean_unit_std_on_the_mask_and_zero_elsewhere():
-    x = torch.tensor([[5.0, 1.0, 2.0, 3.0], [7.0, 4.0, 5.0, -1.0]])
-    mask = torch.tensor([[0, 1, 1, 1], [0, 1, 1, 0]]).bool()
-    w = whiten(x, mask)
-    assert abs(w[mask].mean().item()) < 1e-6 and abs(w[mask].std().item() - 1) < 1e-6
-    assert (w[~mask] == 0).all()
 
 
 def test_the_value_head_forward_gives_token_logprobs_and_per_position_values():

@@ -201,16 +201,16 @@ def trusted_copy(into: Path) -> Path:
     shutil.copytree(own, into / "rlcourse", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for path in (into / "rlcourse").rglob("*.py"):
         relative = path.relative_to(into).as_posix()
-        stubbed, functions = stub_solutions(path.read_text(), relative, _lesson_of(relative))
+        stubbed, functions = stub_solutions(path.read_text(), relative, *_lessons_of(relative))
         if functions:
             path.write_text(stubbed)
     return into
 
 
-def _lesson_of(relative: str) -> int | None:
-    from rlcourse.assignments.release import LESSON_OF_MODULE
+def _lessons_of(relative: str) -> tuple:
+    from rlcourse.assignments.release import LESSON_OF_FUNCTION, LESSON_OF_MODULE
 
-    return LESSON_OF_MODULE.get(relative)
+    return LESSON_OF_MODULE.get(relative), LESSON_OF_FUNCTION.get(relative)
 
 
 def copy_tests(tests_dir: Path, files: list[Path], include_hidden: bool, into: Path) -> None:

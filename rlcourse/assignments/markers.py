@@ -73,11 +73,14 @@ def enclosing_function(source: str, line_index: int) -> str | None:
     return best
 
 
-def stub_solutions(source: str, path: str, lesson: int | None) -> tuple[str, list[str]]:
+def stub_solutions(source: str, path: str, lesson: int | None,
+                   function_lessons: dict[str, int] | None = None) -> tuple[str, list[str]]:
     """Replace every solution block by ``raise NotImplementedError(...)``.
 
-    Returns the new source and the names of the functions that now need writing. A block
-    outside any function is an error: the stub must leave an importable module.
+    The stub names ``lesson``, or the lesson ``function_lessons`` gives its function (a
+    module shared by lessons, as ``pg/objective.py`` is). Returns the new source and the
+    names of the functions that now need writing. A block outside any function is an
+    error: the stub must leave an importable module.
     """
     lines = source.splitlines(keepends=True)
     blocks = find_blocks(source, BEGIN_SOLUTION, END_SOLUTION, path)
@@ -86,7 +89,8 @@ def stub_solutions(source: str, path: str, lesson: int | None) -> tuple[str, lis
         function = enclosing_function(source, block.begin)
         if function is None:
             raise MarkerError(f"{path}:{block.begin + 1}: a solution block must sit inside a function body")
-        which = f"lesson {lesson}: " if lesson is not None else ""
+        number = (function_lessons or {}).get(function, lesson)
+        which = f"lesson {number}: " if number is not None else ""
         stub = (f'{block.indent}raise NotImplementedError("{which}write {function} '
                 f'in {path} (your code replaces this line)")\n')
         lines[block.begin:block.end + 1] = [stub]

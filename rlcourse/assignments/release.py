@@ -49,6 +49,10 @@ LESSON_OF_MODULE = {
     "rlcourse/rlhf/dpo.py": 7,
     "rlcourse/rlhf/ppo.py": 7,
 }
+# Functions of a shared module that belong to a later lesson than the module.
+LESSON_OF_FUNCTION = {
+    "rlcourse/pg/objective.py": {"clipped_surrogate_loss": 6},
+}
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
                                 ".ipynb_checkpoints", ".jupyter_cache")
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
@@ -88,7 +92,8 @@ def release(out: str | Path, lessons: list[int] | None = None, root: Path | None
     for path in sorted((out / "rlcourse").rglob("*.py")):
         relative = path.relative_to(out).as_posix()
         source = path.read_text()
-        stubbed, functions = stub_solutions(source, relative, LESSON_OF_MODULE.get(relative))
+        stubbed, functions = stub_solutions(source, relative, LESSON_OF_MODULE.get(relative),
+                                            LESSON_OF_FUNCTION.get(relative))
         if functions:
             path.write_text(stubbed)
             to_write[relative] = functions
@@ -158,10 +163,18 @@ def check_release(out: Path, root: Path) -> None:
         raise ReleaseError(f"the released package does not import: {done.stderr.strip()[-500:]}")
 
 
+def lesson_of(path: str, function: str) -> int | None:
+    """The lesson a function of the reference belongs to (its module's, unless it is listed apart)."""
+    return LESSON_OF_FUNCTION.get(path, {}).get(function, LESSON_OF_MODULE.get(path))
+
+
 def _readme(lessons: list[int], to_write: dict[str, list[str]]) -> str:
-    rows = [f"- `{path}` (lesson {LESSON_OF_MODULE.get(path, '?')}): " + ", ".join(f"`{f}`" for f in functions)
-            for path, functions in to_write.items()
-            if LESSON_OF_MODULE.get(path) in lessons]
+    rows = []
+    for lesson in lessons:
+        for path, functions in to_write.items():
+            mine = [f for f in functions if lesson_of(path, f) == lesson]
+            if mine:
+                rows.append(f"- `{path}` (lesson {lesson}): " + ", ".join(f"`{f}`" for f in mine))
     return "\n".join([
         "# rlcourse: your assignment",
         "",

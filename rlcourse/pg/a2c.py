@@ -98,10 +98,9 @@ from torch.nn import functional as F
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
-from rlcourse.pg.objective import policy_gradient_loss
+from rlcourse.pg.objective import explained_variance, policy_gradient_loss, value_loss
 from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp, owned
 from rlcourse.pg.policies import CategoricalPolicy, ValueFunction, make_policy
-from rlcourse.pg.reinforce import explained_variance
 from rlcourse.pg.rollout import Batch, Rollout
 from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
 
@@ -204,18 +203,17 @@ def a2c_loss(policy: nn.Module, critic: nn.Module, batch: Batch, config: A2CConf
     ### BEGIN SOLUTION
     adv = advantages(config, batch, v_now, v_next)
     targets = adv + v_now
-    psi = adv / (adv.pow(2).mean().sqrt() + 1e-8) if config.normalize_advantages else adv
+    psi = psi_fns.normalize_advantages(adv, "scale") if config.normalize_advantages else adv
     dist = policy.distribution(batch.obs.flatten(0, 1))
     logp = policy.log_prob(dist, batch.actions.flatten(0, 1))
-    entropy = dist.entropy()
-    entropy = (entropy.sum(-1) if entropy.dim() > logp.dim() else entropy).mean()  # Gaussian: sum over dims
+    entropy = policy.entropy(dist).mean()
     policy_loss = policy_gradient_loss(logp, psi.flatten())
-    value_loss = F.mse_loss(values, targets.flatten())
-    loss = policy_loss + config.vf_coef * value_loss
+    critic_loss = value_loss(values, targets.flatten())
+    loss = policy_loss + config.vf_coef * critic_loss
     if config.ent_coef > 0:   # c_H = 0 (the default) keeps the entropy out of the backward pass
         loss = loss - config.ent_coef * entropy
     ### END SOLUTION
-    return Terms(loss, policy_loss, value_loss, entropy, adv, v_now, targets)
+    return Terms(loss, policy_loss, critic_loss, entropy, adv, v_now, targets)
 
 
 @torch.no_grad()

@@ -101,7 +101,7 @@ from rlcourse.config import ConfigError, check_choice, check_range
 from rlcourse.pg.a2c import ADVANTAGES, A2CConfig, a2c_loss, make_critic
 from rlcourse.networks import clip_grad_norm, flatten_parameters
 from rlcourse.pg.policies import make_policy
-from rlcourse.pg.reinforce import explained_variance
+from rlcourse.pg.objective import explained_variance
 from rlcourse.pg.rollout import Rollout
 from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
 

@@ -80,11 +80,10 @@ from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
-from rlcourse.pg.objective import importance_sampled_loss
+from rlcourse.pg.objective import (clipped_surrogate_loss, explained_variance, importance_sampled_loss,
+                                   ratio_diagnostics, value_loss)
 from rlcourse.networks import clip_grad_norm, flatten_parameters, owned
 from rlcourse.pg.policies import ValueFunction, make_policy
-from rlcourse.pg.reinforce import explained_variance
-from rlcourse.pg.psi import masked_mean
 from rlcourse.pg.rollout import Batch, Rollout
 from rlcourse.run import IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads
 
@@ -190,28 +189,6 @@ def gae_batch(batch: Batch, critic: nn.Module, gamma: float, gae_lambda: float) 
                      adv.flatten(), (adv + v_now).flatten(), v_now.flatten())
 
 
-def clipped_surrogate_loss(logp: Tensor, logp_old: Tensor, psi: Tensor, clip_range: float,
-                           mask: Tensor | None = None) -> Tensor:
-    r"""PPO's clipped surrogate, as a loss (the paper's eq. 7), with r = π_θ/π_θold:
-
-    .. math::
-
-        L^{CLIP}(\theta) = -\frac{1}{|B|} \sum \min\big(r_t(\theta)\, \Psi_t,\
-                            \operatorname{clip}(r_t(\theta), 1 - \epsilon, 1 + \epsilon)\, \Psi_t\big)
-
-    The minimum makes it a pessimistic bound on the importance-sampled surrogate: pushing
-    r beyond 1 ± ε in the direction Ψ favours earns nothing (the gradient is 0 there),
-    while a move the other way is charged in full. ``mask`` leaves steps out (the prompt
-    and padding tokens in lesson 7).
-    """
-    ### BEGIN SOLUTION
-    ratio = torch.exp(logp - logp_old.detach())
-    psi = psi.detach()
-    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
-    return -masked_mean(torch.minimum(ratio * psi, clipped * psi), mask)
-    ### END SOLUTION
-
-
 class Terms(NamedTuple):
     loss: Tensor          # L = L^surrogate + c_V L_V − c_H H
     policy_loss: Tensor   # L^surrogate (with the KL penalty, if any)
@@ -230,9 +207,7 @@ def ppo_loss(policy: nn.Module, critic: nn.Module, mb: Minibatch, config: PPOCon
     if old_dist is None and config.surrogate in ("adaptive-kl", "fixed-kl"):
         raise ValueError(f"ppo_loss: surrogate {config.surrogate!r} needs old_dist, π_θold's distributions "
                          f"at mb.obs, for its KL penalty")
-    adv = mb.advantages
-    if config.normalize_advantages and len(adv) > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    adv = psi_fns.normalize_advantages(mb.advantages) if config.normalize_advantages else mb.advantages
     dist = policy.distribution(mb.obs)
     logp = policy.log_prob(dist, mb.actions)
     ### BEGIN SOLUTION
@@ -242,23 +217,14 @@ def ppo_loss(policy: nn.Module, critic: nn.Module, mb: Minibatch, config: PPOCon
         policy_loss = importance_sampled_loss(logp, mb.logp_old, adv)
     if config.surrogate in ("adaptive-kl", "fixed-kl"):
         policy_loss = policy_loss + kl_coef * policy.kl(old_dist, dist).mean()
-    values = critic(mb.obs)
-    if config.clip_range_vf is None:
-        value_loss = (values - mb.returns).pow(2).mean()
-    else:
-        clipped = mb.values_old + (values - mb.values_old).clamp(-config.clip_range_vf, config.clip_range_vf)
-        value_loss = torch.maximum((values - mb.returns).pow(2), (clipped - mb.returns).pow(2)).mean()
+    critic_loss = value_loss(critic(mb.obs), mb.returns, mb.values_old, config.clip_range_vf)
     entropy = policy.entropy(dist).mean()
-    loss = policy_loss + config.vf_coef * value_loss
+    loss = policy_loss + config.vf_coef * critic_loss
     if config.ent_coef > 0:
         loss = loss - config.ent_coef * entropy
     ### END SOLUTION
-    with torch.no_grad():
-        log_ratio = logp - mb.logp_old
-        ratio = log_ratio.exp()
-        approx_kl = ((ratio - 1) - log_ratio).mean()
-        clipfrac = ((ratio - 1).abs() > clip_range).float().mean()
-    return Terms(loss, policy_loss, value_loss, entropy, approx_kl, clipfrac)
+    approx_kl, clipfrac = ratio_diagnostics(logp, mb.logp_old, clip_range)
+    return Terms(loss, policy_loss, critic_loss, entropy, approx_kl, clipfrac)
 
 
 def adapt_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:

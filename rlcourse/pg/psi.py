@@ -108,6 +108,31 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     return x.mean() if mask is None else x[mask].mean()
 
 
+def normalize_advantages(adv: Tensor, mode: str = "standardize", mask: Tensor | None = None,
+                         eps: float = 1e-8) -> Tensor:
+    r"""Rescale Ψ over a batch (over ``mask``; 0 off it), the two ways policy-gradient code does:
+
+    * ``"standardize"`` (PPO, TRPO, RLHF's "whitening"): :math:`(\Psi - \bar\Psi) / (\sigma_\Psi + \epsilon)`,
+      zero mean and unit (unbiased) standard deviation. Subtracting the mean is a baseline
+      of its own; harmless where a ratio or a trust region bounds the step.
+    * ``"scale"`` (REINFORCE, A2C): :math:`\Psi / (\sqrt{\overline{\Psi^2}} + \epsilon)`,
+      unit root-mean-square, the sign of every Ψ and the baseline the Ψ already has kept.
+
+    Either way only the step size changes, by one factor per batch. A batch of one sample
+    is left as it is (its spread is undefined).
+    """
+    values = adv.flatten() if mask is None else adv[mask]
+    if len(values) <= 1:
+        out = adv
+    elif mode == "standardize":
+        out = (adv - values.mean()) / (values.std() + eps)
+    elif mode == "scale":
+        out = adv / (values.pow(2).mean().sqrt() + eps)
+    else:
+        raise ValueError(f"mode = {mode!r} is not allowed: it must be 'standardize' or 'scale'")
+    return out if mask is None else torch.where(mask, out, torch.zeros_like(out))
+
+
 def constant_baseline(G: Tensor, mask: Tensor | None = None) -> Tensor:
     r""":math:`\Psi_t = G_t - \bar G`, with :math:`\bar G` the batch mean of G over ``mask``."""
     # Hint: one number, the mean of G (over the masked entries only when mask is given).

@@ -68,7 +68,7 @@ from torch.nn import functional as F
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
-from rlcourse.pg.objective import policy_gradient_loss
+from rlcourse.pg.objective import explained_variance, policy_gradient_loss
 from rlcourse.pg.policies import ValueFunction, make_policy
 from rlcourse.pg.rollout import Rollout
 from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
@@ -172,12 +172,6 @@ def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x.flatten() if mask is None else x[mask]
 
 
-def explained_variance(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """1 − Var(target − prediction) / Var(target): the share of G's variance the baseline explains."""
-    var = target.var(correction=0)
-    return float("nan") if var == 0 else float(1 - (target - prediction).var(correction=0) / var)
-
-
 def fit_value(critic: nn.Module, optimizer, obs: torch.Tensor, targets: torch.Tensor,
               config: ReinforceConfig, rng: np.random.Generator) -> float:
     """Regress V_φ(s_t) on G_t: value_epochs passes of value_minibatches Adam steps; mean loss."""
@@ -254,12 +248,10 @@ def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
                 psi_mean, psi_std = float(raw.mean()), float(raw.std(correction=0))
                 ev = explained_variance(_masked(G - psi, mask), _masked(G, mask))
                 if config.normalize_advantages:
-                    psi = psi / (raw.pow(2).mean().sqrt() + 1e-8)
+                    psi = psi_fns.normalize_advantages(psi, "scale", mask)
                 dist = policy.distribution(batch.obs)
                 logp = policy.log_prob(dist, batch.actions)
-                ent = dist.entropy()
-                ent = ent.sum(-1) if ent.dim() > logp.dim() else ent  # Gaussian: sum over dimensions
-                ent = _masked(ent, mask).mean()
+                ent = _masked(policy.entropy(dist), mask).mean()
                 total = policy_gradient_loss(logp, psi, mask) - config.entropy_coef * ent
                 if not torch.isfinite(total):
                     raise NonFiniteError("policy loss", rollout.env_steps, last_checkpoint)

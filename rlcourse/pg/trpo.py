@@ -70,10 +70,10 @@ import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
-from rlcourse.pg.objective import importance_sampled_loss
+from rlcourse.pg.objective import explained_variance, importance_sampled_loss
 from rlcourse.networks import flatten_parameters, owned
 from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
-from rlcourse.pg.reinforce import explained_variance
+from rlcourse.pg.psi import normalize_advantages
 from rlcourse.pg.rollout import Rollout
 from rlcourse.run import IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads
 
@@ -215,9 +215,7 @@ def policy_update(policy: nn.Module, theta: nn.Parameter, data: Minibatch, confi
     fraction αʲ of the natural step taken and j (0 and ``backtrack_iters`` if the line
     search gave up).
     """
-    adv = data.advantages
-    if config.normalize_advantages and len(adv) > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    adv = normalize_advantages(data.advantages) if config.normalize_advantages else data.advantages
     params = [p for p in policy.parameters() if p.requires_grad]
     with torch.no_grad():
         old_dist = policy.distribution(data.obs)

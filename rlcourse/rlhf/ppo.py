@@ -43,7 +43,7 @@ batch's response tokens, Â ← (Â − mean) / std (masked), before the epochs;
 regresses on the unwhitened G_t.
 
 **The loss** of a minibatch of sequences, with the response mask m and the package's one
-clipped objective (:func:`rlcourse.pg.ppo.clipped_surrogate_loss`):
+clipped objective (:func:`rlcourse.pg.objective.clipped_surrogate_loss`):
 
 .. math::
 
@@ -89,8 +89,9 @@ import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_range
-from rlcourse.pg.ppo import adapt_kl_coef, clipped_surrogate_loss
-from rlcourse.pg.psi import gae
+from rlcourse.pg.objective import clipped_surrogate_loss, ratio_diagnostics, value_loss
+from rlcourse.pg.ppo import adapt_kl_coef
+from rlcourse.pg.psi import gae, normalize_advantages
 from rlcourse.rlhf import task
 from rlcourse.rlhf.batching import TokenBatch, encode, response_text, sample
 from rlcourse.rlhf.model import autocast, position_ids_from_mask, token_logprobs
@@ -223,13 +224,6 @@ def per_token_rewards(logp: Tensor, ref_logp: Tensor, scores: Tensor, mask: Tens
     ### END SOLUTION
 
 
-def whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """(x − mean) / std over the entries where ``mask`` is True; 0 elsewhere."""
-    mean = x[mask].mean()
-    std = x[mask].std() if mask.sum() > 1 else torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(mask, (x - mean) / (std + eps), torch.zeros_like(x))
-
-
 def token_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
                      ) -> tuple[Tensor, Tensor]:
     r"""GAE(γ, λ) on the token grid: (Â, G = Â + V), both [B, T] and 0 off the mask.
@@ -343,7 +337,7 @@ def collect(policy: PolicyWithValue, reference: nn.Module, tokenizer, prompts: S
     rewards = per_token_rewards(logp, ref_logp, scores, mask, kl_coef)
     advantages, returns = token_advantages(rewards, values, mask, config.gamma, config.lam)
     if config.whiten_advantages:
-        advantages = whiten(advantages, mask)
+        advantages = normalize_advantages(advantages, "standardize", mask)
     return Experience(batch, mask, logp, ref_logp, values * mask, advantages, returns, scores,
                       sequence_kl(logp, ref_logp, mask))
 
@@ -365,29 +359,21 @@ def ppo_rlhf_loss(policy: PolicyWithValue, mb: Experience, config: PPOConfig,
     """The loss of one minibatch of sequences and its terms (the module docstring's L)."""
     logp, values, entropy = policy(mb.batch.input_ids, mb.batch.attention_mask, config.temperature)
     mask = mb.mask
-    # Define four tensors: policy_loss (L^CLIP over the masked tokens, pg.ppo.clipped_surrogate_loss),
-    # value_loss (mean squared error on the masked tokens, clipped when config.clip_range_vf is set),
+    # Define four tensors: policy_loss (L^CLIP over the masked tokens, pg.objective.clipped_surrogate_loss),
+    # critic_loss (pg.objective.value_loss on the masked tokens, clipped when config.clip_range_vf is set),
     # ptx_loss (sft_loss of ptx_batch, or a zero tensor when there is none or ptx_coef is 0), and
-    # loss = policy_loss + vf_coef * value_loss + ptx_coef * ptx_loss.
+    # loss = policy_loss + vf_coef * critic_loss + ptx_coef * ptx_loss.
     ### BEGIN SOLUTION
     policy_loss = clipped_surrogate_loss(logp, mb.logp_old, mb.advantages, config.clip_range, mask=mask)
-    error = (values - mb.returns).pow(2)
-    if config.clip_range_vf is not None:
-        clipped = mb.values_old + (values - mb.values_old).clamp(-config.clip_range_vf, config.clip_range_vf)
-        error = torch.maximum(error, (clipped - mb.returns).pow(2))
-    value_loss = error[mask].mean()
-    loss = policy_loss + config.vf_coef * value_loss
+    critic_loss = value_loss(values, mb.returns, mb.values_old, config.clip_range_vf, mask)
+    loss = policy_loss + config.vf_coef * critic_loss
     ptx_loss = torch.zeros((), device=loss.device)
     if ptx_batch is not None and config.ptx_coef > 0:
         ptx_loss = sft_loss(policy.lm, *ptx_batch)
         loss = loss + config.ptx_coef * ptx_loss
     ### END SOLUTION
-    with torch.no_grad():
-        log_ratio = (logp - mb.logp_old)[mask]
-        ratio = log_ratio.exp()
-        approx_kl = ((ratio - 1) - log_ratio).mean()
-        clipfrac = ((ratio - 1).abs() > config.clip_range).float().mean()
-    return Terms(loss, policy_loss, value_loss, ptx_loss.detach(), approx_kl, clipfrac, entropy[mask].mean())
+    approx_kl, clipfrac = ratio_diagnostics(logp, mb.logp_old, config.clip_range, mask)
+    return Terms(loss, policy_loss, critic_loss, ptx_loss.detach(), approx_kl, clipfrac, entropy[mask].mean())
 
 
 def next_kl_coef(kl_coef: float, kl: float, config: PPOConfig) -> float:

@@ -26,6 +26,7 @@ from rlcourse.networks import flatten_parameters
 from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, ValueFunction
 from rlcourse.pg.ppo import Minibatch
 
+objective = student_module("rlcourse.pg.objective")
 ppo = student_module("rlcourse.pg.ppo")
 trpo = student_module("rlcourse.pg.trpo")
 
@@ -71,7 +72,7 @@ def test_clipped_surrogate_by_hand():
     psi = f64([2, 1, 2, -2, -2, -1])
     logp_old = f64([-1.0, -0.5, -2.0, -1.2, -0.3, -0.7])
     logp = (logp_old + ratios.log()).requires_grad_()
-    loss = ppo.clipped_surrogate_loss(logp, logp_old, psi, 0.2)
+    loss = objective.clipped_surrogate_loss(logp, logp_old, psi, 0.2)
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0, "the loss is one number: a scalar tensor"
     assert loss.item() == pytest.approx(1.3 / 6, abs=1e-12)
     # ∂r/∂log π = r, so ∂L/∂log π = −r Ψ / 6 where the unclipped term is the minimum, 0 where
@@ -81,7 +82,7 @@ def test_clipped_surrogate_by_hand():
     # samples 2 and 4 masked out: L = −(1 + 1 − 1.6 − 1.1) / 4 = 0.175, and they get no gradient
     logp.grad = None
     mask = torch.tensor([1, 1, 0, 1, 0, 1], dtype=torch.bool)
-    loss = ppo.clipped_surrogate_loss(logp, logp_old, psi, 0.2, mask)
+    loss = objective.clipped_surrogate_loss(logp, logp_old, psi, 0.2, mask)
     assert loss.item() == pytest.approx(0.175, abs=1e-12)
     loss.backward()
     assert_close(logp.grad, [-0.25, -0.25, 0, 0, 0, 0.275])
@@ -99,7 +100,7 @@ def test_clipped_surrogate_matches_a_per_sample_loop_and_is_flat_where_clipped(s
     logp = (logp_old.detach() + ratios.log()).requires_grad_()
     for m in (None, mask):
         logp.grad, logp_old.grad, psi.grad = None, None, None
-        loss = ppo.clipped_surrogate_loss(logp, logp_old, psi, eps, m)
+        loss = objective.clipped_surrogate_loss(logp, logp_old, psi, eps, m)
         assert loss.item() == pytest.approx(brute_clipped_surrogate(ratios, psi.detach(), eps, m), abs=1e-12)
         loss.backward()
         kept = [True] * B if m is None else m.tolist()
