@@ -157,7 +157,7 @@ pd.DataFrame({"exact ∇J": exact.ravel(), **means}, index=pd.Index(components, 
 # %%
 table = v.variance_table(mdp, theta, samples=VARIANCE_SAMPLES, seed=SEED)
 exact_variance = table.set_index("psi")["exact_variance"]
-print(f"the total return needs {exact_variance['total_return'] / exact_variance['value_baseline']:.1f} times "
+print(f"the total return needs {exact_variance['total-return'] / exact_variance['value-baseline']:.1f} times "
       f"as many trajectories as G_t − V(s_t) for the same accuracy")
 table.set_index("estimator").drop(columns="psi").round(3)
 

@@ -129,28 +129,28 @@ def test_fitted_baselines_use_the_reference_batch_only(reference):
     """b = the reference batch's mean reward-to-go; b_t its mean at time t; the batch the
     baseline weighs never enters it."""
     traj = v.sample_trajectories(MDP, THETA, 50, np.random.default_rng(9))
-    ref_G = v.psi_weights(MDP, THETA, reference, "reward_to_go").numpy() / MDP.gamma ** np.arange(4)[:, None]
-    G = v.psi_weights(MDP, THETA, traj, "reward_to_go").numpy()
+    ref_G = v.psi_weights(MDP, THETA, reference, "reward-to-go").numpy() / MDP.gamma ** np.arange(4)[:, None]
+    G = v.psi_weights(MDP, THETA, traj, "reward-to-go").numpy()
     discount = MDP.gamma ** np.arange(4)[:, None]
-    const = v.psi_weights(MDP, THETA, traj, "constant_baseline", reference).numpy()
+    const = v.psi_weights(MDP, THETA, traj, "constant-baseline", reference).numpy()
     np.testing.assert_allclose(const, G - discount * ref_G.mean(), atol=1e-12)
-    timed = v.psi_weights(MDP, THETA, traj, "time_baseline", reference).numpy()
+    timed = v.psi_weights(MDP, THETA, traj, "time-baseline", reference).numpy()
     np.testing.assert_allclose(timed, G - discount * ref_G.mean(axis=1, keepdims=True), atol=1e-12)
     with pytest.raises(ValueError, match="reference"):
-        v.psi_weights(MDP, THETA, traj, "time_baseline")
+        v.psi_weights(MDP, THETA, traj, "time-baseline")
     with pytest.raises(ValueError, match="psi must be one of"):
         v.psi_weights(MDP, THETA, traj, "advantage")
 
 
 def test_reward_to_go_weights_are_discounted_sums():
     traj = v.sample_trajectories(MDP, THETA, 20, np.random.default_rng(4))
-    got = v.psi_weights(MDP, THETA, traj, "reward_to_go").numpy()
+    got = v.psi_weights(MDP, THETA, traj, "reward-to-go").numpy()
     g = MDP.gamma
     for n in range(20):
         r = traj.rewards[:, n]
         for t in range(4):
             assert got[t, n] == pytest.approx(g ** t * sum(g ** (k - t) * r[k] for k in range(t, 4)), rel=1e-12)
-    total = v.psi_weights(MDP, THETA, traj, "total_return").numpy()
+    total = v.psi_weights(MDP, THETA, traj, "total-return").numpy()
     np.testing.assert_allclose(total, np.broadcast_to(v.discounted_returns(MDP, traj), (4, 20)), rtol=1e-12)
 
 
@@ -177,9 +177,9 @@ def test_every_estimator_is_unbiased_in_samples(psi, exact):
 
 
 def test_gradient_estimates_are_seeded():
-    a = v.gradient_estimates(MDP, THETA, "time_baseline", 3, np.random.default_rng(7), batches=10)
-    b = v.gradient_estimates(MDP, THETA, "time_baseline", 3, np.random.default_rng(7), batches=10)
-    c = v.gradient_estimates(MDP, THETA, "time_baseline", 3, np.random.default_rng(8), batches=10)
+    a = v.gradient_estimates(MDP, THETA, "time-baseline", 3, np.random.default_rng(7), batches=10)
+    b = v.gradient_estimates(MDP, THETA, "time-baseline", 3, np.random.default_rng(7), batches=10)
+    c = v.gradient_estimates(MDP, THETA, "time-baseline", 3, np.random.default_rng(8), batches=10)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -191,7 +191,7 @@ def test_a_baseline_fitted_on_its_own_batch_is_biased(exact):
     m, batches = 2, 5000
     traj = v.sample_trajectories(MDP, THETA, m * batches, np.random.default_rng(0))
     discount = (MDP.gamma ** np.arange(4))[:, None]
-    G = v.psi_weights(MDP, THETA, traj, "reward_to_go").numpy() / discount   # [4, m·batches]
+    G = v.psi_weights(MDP, THETA, traj, "reward-to-go").numpy() / discount   # [4, m·batches]
     per_batch = G.reshape(4, batches, m)
     psi = (per_batch - per_batch.mean(axis=(0, 2), keepdims=True)).reshape(4, -1)
     for k in range(3):  # the same Ψ as psi.constant_baseline on each batch alone
@@ -209,10 +209,10 @@ def test_a_baseline_fitted_on_its_own_batch_is_biased(exact):
 def test_variance_falls_with_every_step_of_the_lesson(reference):
     exact_var = {psi: v.exact_moments(MDP, THETA, psi, reference)[1] for psi in v.PSI}
     # 70.65 > 31.75 > 7.94 > 5.31 > 4.49  (and the TD residual 2.40)
-    assert (exact_var["total_return"] > exact_var["reward_to_go"] > exact_var["constant_baseline"]
-            > exact_var["time_baseline"] > exact_var["value_baseline"] > exact_var["td_residual"])
-    assert exact_var["reward_to_go"] < 0.5 * exact_var["total_return"]
-    assert exact_var["constant_baseline"] < 0.3 * exact_var["reward_to_go"]
+    assert (exact_var["total-return"] > exact_var["reward-to-go"] > exact_var["constant-baseline"]
+            > exact_var["time-baseline"] > exact_var["value-baseline"] > exact_var["td-residual"])
+    assert exact_var["reward-to-go"] < 0.5 * exact_var["total-return"]
+    assert exact_var["constant-baseline"] < 0.3 * exact_var["reward-to-go"]
 
 
 def test_variance_table():
@@ -223,9 +223,9 @@ def test_variance_table():
     assert table["relative_variance"].iloc[0] == 1.0
     var = table.set_index("psi")["total_variance"]
     # sampled: 71.18 > 31.77 > 7.97 > 5.28 > 4.53 (2.39 for δ_t, 29.25 for Q)
-    assert var["total_return"] > var["reward_to_go"] > var["constant_baseline"]
-    baselines = var[["constant_baseline", "time_baseline", "value_baseline"]]
-    assert var["value_baseline"] <= 1.05 * baselines.min()
+    assert var["total-return"] > var["reward-to-go"] > var["constant-baseline"]
+    baselines = var[["constant-baseline", "time-baseline", "value-baseline"]]
+    assert var["value-baseline"] <= 1.05 * baselines.min()
     # the sampled trace agrees with the exact one, and every bias is noise-sized
     np.testing.assert_allclose(table["total_variance"], table["exact_variance"], rtol=0.1)
     assert (table["bias_norm"] < 4 * table["stderr_norm"]).all()

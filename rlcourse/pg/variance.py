@@ -203,15 +203,15 @@ def exact_values(mdp: MDP, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 PSI = {
-    "total_return": "total return R(τ)",
-    "reward_to_go": "reward-to-go G_t",
-    "constant_baseline": "G_t − b (constant)",
-    "time_baseline": "G_t − b_t",
-    "value_baseline": "G_t − V(s_t)",
-    "td_residual": "TD residual δ_t (exact V)",
-    "q_value": "Q(s_t, a_t) (exact)",
+    "total-return": "total return R(τ)",
+    "reward-to-go": "reward-to-go G_t",
+    "constant-baseline": "G_t − b (constant)",
+    "time-baseline": "G_t − b_t",
+    "value-baseline": "G_t − V(s_t)",
+    "td-residual": "TD residual δ_t (exact V)",
+    "q-value": "Q(s_t, a_t) (exact)",
 }
-NEEDS_REFERENCE = ("constant_baseline", "time_baseline")
+NEEDS_REFERENCE = ("constant-baseline", "time-baseline")
 
 
 def _episode_arrays(mdp: MDP, traj: Trajectories):
@@ -245,7 +245,7 @@ def psi_weights(mdp: MDP, theta: np.ndarray, traj: Trajectories, psi: str,
         raise ValueError(f"psi must be one of {sorted(PSI)}, got {psi!r}")
     rewards, terminated, truncated, starts, timesteps = _episode_arrays(mdp, traj)
     gamma = mdp.gamma
-    if psi == "total_return":
+    if psi == "total-return":
         return psi_fns.total_return(rewards, terminated, truncated, starts, gamma)
     G = psi_fns.reward_to_go(rewards, terminated, truncated, gamma)
     s, a = torch.as_tensor(traj.states), torch.as_tensor(traj.actions)
@@ -253,20 +253,20 @@ def psi_weights(mdp: MDP, theta: np.ndarray, traj: Trajectories, psi: str,
     t = torch.arange(mdp.H)[:, None]
     if psi in NEEDS_REFERENCE and reference is None:
         raise ValueError(f"psi={psi!r} needs a reference batch to fit its baseline on")
-    if psi == "reward_to_go":
+    if psi == "reward-to-go":
         out = G
     elif psi in NEEDS_REFERENCE:
         r_ref, term_ref, trunc_ref, _, timesteps_ref = _episode_arrays(mdp, reference)
         G_ref = psi_fns.reward_to_go(r_ref, term_ref, trunc_ref, gamma)
-        if psi == "constant_baseline":
+        if psi == "constant-baseline":
             out = _fitted_on_reference(psi_fns.constant_baseline, G, G_ref)
         else:
             out = _fitted_on_reference(psi_fns.time_baseline, G, G_ref, (timesteps_ref, timesteps))
-    elif psi == "value_baseline":
+    elif psi == "value-baseline":
         out = psi_fns.value_baseline(G, V[t, s[:-1]])
-    elif psi == "td_residual":
+    elif psi == "td-residual":
         out = psi_fns.td_residual(rewards, V[t, s[:-1]], V[t + 1, s[1:]], terminated, gamma)
-    else:  # q_value
+    else:  # q-value
         out = psi_fns.q_actor_critic(Q[t, s[:-1]], a)
     return out.to(torch.float64) * torch.tensor(gamma, dtype=torch.float64) ** t
 
