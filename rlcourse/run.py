@@ -27,6 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from rlcourse.config import ConfigError
+
 CHECKPOINT = "checkpoint.pkl"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -220,72 +222,149 @@ class torch_threads:
         torch.set_num_threads(self.before)
 
 
-class IterationRecord:
-    """The bookkeeping of an iteration loop (A2C, PPO, TRPO), kept out of the algorithm.
+RECORD_KEYS = ("rows", "window", "returns", "lengths", "iteration", "env_steps")   # a checkpoint's own
 
-    After each iteration's update, :meth:`end_iteration` collects the episodes that ended,
-    adds a log row every ``log_interval`` iterations (``make_row(iteration, env_steps,
-    window, returns, lengths)`` turns the iterations' statistics into one), writes a
-    checkpoint every ``checkpoint_every`` env steps to ``out`` (if given), and calls
-    ``callback(env_steps, policy)``. :meth:`seconds` is the training time so far without
-    the callback's; :meth:`result` ends the run.
+
+class IterationRecord:
+    """The bookkeeping every training loop shares, kept out of the algorithm.
+
+    One *iteration* is one pass of a trainer's loop: an update of a policy-gradient method,
+    a round of DQN, an episode of tabular TD control. A trainer builds the record, asks it
+    whether the run resumes (:attr:`resumed`: the state the trainer saved, or None), runs
+    its loop inside ``with record:``, calls :meth:`end_iteration` after each iteration with
+    that iteration's numbers *by name*, and returns :meth:`result`. The record
+
+    * adds a log row every ``log_interval`` iterations (and one at the end):
+      ``make_row(window, returns, lengths)`` turns the iterations' named numbers and the
+      episodes that ended in them into a dict of the row's numbers; it adds
+      ``iteration``, ``env_steps`` and the episode columns ``return``, ``episodes``,
+      ``length`` where ``columns`` has them;
+    * writes a checkpoint every ``checkpoint_every`` env steps to ``out`` (if given): the
+      trainer's state (``checkpoint()``) with the record's own, so that ``resume=True``
+      goes on from it and ends with the same log, bit for bit, as a run never stopped;
+    * calls ``callback(env_steps, model)`` after each iteration, off the clock;
+    * turns Ctrl-C (``KeyboardInterrupt``) into ``status == "interrupted"`` with what was
+      learned so far, and shows a progress bar.
     """
 
-    def __init__(self, algo: str, steps: int, progress: bool, out, checkpoint_every: int, log_interval: int,
-                 make_row: Callable[..., tuple], callback: Callable | None = None):
+    def __init__(self, algo: str, env_id: str, env_kwargs: dict | None, config, seed: int, steps: int, *,
+                 columns: list[str], make_row: Callable[..., dict], out=None, progress: bool = False,
+                 checkpoint_every: int = 50_000, log_interval: int = 1, callback: Callable | None = None,
+                 resume: bool = False):
         import time
 
         self._clock = time.perf_counter
-        self.algo, self.out, self.checkpoint_every, self.log_interval = algo, out, checkpoint_every, log_interval
-        self.make_row, self.callback = make_row, callback
-        self.rows: list[tuple] = []
-        self.window, self.returns, self.lengths = [], [], []
-        self.completed, self.env_steps = 0, 0
+        self.algo, self.env_id, self.env_kwargs, self.config = algo, env_id, dict(env_kwargs or {}), config
+        self.seed, self.steps, self.out, self.columns, self.make_row = seed, steps, out, columns, make_row
+        self.checkpoint_every, self.log_interval, self.callback = checkpoint_every, log_interval, callback
+        self.run_id = {"algo": algo, "env_id": env_id, "env_kwargs": self.env_kwargs,
+                       "config": dataclasses.asdict(config), "seed": seed, "steps": steps}
+        self.rows: list[dict] = []
+        self.window: list[dict] = []
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.iteration, self.env_steps = 0, 0
+        self.status = "finished"
         self.last_checkpoint: Path | None = None
-        self.next_checkpoint = checkpoint_every
+        self.resumed = self._resume() if resume else None
+        self.next_checkpoint = (self.env_steps // checkpoint_every + 1) * checkpoint_every
         self.bar = progress_bar(steps, algo, progress)
+        self.bar.update(self.env_steps)
         self.outside = 0.0
         self.start = self._clock()
 
-    def end_iteration(self, iteration: int, final: bool, env_steps: int, batch, stats,
-                      checkpoint: Callable[[], dict], policy) -> None:
-        """Record one iteration: its ``stats`` (anything ``make_row`` reads) and ``batch``'s episodes;
-        ``checkpoint()`` gives what to save besides the step, the iteration and the rows."""
+    def _resume(self) -> dict:
+        """The trainer's state from the checkpoint in ``out``, once it is known to be this run's."""
+        path = None if self.out is None else Path(self.out) / CHECKPOINT
+        if path is None or not path.is_file():
+            raise ConfigError(f"resume=True needs a checkpoint to resume from, but there is no {CHECKPOINT} "
+                              f"in {self.out}")
+        state = load_checkpoint(self.out)
+        saved = state.pop("run", {})
+        for key, value in self.run_id.items():
+            if saved.get(key) != value:
+                raise ConfigError(f"cannot resume from {path}: it was saved by a run with {key} = "
+                                  f"{saved.get(key)!r}, this one has {key} = {value!r}")
+        self.rows, self.window, self.returns, self.lengths = (state.pop(k) for k in RECORD_KEYS[:4])
+        self.iteration, self.env_steps, self.last_checkpoint = state.pop("iteration"), state.pop("env_steps"), path
+        return state
+
+    def __enter__(self) -> "IterationRecord":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        """Ctrl-C ends the run as ``interrupted``, keeping its rows; any other error goes on up."""
+        if kind is KeyboardInterrupt:
+            self.status = "interrupted"
+            self.flush()
+        self.bar.close()
+        return kind is KeyboardInterrupt
+
+    def end_iteration(self, env_steps: int, stats: dict, returns: list, lengths: list,
+                      checkpoint: Callable[[], dict], model, final: bool = False) -> None:
+        """Record one iteration: its named numbers ``stats`` and the episodes that ended in it;
+        ``checkpoint()`` gives the trainer's state to save (networks, optimiser, random state, …)."""
+        self.advance(env_steps)
+        self.iteration += 1
         self.window.append(stats)
-        self.completed, self.env_steps = iteration, env_steps
-        self.returns += batch.episode_returns
-        self.lengths += batch.episode_lengths
-        self.bar.update(batch.size)
-        if iteration % self.log_interval == 0 or final:
+        self.returns += returns
+        self.lengths += lengths
+        if self.iteration % self.log_interval == 0 or final:
             self.flush()
         if self.out is not None and env_steps >= self.next_checkpoint:
-            self.last_checkpoint = save_checkpoint(self.out, {"env_steps": env_steps, "iteration": iteration,
-                                                              "rows": list(self.rows), **checkpoint()})
+            own = {"run": self.run_id, "rows": list(self.rows), "window": list(self.window),
+                   "returns": list(self.returns), "lengths": list(self.lengths), "iteration": self.iteration,
+                   "env_steps": env_steps}
+            self.last_checkpoint = save_checkpoint(self.out, {**own, **checkpoint()})
             self.next_checkpoint = (env_steps // self.checkpoint_every + 1) * self.checkpoint_every
         if self.callback is not None:
             entered = self._clock()
-            self.callback(env_steps, policy)
+            self.callback(env_steps, model)
             self.outside += self._clock() - entered
+
+    def advance(self, env_steps: int) -> None:
+        """The run has taken ``env_steps`` steps in all (for a loop whose rows come per episode)."""
+        self.bar.update(min(env_steps, self.steps) - self.bar.n)    # N envs may step past the budget
+        self.env_steps = env_steps
 
     def flush(self) -> None:
         """Turn the iterations since the last row into a row (if there are any)."""
         if self.window:
-            self.rows.append(self.make_row(self.completed, self.env_steps, self.window, self.returns,
-                                           self.lengths))
+            returns, lengths = self.returns, self.lengths
+            row = {"iteration": self.iteration, "env_steps": self.env_steps,
+                   "return": float(np.mean(returns)) if returns else float("nan"), "episodes": len(returns),
+                   "length": float(np.mean(lengths)) if lengths else float("nan"),
+                   **self.make_row(self.window, returns, lengths)}
+            self.rows.append({column: row[column] for column in self.columns})
         self.window, self.returns, self.lengths = [], [], []
 
     def seconds(self) -> float:
         return self._clock() - self.start - self.outside
 
-    def result(self, env_id: str, env_kwargs: dict | None, config, policy, columns: list[str], seed: int,
-               env_steps: int, status: str) -> Result:
-        """Close the progress bar and return the run's Result, with a policy that owns its parameters
-        (training may have kept them as views of one flat vector)."""
-        self.bar.close()
+    def result(self, policy) -> Result:
+        """The run's Result, with a policy that owns its parameters (training may have kept
+        them as views of one flat vector)."""
         seconds = self.seconds()
-        for p in policy.parameters():
-            p.data, p.grad = p.data.clone(), None
-        return Result(algo=self.algo, env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                      policy=policy.eval(), log=pd.DataFrame(self.rows, columns=columns), seed=seed,
-                      steps=env_steps, status=status,
-                      timing={"seconds": seconds, "steps_per_second": env_steps / max(seconds, 1e-9)})
+        if hasattr(policy, "parameters"):
+            for p in policy.parameters():
+                p.data, p.grad = p.data.clone(), None
+            policy = policy.eval()
+        return Result(algo=self.algo, env_id=self.env_id, env_kwargs=self.env_kwargs, config=self.config,
+                      policy=policy, log=pd.DataFrame(self.rows, columns=self.columns), seed=self.seed,
+                      steps=self.env_steps, status=self.status,
+                      timing={"seconds": seconds, "steps_per_second": self.env_steps / max(seconds, 1e-9)})
+
+
+def random_state(rng: np.random.Generator) -> dict:
+    """What a checkpoint needs to draw the same numbers again: the run's NumPy generator and
+    torch's global one."""
+    import torch
+
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+
+
+def restore_random_state(rng: np.random.Generator, state: dict) -> None:
+    import torch
+
+    rng.bit_generator.state = state["numpy"]
+    torch.set_rng_state(state["torch"])

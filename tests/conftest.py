@@ -5,25 +5,20 @@ import pytest
 matplotlib.use("Agg")
 
 import rlcourse  # noqa: E402,F401  (registers rlcourse/Corridor-v0)
-from faults import FaultyReward, OddSpaces, faulty_cartpole  # noqa: E402
+from faults import OddSpaces  # noqa: E402
 
-
-def _make_faulty(at: int, fault: str, **kwargs):
-    from rlcourse.envs.corridor import CorridorEnv
-
-    return FaultyReward(CorridorEnv(**kwargs), at, fault)
-
+# Entry points are named by string, so that the environments pickle (checkpoints hold them).
 
 for _name, _kwargs in (("test/FaultyCorridor-v0", {}),
                        ("test/InterruptAt900-v0", {"at": 900, "fault": "interrupt"}),
                        ("test/NaNAt25000-v0", {"at": 25_000, "fault": "nan"})):
     if _name not in gym.registry:
-        gym.register(id=_name, entry_point=_make_faulty, max_episode_steps=100, kwargs=_kwargs)
+        gym.register(id=_name, entry_point="faults:faulty_corridor", max_episode_steps=100, kwargs=_kwargs)
 
 BOX = gym.spaces.Box(-1.0, 1.0, (3,))
 for _name, _entry, _kwargs in (
-        ("test/NaNRewardCartPole-v0", faulty_cartpole, {"at": 1000, "fault": "nan"}),
-        ("test/InterruptCartPole-v0", faulty_cartpole, {"at": 500, "fault": "interrupt"}),
+        ("test/NaNRewardCartPole-v0", "faults:faulty_cartpole", {"at": 1000, "fault": "nan"}),
+        ("test/InterruptCartPole-v0", "faults:faulty_cartpole", {"at": 500, "fault": "interrupt"}),
         ("test/DictObs-v0", OddSpaces, {"observation_space": gym.spaces.Dict({"x": BOX}),
                                         "action_space": gym.spaces.Discrete(2)}),
         ("test/MultiDiscreteActions-v0", OddSpaces, {"observation_space": BOX,

@@ -21,6 +21,12 @@ class FaultyReward(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+def faulty_corridor(at: int, fault: str, **kwargs):
+    from rlcourse.envs.corridor import CorridorEnv
+
+    return FaultyReward(CorridorEnv(**kwargs), at, fault)
+
+
 def faulty_cartpole(at: int, fault: str):
     from gymnasium.envs.classic_control import CartPoleEnv
 

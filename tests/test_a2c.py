@@ -322,13 +322,14 @@ def test_cli_trains_and_evaluates_cartpole(tmp_path, capsys):
     assert evaluation["episodes"] == 3 and 8 <= evaluation["mean_return"] <= 500
 
 
-def test_cli_reports_unsupported_spaces_bad_settings_and_resume(capsys):
+def test_cli_reports_unsupported_spaces_bad_settings_and_a_missing_checkpoint(capsys):
     assert main(["train", "a2c", "--env", "FrozenLake-v1", "--quiet"]) == 2
     assert "a2c needs a flat Box observation space" in capsys.readouterr().err
     assert main(["train", "a2c", "--env", "CartPole-v1", "--set", "advantage=q"]) == 2
     assert "A2CConfig.advantage = 'q' is not allowed" in capsys.readouterr().err
-    assert main(["train", "a2c", "--env", "CartPole-v1", "--resume"]) == 2
-    assert "--resume: a2c does not support it" in capsys.readouterr().err
+    assert main(["train", "a2c", "--env", "CartPole-v1", "--resume", "--out", "nowhere/run"]) == 2
+    assert "resume=True needs a checkpoint to resume from, but there is no checkpoint.pkl in nowhere/run" \
+        in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- failures keep what was learned

@@ -163,7 +163,7 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteError, match=r"non-finite TD error at env step 2500.*checkpoint.pkl"):
         td_control.train("test/FaultyCorridor-v0", TDControlConfig(), steps=5000, seed=0, out=tmp_path,
                          checkpoint_every=1000, env_kwargs={"at": 2500, "fault": "nan"})
-    checkpoint = load_checkpoint(tmp_path)
-    assert checkpoint["step"] == 2000
-    assert np.isfinite(checkpoint["q"]).all() and checkpoint["q"].any()
+    checkpoint = load_checkpoint(tmp_path)       # written at the end of the first episode after 2000 steps
+    assert 2000 <= checkpoint["env_steps"] < 2500
+    assert np.isfinite(checkpoint["q"]).all() and np.any(checkpoint["q"])
     assert not (tmp_path / "q_table.npy").exists()          # no half-trained model written

@@ -97,8 +97,11 @@ def release(out: str | Path, lessons: list[int] | None = None, root: Path | None
         if functions:
             path.write_text(stubbed)
             to_write[relative] = functions
-    for name in ("setup.cfg", "pyproject.toml"):
-        shutil.copy(root / name, out / name)
+    shutil.copy(root / "pyproject.toml", out / "pyproject.toml")
+    # pytest loads the conftest of its testpaths first, on xdist's controller too: that one
+    # turns a stub's failure into one line and lists the functions still to write
+    (out / "setup.cfg").write_text(re.sub(r"(?m)^testpaths = tests$", "testpaths = tests/graded",
+                                          (root / "setup.cfg").read_text()))
     if (root / "docs").is_dir():
         shutil.copytree(root / "docs", out / "docs", ignore=shutil.ignore_patterns(
             "_build", "jupyter_execute", "notebooks", "__pycache__"))
@@ -113,10 +116,14 @@ def release(out: str | Path, lessons: list[int] | None = None, root: Path | None
         match = re.match(r"test_lesson(\d+)", path.name)
         if match is None or int(match.group(1)) in lessons:
             (graded / path.name).write_text(strip_hidden(path.read_text(), str(path)))
-    (out / "README.md").write_text(_readme(lessons, to_write))
+    rows = functions_to_write(lessons, to_write)
+    (out / "README.md").write_text(_readme(lessons, rows))
 
     check_release(out, root)
-    return {"out": str(out), "lessons": lessons, "functions": to_write}
+    functions: dict[str, list[str]] = {}
+    for _, path, names in rows:
+        functions.setdefault(path, []).extend(names)
+    return {"out": str(out), "lessons": lessons, "functions": functions}
 
 
 def check_release(out: Path, root: Path) -> None:
@@ -168,32 +175,45 @@ def lesson_of(path: str, function: str) -> int | None:
     return LESSON_OF_FUNCTION.get(path, {}).get(function, LESSON_OF_MODULE.get(path))
 
 
-def _readme(lessons: list[int], to_write: dict[str, list[str]]) -> str:
+def functions_to_write(lessons: list[int], stubbed: dict[str, list[str]]) -> list[tuple[int, str, list[str]]]:
+    """``(lesson, module, functions)`` for each module with stubbed functions of the chosen lessons."""
     rows = []
     for lesson in lessons:
-        for path, functions in to_write.items():
+        for path, functions in stubbed.items():
             mine = [f for f in functions if lesson_of(path, f) == lesson]
             if mine:
-                rows.append(f"- `{path}` (lesson {lesson}): " + ", ".join(f"`{f}`" for f in mine))
+                rows.append((lesson, path, mine))
+    return rows
+
+
+def _readme(lessons: list[int], rows: list[tuple[int, str, list[str]]]) -> str:
+    numbers = ",".join(map(str, lessons))
     return "\n".join([
         "# rlcourse: your assignment",
         "",
-        f"Lessons {', '.join(map(str, lessons))}. Each function below raises `NotImplementedError` "
-        "until you write its body; the docstring above it gives the equation and the hints.",
+        f"{'Lesson' if len(lessons) == 1 else 'Lessons'} {', '.join(map(str, lessons))}. Each function "
+        "below raises `NotImplementedError` until you write its body; the docstring above it gives "
+        "the equation and the hints.",
         "",
-        *rows,
+        *(f"- `{path}` (lesson {lesson}): " + ", ".join(f"`{f}`" for f in names) for lesson, path, names in rows),
         "",
-        "Install and run the public tests:",
-        "",
-        "```sh",
-        'pip install torch==2.13.0 -e ".[dev]" && python -m pytest tests/graded',
-        "```",
-        "",
-        "Grade yourself the way your submission will be graded (public tests only):",
+        "Install it once, in a virtual environment of its own (torch pinned to the CPU build the",
+        "course uses):",
         "",
         "```sh",
-        "rlcourse grade . --tests public",
+        "python -m venv .venv && . .venv/bin/activate",
+        'pip install torch==2.13.0 -e ".[dev]"',
         "```",
+        "",
+        "Then, in this folder, grade yourself the way your submission will be graded (the public",
+        "tests, with points per test):",
+        "",
+        "```sh",
+        f"rlcourse grade . --lessons {numbers}",
+        "```",
+        "",
+        "`python -m pytest` runs the same tests without the points: it lists the functions still",
+        "to write, and shows the traceback of a test that fails in a function you wrote.",
         "",
         "The notebooks in `notebooks/` open in Jupyter (`jupytext --to notebook FILE` writes an",
         "`.ipynb`). Functions of other lessons raise `NotImplementedError` too; you do not",

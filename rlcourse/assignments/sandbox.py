@@ -48,7 +48,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from pathlib import Path

@@ -136,7 +136,6 @@ class Encoder:
         self.handles, self.grad_inputs = handles, grad_inputs
 
     def array(self, a) -> list:
-        import numpy as np
 
         a = a if a.flags.c_contiguous else a.copy(order="C")
         offset = len(self.blob)

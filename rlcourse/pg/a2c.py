@@ -91,18 +91,16 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss, value_loss
-from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp, owned
+from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp
 from rlcourse.pg.policies import CategoricalPolicy, ValueFunction, make_policy
-from rlcourse.pg.rollout import Batch, Rollout
-from rlcourse.run import IterationRecord, NonFiniteError, Result, seed_everything
+from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
 
 ADVANTAGES = ("n-step", "gae")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
@@ -237,7 +235,7 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
 def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
           steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 100_000, threads: int = 1,
+          checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False,
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run A2C for ``steps`` environment steps; return a Result holding the policy.
 
@@ -250,85 +248,71 @@ def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
     means over the iterations; ``explained_variance`` is 1 − Var(y − V)/Var(y) over their
     samples; ``lr`` is the step size of the row's last iteration.
 
-    With ``out`` set, the networks, the optimiser and the random state are checkpointed
-    there every ``checkpoint_every`` env steps. Acting runs on one CPU thread, the update
+    With ``out`` set, the networks, the optimiser, the environments and the random state are
+    checkpointed there every ``checkpoint_every`` env steps; ``resume=True`` goes on from the
+    last one to the same log, bit for bit. Acting runs on one CPU thread, the update
     on ``threads`` (one is fastest for these small batches). ``callback(env_steps,
     policy)``, if given, is called after every iteration's update (the benchmark
     evaluates with it); time spent in it is left out of ``timing``.
     """
     config = config or A2CConfig()
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads = {threads!r} is out of range: it must be an integer >= 1")
+    check_run_args(steps, threads)
     # Tiny networks: torch's intra-op threads only wait on each other (on a busy machine even the
     # orthogonal initialisation's QR takes 100 ms per layer with two), and one thread keeps the
     # log bit for bit the same on machines with different core counts.
-    user_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads, callback)
-    finally:
-        torch.set_num_threads(user_threads)
+    with torch_threads(1):
+        rng = seed_everything(seed)
+        policy, critic = make_networks(env_id, env_kwargs, config)
+        # One flat vector for every parameter (a shared trunk counted once): one tensor for RMSprop
+        # and the clip instead of a dozen. SB3's A2C uses torch's RMSprop (ε added to √v, the
+        # average of g² starting at 0), not the TF-like variant the RL Zoo uses for Atari; so do we.
+        flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
+        square_avg = torch.zeros_like(flat)      # RMSprop's running average of g²
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        record = IterationRecord("a2c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
+                                 out=out, progress=progress, checkpoint_every=checkpoint_every,
+                                 log_interval=config.log_interval, callback=callback, resume=resume)
+        if record.resumed:
+            load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, square_avg=square_avg)
+        iterations = math.ceil(steps / (config.num_envs * config.n_steps))
+        with record, rollout:
+            for iteration in range(record.iteration + 1, iterations + 1):
+                lr = config.lr * (1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0)
+                batch = rollout.collect(policy, min(config.n_steps, math.ceil((steps - rollout.env_steps)
+                                                                              / config.num_envs)))
+                with torch_threads(threads):
+                    terms = a2c_loss(policy, critic, batch, config)
+                    if not torch.isfinite(terms.loss):
+                        raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
+                    flat.grad.zero_()
+                    terms.loss.backward()
+                    grad_norm = clip_grad_norm(flat, config.max_grad_norm)
+                    rmsprop_step(flat, square_avg, lr, config)
+                stats = {"policy_loss": terms.policy_loss.detach(), "value_loss": terms.value_loss.detach(),
+                         "entropy": terms.entropy.detach(), "grad_norm": grad_norm, "values": terms.values,
+                         "targets": terms.targets, "lr": lr}
+                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
+                                     lambda: training_state(rng, rollout, policy=policy, critic=critic,
+                                                            square_avg=square_avg), policy,
+                                     final=iteration == iterations)
+        return record.result(policy)
 
 
-def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads, callback):
-    rng = seed_everything(seed)
-    probe = gym.make(env_id, **(env_kwargs or {}))  # check the spaces before the vector env starts
+def make_networks(env_id: str, env_kwargs: dict | None, config: A2CConfig) -> tuple[nn.Module, nn.Module]:
+    """The policy for the environment's spaces (checked before any vector env starts) and its critic."""
+    probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
-    policy = make_policy("a2c", probe.observation_space, probe.action_space, config.hidden,
-                         config.log_std_init)
-    critic = make_critic(policy, probe.observation_space.shape[0], config)
-    # One flat vector for every parameter (a shared trunk counted once): one tensor for RMSprop
-    # and the clip instead of a dozen. SB3's A2C uses torch's RMSprop (ε added to √v, the
-    # average of g² starting at 0), not the TF-like variant the RL Zoo uses for Atari; so do we.
-    flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
-    square_avg = torch.zeros_like(flat)      # RMSprop's running average of g²
-    rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
-
-    n = config.num_envs
-    iterations = math.ceil(steps / (n * config.n_steps))
-    record = IterationRecord("a2c", steps, progress, out, checkpoint_every, config.log_interval, _row, callback)
-    status = "finished"
-    try:
-        for iteration in range(1, iterations + 1):
-            lr = config.lr * (1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0)
-            T = min(config.n_steps, math.ceil((steps - rollout.env_steps) / n))
-            batch = rollout.collect(policy, T)
-
-            if threads != 1:
-                torch.set_num_threads(threads)
-            terms = a2c_loss(policy, critic, batch, config)
-            if not torch.isfinite(terms.loss):
-                raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
-            flat.grad.zero_()
-            terms.loss.backward()
-            grad_norm = clip_grad_norm(flat, config.max_grad_norm)
-            rmsprop_step(flat, square_avg, lr, config)
-            if threads != 1:
-                torch.set_num_threads(1)
-
-            stats = (terms.policy_loss.detach(), terms.value_loss.detach(), terms.entropy.detach(), grad_norm,
-                     terms.values, terms.targets, lr)
-            record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
-                "policy": owned(policy.state_dict()), "critic": owned(critic.state_dict()),
-                "square_avg": square_avg.clone(),
-                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        record.flush()
-    finally:
-        rollout.close()
-    return record.result(env_id, env_kwargs, config, policy, LOG_COLUMNS, seed, rollout.env_steps, status)
+    policy = make_policy("a2c", probe.observation_space, probe.action_space, config.hidden, config.log_std_init)
+    return policy, make_critic(policy, probe.observation_space.shape[0], config)
 
 
-def _row(iteration: int, env_steps: int, window: list, returns: list, lengths: list) -> tuple:
-    """One log row from the iterations since the last one: the losses become Python numbers
-    here, once per row, not once per iteration."""
-    stats = torch.tensor([[float(x) for x in entry[:4]] for entry in window], dtype=torch.float64)
-    policy_loss, value_loss, entropy, grad_norm = stats.mean(0).tolist()
-    ev = explained_variance(torch.cat([entry[4].flatten() for entry in window]),
-                            torch.cat([entry[5].flatten() for entry in window]))
-    return (iteration, env_steps, float(np.mean(returns)) if returns else float("nan"), len(returns),
-            float(np.mean(lengths)) if lengths else float("nan"), policy_loss, value_loss, entropy, ev,
-            grad_norm, window[-1][6])
+ROW_MEANS = ("policy_loss", "value_loss", "entropy", "grad_norm")
+
+
+def _row(window: list[dict], returns: list, lengths: list) -> dict:
+    """The numbers of one log row, from the iterations since the last one: the losses become
+    Python numbers here, once per row, not once per iteration."""
+    stats = torch.tensor([[float(entry[key]) for key in ROW_MEANS] for entry in window], dtype=torch.float64)
+    ev = explained_variance(torch.cat([entry["values"].flatten() for entry in window]),
+                            torch.cat([entry["targets"].flatten() for entry in window]))
+    return {**dict(zip(ROW_MEANS, stats.mean(0).tolist())), "explained_variance": ev, "lr": window[-1]["lr"]}

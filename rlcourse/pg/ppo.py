@@ -82,10 +82,10 @@ from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import (clipped_surrogate_loss, explained_variance, importance_sampled_loss,
                                    ratio_diagnostics, value_loss)
-from rlcourse.networks import clip_grad_norm, flatten_parameters, owned
+from rlcourse.networks import clip_grad_norm, flatten_parameters
 from rlcourse.pg.policies import ValueFunction, make_policy
-from rlcourse.pg.rollout import Batch, Rollout
-from rlcourse.run import IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads
+from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
 
 SURROGATES = ("clip", "none", "adaptive-kl", "fixed-kl")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
@@ -250,7 +250,7 @@ def make_networks(algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple
 def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
           steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1,
+          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False,
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run PPO for ``steps`` environment steps; return a Result holding the policy.
 
@@ -264,89 +264,94 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
     iteration and ``epochs`` the epochs it ran (fewer than ``n_epochs`` if ``target_kl``
     stopped it).
 
-    With ``out`` set, the networks, the optimiser and the random state are checkpointed
-    there every ``checkpoint_every`` env steps; a non-finite loss stops the run with
-    :class:`NonFiniteError` and leaves the last checkpoint as it was. Acting runs on one
-    CPU thread, the update on ``threads``. ``callback(env_steps, policy)`` is called after
-    every iteration; its time is left out of ``timing``.
+    With ``out`` set, the networks, the optimiser, the environments and the random state
+    are checkpointed there every ``checkpoint_every`` env steps, and ``resume=True`` goes on
+    from the last checkpoint to the same log, bit for bit, as a run never stopped. A
+    non-finite loss stops the run with :class:`NonFiniteError` and leaves the last
+    checkpoint as it was. Acting runs on one CPU thread, the update on ``threads``.
+    ``callback(env_steps, policy)`` is called after every iteration; its time is left out
+    of ``timing``.
     """
     config = config or PPOConfig.for_env(env_id)
     check_run_args(steps, threads)
     with torch_threads(1):
-        return _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads,
-                      callback)
+        rng = seed_everything(seed)
+        policy, critic = make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
+        flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
+        optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        record = IterationRecord("ppo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
+                                 out=out, progress=progress, checkpoint_every=checkpoint_every,
+                                 log_interval=config.log_interval, callback=callback, resume=resume)
+        kl_coef = config.kl_coef
+        if record.resumed:
+            load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)
+            kl_coef = record.resumed["kl_coef"]
+        iterations = math.ceil(steps / (config.num_envs * config.n_steps))
+        with record, rollout:
+            for iteration in range(record.iteration + 1, iterations + 1):
+                remaining = 1.0 - (iteration - 1) / iterations
+                lr = config.lr * (remaining if config.anneal_lr else 1.0)
+                clip_range = config.clip_range * (remaining if config.anneal_clip else 1.0)
+                batch = rollout.collect(policy, min(config.n_steps, math.ceil((steps - rollout.env_steps)
+                                                                              / config.num_envs)))
+                with torch_threads(threads):
+                    data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
+                    stats = update(policy, critic, flat, optimizer, data, config, lr, clip_range, kl_coef)
+                if not all(math.isfinite(stats[key]) for key in TERM_NAMES[1:] + ("kl",)):
+                    raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
+                if config.surrogate == "adaptive-kl":
+                    kl_coef = adapt_kl_coef(kl_coef, stats["kl"], config.kl_target)
+                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
+                                     lambda: {**training_state(rng, rollout, policy=policy, critic=critic,
+                                                               optimizer=optimizer), "kl_coef": kl_coef}, policy,
+                                     final=iteration == iterations)
+        return record.result(policy)
 
 
-def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads, callback):
-    rng = seed_everything(seed)
-    policy, critic = make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
-    flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
-    optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
-    rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+TERM_NAMES = Terms._fields      # loss, policy_loss, value_loss, entropy, approx_kl, clipfrac
+
+
+def update(policy: nn.Module, critic: nn.Module, flat: nn.Parameter, optimizer, data: Minibatch,
+           config: PPOConfig, lr: float, clip_range: float, kl_coef: float) -> dict:
+    """One iteration's update: ``n_epochs`` passes of minibatch steps over the batch (fewer if
+    ``target_kl`` stops them); the named numbers of the log row."""
+    optimizer.param_groups[0]["lr"] = lr
+    with torch.no_grad():
+        old_dist = policy.distribution(data.obs)
     needs_old_dist = config.surrogate in ("adaptive-kl", "fixed-kl")
-
-    n = config.num_envs
-    iterations = math.ceil(steps / (n * config.n_steps))
-    kl_coef = config.kl_coef
-    record = IterationRecord("ppo", steps, progress, out, checkpoint_every, config.log_interval, _row, callback)
-    status = "finished"
-    try:
-        for iteration in range(1, iterations + 1):
-            remaining = 1.0 - (iteration - 1) / iterations
-            lr = config.lr * (remaining if config.anneal_lr else 1.0)
-            clip_range = config.clip_range * (remaining if config.anneal_clip else 1.0)
-            optimizer.param_groups[0]["lr"] = lr
-            T = min(config.n_steps, math.ceil((steps - rollout.env_steps) / n))
-            batch = rollout.collect(policy, T)
-
-            with torch_threads(threads):
-                data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
-                with torch.no_grad():
-                    old_dist = policy.distribution(data.obs)
-                sums, minibatches, epochs = torch.zeros(6), 0, 0
-                for epoch in range(config.n_epochs):
-                    stop = False
-                    for index in torch.randperm(len(data.returns)).split(config.batch_size):
-                        terms = ppo_loss(policy, critic, data.rows(index), config, clip_range, kl_coef,
-                                         policy.rows(old_dist, index) if needs_old_dist else None)
-                        if config.target_kl is not None and terms.approx_kl > 1.5 * config.target_kl:
-                            stop = True   # SB3's rule: this minibatch's step is not taken
-                            break
-                        flat.grad.zero_()
-                        terms.loss.backward()
-                        clip_grad_norm(flat, config.max_grad_norm)
-                        optimizer.step()
-                        sums += torch.stack([t.detach() for t in terms])
-                        minibatches += 1
-                    epochs = epoch + 1
-                    if stop:
-                        break
-                with torch.no_grad():
-                    kl = float(policy.kl(old_dist, policy.distribution(data.obs)).mean())
-            means = (sums / max(minibatches, 1)).tolist()
-            if not all(math.isfinite(x) for x in means) or not math.isfinite(kl):
-                raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
-            stats = (*means[1:], kl, data.values_old, data.returns, kl_coef, clip_range, lr, epochs)
-            if config.surrogate == "adaptive-kl":
-                kl_coef = adapt_kl_coef(kl_coef, kl, config.kl_target)
-            record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
-                "policy": owned(policy.state_dict()), "critic": owned(critic.state_dict()),
-                "optimizer": optimizer.state_dict(), "kl_coef": kl_coef,
-                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        record.flush()
-    finally:
-        rollout.close()
-    return record.result(env_id, env_kwargs, config, policy, LOG_COLUMNS, seed, rollout.env_steps, status)
+    sums, minibatches, epochs = torch.zeros(len(TERM_NAMES)), 0, 0
+    for epoch in range(config.n_epochs):
+        stop = False
+        for index in torch.randperm(len(data.returns)).split(config.batch_size):
+            terms = ppo_loss(policy, critic, data.rows(index), config, clip_range, kl_coef,
+                             policy.rows(old_dist, index) if needs_old_dist else None)
+            if config.target_kl is not None and terms.approx_kl > 1.5 * config.target_kl:
+                stop = True   # SB3's rule: this minibatch's step is not taken
+                break
+            flat.grad.zero_()
+            terms.loss.backward()
+            clip_grad_norm(flat, config.max_grad_norm)
+            optimizer.step()
+            sums += torch.stack([t.detach() for t in terms])
+            minibatches += 1
+        epochs = epoch + 1
+        if stop:
+            break
+    with torch.no_grad():
+        kl = float(policy.kl(old_dist, policy.distribution(data.obs)).mean())
+    means = dict(zip(TERM_NAMES, (sums / max(minibatches, 1)).tolist()))
+    return {**means, "kl": kl, "values": data.values_old, "returns": data.returns, "kl_coef": kl_coef,
+            "clip_range": clip_range, "lr": lr, "epochs": epochs}
 
 
-def _row(iteration: int, env_steps: int, window: list, returns: list, lengths: list) -> tuple:
-    """One log row from the iterations since the last one."""
-    stats = np.mean([entry[:6] for entry in window], axis=0)   # policy_loss … clipfrac, kl
-    policy_loss, value_loss, entropy, approx_kl, clipfrac, kl = stats.tolist()
-    ev = explained_variance(torch.cat([entry[6] for entry in window]), torch.cat([entry[7] for entry in window]))
-    kl_coef, clip_range, lr, epochs = window[-1][8:]
-    return (iteration, env_steps, float(np.mean(returns)) if returns else float("nan"), len(returns),
-            float(np.mean(lengths)) if lengths else float("nan"), policy_loss, value_loss, entropy,
-            approx_kl, kl, clipfrac, ev, kl_coef, clip_range, lr, epochs)
+ROW_MEANS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "kl")
+
+
+def _row(window: list[dict], returns: list, lengths: list) -> dict:
+    """The numbers of one log row, from the iterations since the last one."""
+    means = np.mean([[entry[key] for key in ROW_MEANS] for entry in window], axis=0).tolist()
+    ev = explained_variance(torch.cat([e["values"] for e in window]), torch.cat([e["returns"] for e in window]))
+    last = window[-1]
+    return {**dict(zip(ROW_MEANS, means)), "explained_variance": ev, "kl_coef": last["kl_coef"],
+            "clip_range": last["clip_range"], "lr": last["lr"], "epochs": last["epochs"]}

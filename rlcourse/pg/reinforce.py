@@ -55,12 +55,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
@@ -70,8 +69,8 @@ from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss
 from rlcourse.pg.policies import ValueFunction, make_policy
-from rlcourse.pg.rollout import Rollout
-from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
+from rlcourse.pg.rollout import Rollout, load_training_state, training_state
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
 
 PSI = ("value-baseline", "reward-to-go", "total-return", "constant-baseline", "running-baseline",
        "time-baseline", "min-variance-baseline")
@@ -193,7 +192,8 @@ def fit_value(critic: nn.Module, optimizer, obs: torch.Tensor, targets: torch.Te
 def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
           steps: int = 300_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000) -> Result:
+          checkpoint_every: int = 50_000, resume: bool = False,
+          callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run REINFORCE for ``steps`` environment steps; return a Result holding the policy.
 
     Each iteration collects ``num_envs × steps_per_env`` steps (the last one fewer, so the
@@ -203,93 +203,91 @@ def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
     ``grad_norm`` the policy gradient's norm before clipping (NaN when no whole episode
     was there to weigh); ``value_loss`` is NaN without a critic; ``explained_variance`` is
     1 − Var(G − b)/Var(G) for the baseline b = G − Ψ; ``psi_mean``/``psi_std`` describe Ψ
-    before normalisation. With ``out`` set, the policy, critic, optimisers and random
-    states are checkpointed there every ``checkpoint_every`` env steps.
+    before normalisation. With ``out`` set, the policy, critic, optimisers, environments
+    and random states are checkpointed there every ``checkpoint_every`` env steps, and
+    ``resume=True`` goes on from the last checkpoint to the same log, bit for bit.
+    ``callback(env_steps, policy)`` is called after every iteration, off the clock.
     """
     config = config or ReinforceConfig()
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
-    rng = seed_everything(seed)
-    probe = gym.make(env_id, **(env_kwargs or {}))  # check the spaces before the vector env starts
-    probe.close()
-    policy = make_policy("reinforce", probe.observation_space, probe.action_space, config.hidden,
-                         config.log_std_init)
-    rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
-    critic = value_optimizer = None
-    if config.psi == "value-baseline":
-        critic = ValueFunction(probe.observation_space.shape[0], config.hidden)
-        value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr)
-
+    check_run_args(steps)
     # Tiny networks: torch's intra-op threads only wait on each other, and on a busy machine
     # (two test workers on two cores) they make each step many times slower. One thread also
     # keeps the log bit for bit the same on machines with different core counts.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    n = config.num_envs
-    iterations = math.ceil(steps / (n * config.steps_per_env))
-    rows, rho, last_checkpoint, status = [], None, None, "finished"
-    next_checkpoint = checkpoint_every
-    bar = progress_bar(steps, "reinforce", progress)
-    start = time.perf_counter()
-    try:
-        for iteration in range(1, iterations + 1):
-            frac = 1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0
-            optimizer.param_groups[0]["lr"] = frac * config.lr
-            T = min(config.steps_per_env, math.ceil((steps - rollout.env_steps) / n))
-            batch = rollout.collect(policy, T)
-            if critic is not None:
-                batch.add_values(critic)
-            psi, G, mask, rho = compute_psi(config, batch, policy, rho)
+    with torch_threads(1):
+        rng = seed_everything(seed)
+        policy, critic = make_networks(env_id, env_kwargs, config)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr) if critic else None
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        record = IterationRecord("reinforce", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
+                                 make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
+                                 checkpoint_every=checkpoint_every, callback=callback, resume=resume)
+        rho = None
+        if record.resumed:
+            load_training_state(record.resumed, rng, rollout, policy=policy, optimizer=optimizer, critic=critic,
+                                value_optimizer=value_optimizer)
+            rho = record.resumed["rho"]
+        iterations = math.ceil(steps / (config.num_envs * config.steps_per_env))
+        with record, rollout:
+            for iteration in range(record.iteration + 1, iterations + 1):
+                frac = 1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0
+                batch = rollout.collect(policy, min(config.steps_per_env, math.ceil((steps - rollout.env_steps)
+                                                                                    / config.num_envs)))
+                if critic is not None:
+                    batch.add_values(critic)
+                psi, G, mask, rho = compute_psi(config, batch, policy, rho)
+                optimizer.param_groups[0]["lr"] = frac * config.lr
+                stats = policy_step(policy, optimizer, batch, psi, G, mask, config)
+                if not math.isfinite(stats["loss"]) and (mask is None or mask.any()):
+                    raise NonFiniteError("policy loss", rollout.env_steps, record.last_checkpoint)
+                stats["value_loss"] = float("nan")
+                if critic is not None:
+                    value_optimizer.param_groups[0]["lr"] = frac * config.value_lr
+                    stats["value_loss"] = fit_value(critic, value_optimizer, batch.obs.flatten(0, 1), G.flatten(),
+                                                    config, rng)
+                    if not math.isfinite(stats["value_loss"]):
+                        raise NonFiniteError("value loss", rollout.env_steps, record.last_checkpoint)
+                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
+                                     lambda: {**training_state(rng, rollout, policy=policy, optimizer=optimizer,
+                                                               critic=critic, value_optimizer=value_optimizer),
+                                              "rho": rho}, policy, final=iteration == iterations)
+        return record.result(policy)
 
-            loss = entropy = grad_norm = psi_mean = psi_std = ev = float("nan")
-            if mask is None or mask.any():
-                raw = _masked(psi, mask)
-                psi_mean, psi_std = float(raw.mean()), float(raw.std(correction=0))
-                ev = explained_variance(_masked(G - psi, mask), _masked(G, mask))
-                if config.normalize_advantages:
-                    psi = psi_fns.normalize_advantages(psi, "scale", mask)
-                dist = policy.distribution(batch.obs)
-                logp = policy.log_prob(dist, batch.actions)
-                ent = _masked(policy.entropy(dist), mask).mean()
-                total = policy_gradient_loss(logp, psi, mask) - config.entropy_coef * ent
-                if not torch.isfinite(total):
-                    raise NonFiniteError("policy loss", rollout.env_steps, last_checkpoint)
-                optimizer.zero_grad()
-                total.backward()
-                grad_norm = float(nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm))
-                optimizer.step()
-                loss, entropy = float(total.detach()), float(ent.detach())
 
-            value_loss = float("nan")
-            if critic is not None:
-                value_optimizer.param_groups[0]["lr"] = frac * config.value_lr
-                value_loss = fit_value(critic, value_optimizer, batch.obs.flatten(0, 1), G.flatten(),
-                                       config, rng)
-                if not math.isfinite(value_loss):
-                    raise NonFiniteError("value loss", rollout.env_steps, last_checkpoint)
+def make_networks(env_id: str, env_kwargs: dict | None, config: ReinforceConfig) -> tuple[nn.Module, nn.Module | None]:
+    """The policy for the environment's spaces (checked before any vector env starts), and a
+    critic when Ψ needs one (``value-baseline``)."""
+    probe = gym.make(env_id, **(env_kwargs or {}))
+    probe.close()
+    policy = make_policy("reinforce", probe.observation_space, probe.action_space, config.hidden,
+                         config.log_std_init)
+    critic = ValueFunction(probe.observation_space.shape[0], config.hidden) if config.psi == "value-baseline" else None
+    return policy, critic
 
-            returns, lengths = batch.episode_returns, batch.episode_lengths
-            rows.append((iteration, rollout.env_steps, float(np.mean(returns)) if returns else float("nan"),
-                         len(returns), float(np.mean(lengths)) if lengths else float("nan"), loss,
-                         value_loss, entropy, ev, grad_norm, psi_mean, psi_std))
-            bar.update(batch.size)
-            if out is not None and rollout.env_steps >= next_checkpoint:
-                last_checkpoint = save_checkpoint(out, {
-                    "env_steps": rollout.env_steps, "iteration": iteration, "rows": list(rows), "rho": rho,
-                    "policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                    "critic": None if critic is None else critic.state_dict(),
-                    "value_optimizer": None if critic is None else value_optimizer.state_dict(),
-                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
-                next_checkpoint = (rollout.env_steps // checkpoint_every + 1) * checkpoint_every
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        bar.close()
-        rollout.close()
-        torch.set_num_threads(threads)
-    elapsed = time.perf_counter() - start
-    return Result(algo="reinforce", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=policy, log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
-                  steps=rollout.env_steps, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": rollout.env_steps / max(elapsed, 1e-9)})
+
+def policy_step(policy: nn.Module, optimizer, batch, psi: torch.Tensor, G: torch.Tensor, mask: torch.Tensor | None,
+                config: ReinforceConfig) -> dict:
+    """One gradient step on the policy-gradient loss with weights Ψ; the iteration's numbers.
+
+    Without a whole episode to weigh (``mask`` all False) there is no step, and the numbers are NaN.
+    """
+    stats = dict.fromkeys(("loss", "entropy", "grad_norm", "psi_mean", "psi_std", "explained_variance"),
+                          float("nan"))
+    if mask is not None and not mask.any():
+        return stats
+    raw = _masked(psi, mask)
+    stats.update(psi_mean=float(raw.mean()), psi_std=float(raw.std(correction=0)),
+                 explained_variance=explained_variance(_masked(G - psi, mask), _masked(G, mask)))
+    if config.normalize_advantages:
+        psi = psi_fns.normalize_advantages(psi, "scale", mask)
+    dist = policy.distribution(batch.obs)
+    logp = policy.log_prob(dist, batch.actions)
+    entropy = _masked(policy.entropy(dist), mask).mean()
+    total = policy_gradient_loss(logp, psi, mask) - config.entropy_coef * entropy
+    if not torch.isfinite(total):
+        return {**stats, "loss": float(total.detach())}
+    optimizer.zero_grad()
+    total.backward()
+    stats["grad_norm"] = float(nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm))
+    optimizer.step()
+    return {**stats, "loss": float(total.detach()), "entropy": float(entropy.detach())}

@@ -17,12 +17,16 @@ from which a truncated episode is bootstrapped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 from torch import Tensor
+
+from rlcourse.networks import owned
+from rlcourse.run import random_state, restore_random_state
 
 
 @dataclasses.dataclass
@@ -74,6 +78,26 @@ class Rollout:
     def close(self) -> None:
         self.envs.close()
 
+    def __enter__(self) -> "Rollout":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def state_dict(self) -> dict:
+        """Where every environment stands (the environments themselves, pickled), for a checkpoint."""
+        return {"envs": self.envs.envs, "obs": self.obs.copy(), "starts": self.starts.copy(),
+                "timesteps": self.timesteps.copy(), "episode_return": self.episode_return.copy(),
+                "env_steps": self.env_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from a :meth:`state_dict`: the same environments, in the same state."""
+        self.envs.close()
+        self.envs = gym.vector.SyncVectorEnv([functools.partial(_same, env) for env in state["envs"]],
+                                             autoreset_mode=AutoresetMode.SAME_STEP)
+        self.obs, self.starts, self.timesteps = state["obs"], state["starts"], state["timesteps"]
+        self.episode_return, self.env_steps = state["episode_return"], state["env_steps"]
+
     def collect(self, policy, steps: int) -> Batch:
         """Step every environment ``steps`` times with actions sampled from ``policy``."""
         n = self.obs.shape[0]
@@ -115,3 +139,31 @@ class Rollout:
         tensors = (torch.from_numpy(x) for x in (obs, actions, logp, rewards, terminated, truncated, next_obs,
                                                  starts, timesteps))
         return Batch(*tensors, episode_returns=finished_returns, episode_lengths=finished_lengths)
+
+
+def _same(env: gym.Env) -> gym.Env:
+    return env
+
+
+def training_state(rng: np.random.Generator, rollout: Rollout, **parts) -> dict:
+    """What a checkpoint of a policy-gradient run holds: where the environments stand, the
+    random state, and each of ``parts`` (networks, optimisers, tensors) by name. The
+    networks' tensors are copied: ours are views of one flat parameter vector."""
+    state = {"rollout": rollout.state_dict(), "rng": random_state(rng)}
+    for name, part in parts.items():
+        if isinstance(part, torch.Tensor):
+            state[name] = part.detach().clone()
+        elif part is not None:
+            state[name] = owned(part.state_dict()) if isinstance(part, torch.nn.Module) else part.state_dict()
+    return state
+
+
+def load_training_state(state: dict, rng: np.random.Generator, rollout: Rollout, **parts) -> None:
+    """Go on from a :func:`training_state`: every part as it was saved (tensors in place)."""
+    for name, part in parts.items():
+        if isinstance(part, torch.Tensor):
+            part.copy_(state[name])
+        elif part is not None:
+            part.load_state_dict(state[name])
+    rollout.load_state_dict(state["rollout"])
+    restore_random_state(rng, state["rng"])

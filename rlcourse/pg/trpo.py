@@ -71,11 +71,11 @@ from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg.objective import explained_variance, importance_sampled_loss
-from rlcourse.networks import flatten_parameters, owned
+from rlcourse.networks import flatten_parameters
 from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
 from rlcourse.pg.psi import normalize_advantages
-from rlcourse.pg.rollout import Rollout
-from rlcourse.run import IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads
+from rlcourse.pg.rollout import Rollout, load_training_state, training_state
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
 
 METHODS = ("trpo", "npg")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "surrogate", "improvement", "kl",
@@ -259,7 +259,7 @@ def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch,
 def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
           steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1,
+          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False,
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run TRPO (or NPG) for ``steps`` environment steps; return a Result holding the policy.
 
@@ -267,55 +267,47 @@ def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
     ``num_envs × n_steps`` steps (the last one fewer) and makes one policy update and one
     critic fit. The log has a row per ``log_interval`` iterations (columns
     ``LOG_COLUMNS``; ``return``/``length`` over the episodes that ended in them, the rest
-    means over the iterations, ``backtracks`` the last one's j). Checkpoints, the
-    ``NonFiniteError`` guard, ``threads`` and ``callback`` work as in :func:`rlcourse.pg.ppo.train`.
+    means over the iterations, ``backtracks`` the last one's j). Checkpoints and ``resume``,
+    the ``NonFiniteError`` guard, ``threads`` and ``callback`` work as in
+    :func:`rlcourse.pg.ppo.train`.
     """
     config = config or TRPOConfig.for_env(env_id)
     check_run_args(steps, threads)
     with torch_threads(1):
-        return _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads,
-                      callback)
+        rng = seed_everything(seed)
+        policy, critic = make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init)
+        theta, phi = flatten_parameters(policy), flatten_parameters(critic)
+        optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        record = IterationRecord("trpo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
+                                 make_row=_row, out=out, progress=progress, checkpoint_every=checkpoint_every,
+                                 log_interval=config.log_interval, callback=callback, resume=resume)
+        if record.resumed:
+            load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)
+        iterations = math.ceil(steps / (config.num_envs * config.n_steps))
+        with record, rollout:
+            for iteration in range(record.iteration + 1, iterations + 1):
+                batch = rollout.collect(policy, min(config.n_steps, math.ceil((steps - rollout.env_steps)
+                                                                              / config.num_envs)))
+                with torch_threads(threads):
+                    data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
+                    update = policy_update(policy, theta, data, config)
+                    value_loss = float(fit_critic(critic, phi, optimizer, data, config))
+                if not all(math.isfinite(x) for x in (update["surrogate"], update["kl"], value_loss)):
+                    raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
+                stats = {**update, "value_loss": value_loss, "values": data.values_old, "returns": data.returns}
+                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
+                                     lambda: training_state(rng, rollout, policy=policy, critic=critic,
+                                                            optimizer=optimizer), policy,
+                                     final=iteration == iterations)
+        return record.result(policy)
 
 
-def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, threads, callback):
-    rng = seed_everything(seed)
-    policy, critic = make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init)
-    theta, phi = flatten_parameters(policy), flatten_parameters(critic)
-    optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
-    rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
-
-    n = config.num_envs
-    iterations = math.ceil(steps / (n * config.n_steps))
-    record = IterationRecord("trpo", steps, progress, out, checkpoint_every, config.log_interval, _row, callback)
-    status = "finished"
-    try:
-        for iteration in range(1, iterations + 1):
-            T = min(config.n_steps, math.ceil((steps - rollout.env_steps) / n))
-            batch = rollout.collect(policy, T)
-            with torch_threads(threads):
-                data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
-                update = policy_update(policy, theta, data, config)
-                value_loss = float(fit_critic(critic, phi, optimizer, data, config))
-            if not all(math.isfinite(x) for x in (update["surrogate"], update["kl"], value_loss)):
-                raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
-            stats = {**update, "value_loss": value_loss, "values": data.values_old, "returns": data.returns}
-            record.end_iteration(iteration, iteration == iterations, rollout.env_steps, batch, stats, lambda: {
-                "policy": owned(policy.state_dict()), "critic": owned(critic.state_dict()),
-                "optimizer": optimizer.state_dict(),
-                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, policy)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        record.flush()
-    finally:
-        rollout.close()
-    return record.result(env_id, env_kwargs, config, policy, LOG_COLUMNS, seed, rollout.env_steps, status)
+ROW_MEANS = ("surrogate", "improvement", "kl", "step_fraction", "value_loss", "entropy")
 
 
-def _row(iteration: int, env_steps: int, window: list, returns: list, lengths: list) -> tuple:
-    """One log row from the iterations since the last one."""
-    mean = {key: float(np.mean([entry[key] for entry in window]))
-            for key in ("surrogate", "improvement", "kl", "step_fraction", "value_loss", "entropy")}
+def _row(window: list[dict], returns: list, lengths: list) -> dict:
+    """The numbers of one log row, from the iterations since the last one."""
+    mean = {key: float(np.mean([entry[key] for entry in window])) for key in ROW_MEANS}
     ev = explained_variance(torch.cat([e["values"] for e in window]), torch.cat([e["returns"] for e in window]))
-    return (iteration, env_steps, float(np.mean(returns)) if returns else float("nan"), len(returns),
-            float(np.mean(lengths)) if lengths else float("nan"), mean["surrogate"], mean["improvement"],
-            mean["kl"], mean["step_fraction"], window[-1]["backtracks"], mean["value_loss"], mean["entropy"], ev)
+    return {**mean, "backtracks": window[-1]["backtracks"], "explained_variance": ev}

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 from rlcourse.config import check_choice, check_range
-from rlcourse.run import (NonFiniteError, Result, progress_bar, require_discrete, save_checkpoint,
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, require_discrete,
                           seed_everything)
 from rlcourse.tabular.qtable import QTable, action_names_for, epsilon_greedy
 
@@ -106,33 +104,36 @@ def td_target(config: TDControlConfig, q_next, next_action: int, reward: float,
 def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None = None, *,
           steps: int = 3000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 10_000) -> Result:
+          checkpoint_every: int = 10_000, resume: bool = False, callback=None) -> Result:
     """Run TD control for ``steps`` environment steps; return a Result with a QTable.
 
     The log has one row per finished episode: ``episode``, ``env_steps``, ``return``,
     ``length``, ``epsilon`` and ``mean_abs_td_error``. With ``out`` set, a checkpoint is
-    written there every ``checkpoint_every`` steps.
+    written there at the end of the first episode after every ``checkpoint_every`` steps,
+    and ``resume=True`` goes on from the last one to the same log, bit for bit.
+    ``callback(env_steps, q_table)`` is called at the end of every episode, off the clock.
     """
     config = config or TDControlConfig()
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
+    check_run_args(steps)
     env = gym.make(env_id, **(env_kwargs or {}))
     n_states, n_actions = require_discrete(config.method, env)
     rng = seed_everything(seed)
     q = [[float(config.q_init)] * n_actions for _ in range(n_states)]  # Q[s][a], synced to policy.values
     policy = QTable(np.array(q), action_names_for(env))
     alpha, sarsa = config.alpha, config.method == "sarsa"
-
-    rows, episode_return, episode_length, abs_td = [], 0.0, 0, 0.0
-    last_checkpoint, status, start = None, "finished", time.perf_counter()
-    bar = progress_bar(steps, config.method, progress)
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
-    epsilon = epsilon_at(config, 0, steps)
-    action = epsilon_greedy(q[obs], epsilon, rng)
-    completed = 0
-    try:
-        for step in range(1, steps + 1):
+    record = IterationRecord(config.method, env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
+                             make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
+                             checkpoint_every=checkpoint_every, callback=callback, resume=resume)
+    if record.resumed:
+        q, env, obs, action, epsilon = _load(record.resumed, rng)
+    else:
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        epsilon = epsilon_at(config, 0, steps)
+        action = epsilon_greedy(q[obs], epsilon, rng)
+    episode_return, episode_length, abs_td, completed = 0.0, 0, 0.0, record.env_steps
+    with record:
+        for step in range(record.env_steps + 1, steps + 1):
             next_obs, reward, terminated, truncated, _ = env.step(action)
             epsilon = epsilon_at(config, step, steps)
             next_action = epsilon_greedy(q[next_obs], epsilon, rng) if sarsa else -1
@@ -144,33 +145,35 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
             q[obs][action] += alpha * td_error
             ### END SOLUTION
             if not math.isfinite(td_error):
-                raise NonFiniteError("TD error", step, last_checkpoint)
+                raise NonFiniteError("TD error", step, record.last_checkpoint)
             episode_return += reward
             episode_length += 1
+            completed = step
             abs_td += abs(td_error)
             if terminated or truncated:
-                rows.append((len(rows), step, episode_return, episode_length, epsilon,
-                             abs_td / episode_length))
-                bar.update(episode_length)
-                episode_return, episode_length, abs_td = 0.0, 0, 0.0
                 obs, _ = env.reset()
                 action = epsilon_greedy(q[obs], epsilon, rng)
+                stats = {"episode": len(record.rows), "return": episode_return, "length": episode_length,
+                         "epsilon": epsilon, "mean_abs_td_error": abs_td / episode_length}
+                if callback is not None:
+                    policy.values[:] = q
+                record.end_iteration(step, stats, [], [], lambda: {"q": [list(row) for row in q], "env": env,
+                                                                   "obs": obs, "action": action, "epsilon": epsilon,
+                                                                   "rng": rng.bit_generator.state}, policy)
+                episode_return, episode_length, abs_td = 0.0, 0, 0.0
             else:
                 obs = next_obs
                 action = next_action if sarsa else epsilon_greedy(q[obs], epsilon, rng)
-            completed = step
-            if out is not None and step % checkpoint_every == 0:
-                last_checkpoint = save_checkpoint(out, {"q": np.array(q), "step": step, "rows": list(rows),
-                                                        "rng": rng.bit_generator.state})
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        policy.values[:] = q
-        bar.close()
-        env.close()
-    elapsed = time.perf_counter() - start
-    log = pd.DataFrame(rows, columns=["episode", "env_steps", "return", "length", "epsilon",
-                                      "mean_abs_td_error"])
-    return Result(algo=config.method, env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=policy, log=log, seed=seed, steps=completed, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": completed / max(elapsed, 1e-9)})
+    record.advance(completed)
+    env.close()
+    policy.values[:] = q
+    return record.result(policy)
+
+
+LOG_COLUMNS = ["episode", "env_steps", "return", "length", "epsilon", "mean_abs_td_error"]
+
+
+def _load(state: dict, rng: np.random.Generator) -> tuple:
+    """Q, the environment (as it stood), its observation, the next action and ε, from a checkpoint."""
+    rng.bit_generator.state = state["rng"]
+    return state["q"], state["env"], state["obs"], state["action"], state["epsilon"]

@@ -62,17 +62,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 
 from rlcourse.config import check_range
-from rlcourse.run import (NonFiniteError, Result, UnsupportedSpaceError, atomic_write, progress_bar,
-                          save_checkpoint, seed_everything)
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, UnsupportedSpaceError, atomic_write, check_run_args,
+                          seed_everything)
 from rlcourse.tabular.evaluation import check_count, check_gamma, check_policy, sample_action
 from rlcourse.tabular.qtable import epsilon_greedy
 from rlcourse.value.dqn_targets import linear_epsilon
@@ -353,16 +351,18 @@ def features_for(env, config: LinearQConfig):
 def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *,
           steps: int = 150_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000) -> Result:
+          checkpoint_every: int = 50_000, resume: bool = False, callback=None) -> Result:
     """Run linear Q-learning for ``steps`` env steps; return a Result holding a LinearQPolicy.
 
     The log has one row per finished episode, the columns of tabular TD control:
     ``episode``, ``env_steps``, ``return``, ``length``, ``epsilon``, ``mean_abs_td_error``.
-    With ``out`` set, W is checkpointed there every ``checkpoint_every`` steps.
+    With ``out`` set, W, the environment and the random state are checkpointed there at the
+    end of the first episode after every ``checkpoint_every`` steps, and ``resume=True`` goes
+    on from the last checkpoint to the same log, bit for bit. ``callback(env_steps, policy)``
+    is called at the end of every episode, off the clock.
     """
     config = config or LinearQConfig()
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
+    check_run_args(steps)
     env = gym.make(env_id, **(env_kwargs or {}))
     try:
         features = features_for(env, config)
@@ -371,50 +371,48 @@ def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *
         raise
     rng = seed_everything(seed)
     W = np.zeros((features.n_features, int(env.action_space.n)))
-    alpha, gamma = config.alpha, config.gamma
-
-    rows, episode_return, episode_length, abs_td = [], 0.0, 0, 0.0
-    last_checkpoint, status, completed = None, "finished", 0
-    bar = progress_bar(steps, "linear-q", progress)
-    start = time.perf_counter()
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
-    phi = features(obs)
+    policy = LinearQPolicy(W, features)
+    record = IterationRecord("linear-q", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
+                             make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
+                             checkpoint_every=checkpoint_every, callback=callback, resume=resume)
     schedule = (config.epsilon_start, config.epsilon_end, config.exploration_fraction, steps)
-    epsilon = linear_epsilon(0, *schedule)
-    try:
-        for step in range(1, steps + 1):
+    if record.resumed:
+        W[:], env, obs, epsilon = record.resumed["W"], record.resumed["env"], record.resumed["obs"], \
+            record.resumed["epsilon"]
+        rng.bit_generator.state = record.resumed["rng"]
+    else:
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        epsilon = linear_epsilon(0, *schedule)
+    phi = features(obs)
+    episode_return, episode_length, abs_td, completed = 0.0, 0, 0.0, record.env_steps
+    with record:
+        for step in range(record.env_steps + 1, steps + 1):
             action = epsilon_greedy(linear_value(W, phi).tolist(), epsilon, rng)
             obs, reward, terminated, truncated, _ = env.step(action)
             phi_next = features(obs)
             td_error = linear_q_learning_update(W, phi, action, float(reward), phi_next, terminated,
-                                                alpha, gamma)
+                                                config.alpha, config.gamma)
             if not math.isfinite(td_error):
-                raise NonFiniteError("TD error", step, last_checkpoint)
+                raise NonFiniteError("TD error", step, record.last_checkpoint)
             episode_return += reward
             episode_length += 1
+            completed = step
             abs_td += abs(td_error)
             epsilon = linear_epsilon(step, *schedule)
             if terminated or truncated:
-                rows.append((len(rows), step, episode_return, episode_length, epsilon,
-                             abs_td / episode_length))
-                bar.update(episode_length)
-                episode_return, episode_length, abs_td = 0.0, 0, 0.0
                 obs, _ = env.reset()
                 phi_next = features(obs)
+                stats = {"episode": len(record.rows), "return": episode_return, "length": episode_length,
+                         "epsilon": epsilon, "mean_abs_td_error": abs_td / episode_length}
+                record.end_iteration(step, stats, [], [], lambda: {"W": W.copy(), "env": env, "obs": obs,
+                                                                   "epsilon": epsilon, "rng": rng.bit_generator.state},
+                                     policy)
+                episode_return, episode_length, abs_td = 0.0, 0, 0.0
             phi = phi_next
-            completed = step
-            if out is not None and step % checkpoint_every == 0:
-                last_checkpoint = save_checkpoint(out, {"W": W.copy(), "step": step, "rows": list(rows),
-                                                        "rng": rng.bit_generator.state})
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        bar.close()
-        env.close()
-    elapsed = time.perf_counter() - start
-    log = pd.DataFrame(rows, columns=["episode", "env_steps", "return", "length", "epsilon",
-                                      "mean_abs_td_error"])
-    return Result(algo="linear-q", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=LinearQPolicy(W, features), log=log, seed=seed, steps=completed, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": completed / max(elapsed, 1e-9)})
+    record.advance(completed)
+    env.close()
+    return record.result(policy)
+
+
+LOG_COLUMNS = ["episode", "env_steps", "return", "length", "epsilon", "mean_abs_td_error"]
