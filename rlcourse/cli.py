@@ -1,18 +1,24 @@
 """The command line: ``rlcourse train``, ``evaluate``, ``tour``, ``assignment release``, ``grade``, ``rlhf``.
 
-A user's mistake (unknown algorithm or environment, a bad ``--set`` value, a missing run
-directory) ends with exit status 2 and one line on stderr, never a traceback.
+A user's mistake (unknown algorithm or environment, a bad ``--set`` value or seed, a
+folder that holds no run or a damaged one, an ``--out`` that holds something else) ends
+with exit status 2 and one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import json
+import shutil
 import sys
 from pathlib import Path
 
+from rlcourse import __version__
+from rlcourse.algorithms import ALGORITHMS, load
 from rlcourse.config import ConfigError, UsageError, apply_overrides, parse_overrides
+from rlcourse.play import RENDER_MODES, VIDEO_FORMATS
 from rlcourse.rlhf.cli import add_parser as add_rlhf_parser
 
 USAGE_ERROR, TRAINING_FAILED, INTERRUPTED = 2, 1, 130
@@ -32,16 +38,76 @@ def _check_env(env_id: str) -> None:
         raise UsageError(f"unknown environment {env_id!r}: {err}") from None
 
 
+def _check_at_least(flag: str, value, low) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{flag} = {value} is out of range: it must be >= {low}")
+
+
+def _algorithm(name: str):
+    if name not in ALGORITHMS:
+        close = difflib.get_close_matches(name, ALGORITHMS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown algorithm {name!r}{hint} (the algorithms: {', '.join(ALGORITHMS)})")
+    return ALGORITHMS[name]
+
+
+def _run_config(directory: Path) -> dict:
+    """The config.json of the run of `rlcourse train` in ``directory``, or a UsageError saying why there is none."""
+    path = directory / "config.json"
+    if not path.is_file():
+        raise UsageError(f"{directory} is not a run directory (no config.json); "
+                         "make one with `rlcourse train ... --out DIR`")
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path} is damaged: it is not JSON ({err})") from None
+    if isinstance(meta, dict) and ("model_type" in meta or "sft" in meta):   # a stage's model, or the pipeline's folder
+        raise UsageError(f"{directory} holds lesson 7's RLHF output, not a run of `rlcourse train`: "
+                         "evaluate a tuned model with `rlcourse rlhf evaluate MODEL_DIR --reference SFT_DIR`")
+    if not isinstance(meta, dict) or "algo" not in meta:
+        raise UsageError(f"{path} is not the config.json of a run: it names no algorithm")
+    if meta["algo"] not in ALGORITHMS:
+        raise UsageError(f"{path} names the algorithm {meta['algo']!r}, which is not one of: {', '.join(ALGORITHMS)}")
+    return meta
+
+
+def _load_run(directory: Path):
+    _run_config(directory)
+    try:
+        return load(directory)
+    except FileNotFoundError as err:
+        raise UsageError(f"{directory} is missing {Path(err.filename).name}: train the run again") from None
+    except Exception as err:     # whatever else reading the files raises, they are damaged (or edited by hand)
+        first_line = str(err).partition("\n")[0]
+        raise UsageError(f"{directory} holds a damaged run: {type(err).__name__}: {first_line}") from None
+
+
+def _prepare_out(out: Path, algo: str, force: bool) -> None:
+    """Remove what ``out`` holds before a new run of ``algo`` is written there, so that no file of
+    an old run stays; refuse unless it is a run of the same algorithm or ``force`` is given."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    try:
+        held = _run_config(out)["algo"]
+    except UsageError:
+        held = None
+    if held != algo and not force:
+        what = f"a run of {held}" if held else "files that are not a run"
+        raise UsageError(f"--out {out} holds {what}: give another --out, or --force to replace it")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise UsageError(f"--out {out} holds the current directory: it cannot be replaced")
+    if out.is_dir():
+        shutil.rmtree(out)
+    else:
+        out.unlink()
+
+
 def cmd_train(args) -> int:
-    from rlcourse.algorithms import ALGORITHMS
     from rlcourse.run import CHECKPOINT, NonFiniteError, UnsupportedSpaceError
 
-    if args.algo not in ALGORITHMS:
-        raise UsageError(f"unknown algorithm {args.algo!r}; choose one of: {', '.join(ALGORITHMS)}")
-    if args.steps < 1:
-        raise UsageError(f"--steps = {args.steps} is out of range: it must be >= 1")
+    spec = _algorithm(args.algo)
+    _check_at_least("--steps", args.steps, 1)
     _check_env(args.env)
-    spec = ALGORITHMS[args.algo]
     try:
         config = apply_overrides(spec.defaults_for(args.env), parse_overrides(args.set))
     except ConfigError as err:
@@ -54,9 +120,13 @@ def cmd_train(args) -> int:
             continue
         if name not in inspect.signature(spec.train).parameters:
             raise UsageError(f"{flag}: {args.algo} does not support it")
-        if name == "threads" and value < 1:
-            raise UsageError(f"--threads = {value} is out of range: it must be >= 1")
+        if name == "threads":
+            _check_at_least(flag, value, 1)
         options[name] = value
+    if args.resume and args.force:
+        raise UsageError("--resume keeps the run in OUT and --force replaces it: give one of them")
+    if not args.resume:
+        _prepare_out(out, args.algo, args.force)
     try:
         result = spec.train(args.env, config, steps=args.steps, seed=args.seed, out=out,
                             progress=not args.quiet, **options)
@@ -85,26 +155,21 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from rlcourse.play import evaluate
-    from rlcourse.algorithms import load
-
-    directory = Path(args.run_dir)
-    if not (directory / "config.json").is_file():
-        raise UsageError(f"{directory} is not a run directory (no config.json); "
-                         "make one with `rlcourse train ... --out DIR`")
-    if args.episodes < 1:
-        raise UsageError(f"--episodes = {args.episodes} is out of range: it must be >= 1")
     import gymnasium as gym
 
-    result = load(directory)
-    gif = args.gif or directory / "episode.gif"
+    from rlcourse.play import evaluate
+
+    _check_at_least("--episodes", args.episodes, 1)
+    directory = Path(args.run_dir)
+    result = _load_run(directory)
+    _check_env(result.env_id)
+    video = args.video or directory / f"episode.{args.render}"
     try:
-        summary = evaluate(result, episodes=args.episodes, seed=args.seed, render=args.render,
-                           gif_path=gif)
+        summary = evaluate(result, episodes=args.episodes, seed=args.seed, render=args.render, video_path=video)
     except (ValueError, gym.error.DependencyNotInstalled) as err:
         raise UsageError(str(err)) from None
-    if args.render == "gif":
-        print(f"wrote {gif}")
+    if args.render in VIDEO_FORMATS:
+        print(f"wrote {video}")
     print(json.dumps(summary))
     return 0
 
@@ -133,8 +198,9 @@ def cmd_release(args) -> int:
         summary = release(args.out, _lessons(args.lessons))
     except ReleaseError as err:
         raise UsageError(str(err)) from None
+    print("to write:")
     for path, functions in summary["functions"].items():
-        print(f"{path}: {', '.join(functions)}")
+        print(f"  {path}: {', '.join(functions)}")
     print(f"released lessons {', '.join(map(str, summary['lessons']))} to {summary['out']}")
     return 0
 
@@ -179,8 +245,7 @@ def cmd_grade(args) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name} = {value:g} is out of range: it must be > 0 seconds")
-    if args.memory_mb < 256:
-        raise UsageError(f"--memory-mb = {args.memory_mb} is out of range: it must be >= 256")
+    _check_at_least("--memory-mb", args.memory_mb, 256)
     try:
         report = grade(args.submission, tests=args.tests, tests_dir=args.tests_dir, timeout=args.timeout,
                        memory_mb=args.memory_mb, jobs=args.jobs, lessons=_lessons(args.lessons),
@@ -197,14 +262,19 @@ def cmd_grade(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlcourse", description="Reinforcement learning, taught by building it.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train an algorithm and save the run")
-    train.add_argument("algo", help="q-learning, sarsa, expected-sarsa, linear-q, dqn, reinforce, a2c or a3c")
+    train.add_argument("algo", metavar="ALGO", help=f"one of: {', '.join(ALGORITHMS)}")
     train.add_argument("--env", required=True, help="a Gymnasium id, e.g. rlcourse/Corridor-v0")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--steps", type=int, default=10_000, help="environment steps")
-    train.add_argument("--out", help="run directory (default runs/ALGO_ENV_seedN)")
+    train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, torch and the environments "
+                       "(default: %(default)s)")
+    train.add_argument("--steps", type=int, default=10_000, help="environment steps (default: %(default)s)")
+    train.add_argument("--out", help="run directory (default: runs/ALGO_ENV_seedN); an old run of the same "
+                       "algorithm there is replaced")
+    train.add_argument("--force", action="store_true",
+                       help="replace whatever OUT holds: a run of another algorithm, or other files")
     train.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="override config fields, e.g. --set alpha=0.5 gamma=1")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -215,10 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--episodes", type=int, default=10)
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--render", choices=["none", "ansi", "gif"], default="none")
-    evaluate.add_argument("--gif", help="where --render gif writes (default RUN_DIR/episode.gif)")
+    evaluate.add_argument("--episodes", type=int, default=10, help="(default: %(default)s)")
+    evaluate.add_argument("--seed", type=int, default=0, help="episode i is seeded seed + i (default: %(default)s)")
+    evaluate.add_argument("--render", choices=RENDER_MODES, default="none",
+                          help="ansi: print the frames as text; gif, mp4: record the first episode "
+                          "(mp4 needs the video extra) (default: %(default)s)")
+    evaluate.add_argument("--video", help="where --render gif or mp4 writes (default: RUN_DIR/episode.gif or .mp4)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     tour = sub.add_parser("tour", help="run every lesson on small budgets and write a report")
@@ -267,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        _check_at_least("--seed", getattr(args, "seed", None), 0)    # NumPy takes no negative seed
         return args.func(args)
     except UsageError as err:
         print(f"rlcourse: error: {err}", file=sys.stderr)
