@@ -1,0 +1,69 @@
+"""The package as a user gets it: ``python -m build`` makes an sdist and a wheel, and the wheel,
+installed in a fresh virtual environment, runs there.
+
+Nothing is downloaded: the build uses the setuptools at hand (``--no-isolation``), and the
+virtual environment sees this machine's packages (torch, gymnasium, …) while rlcourse
+itself comes from the wheel alone.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import rlcourse
+
+ROOT = Path(rlcourse.__file__).resolve().parents[1]
+
+
+def run(command: list, cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{command}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT], cwd=out)
+    return out
+
+
+def test_the_sdist_holds_the_readme_license_changelog_and_the_graded_tests(dist):
+    (sdist,) = dist.glob(f"rlcourse-{rlcourse.__version__}.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[-1] for name in archive.getnames()}
+    assert {"README.md", "LICENSE", "CHANGELOG.md", "setup.cfg", "tests/graded/conftest.py",
+            "tests/conftest.py", "notebooks/01_tabular_control.py"} <= names
+
+
+def test_the_wheel_holds_every_module_of_the_package(dist):
+    (wheel,) = dist.glob(f"rlcourse-{rlcourse.__version__}-py3-none-any.whl")
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "rlcourse").rglob("*.py")}
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert modules <= names, sorted(modules - names)
+    assert f"rlcourse-{rlcourse.__version__}.dist-info/licenses/LICENSE" in names
+
+
+def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_tour(dist, tmp_path):
+    (wheel,) = dist.glob("*.whl")
+    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", tmp_path / "venv"], cwd=tmp_path)
+    bin_dir = tmp_path / "venv" / "bin"
+    run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", wheel],
+        cwd=tmp_path)
+    where = run([bin_dir / "python", "-c", "import rlcourse; print(rlcourse.__file__)"], cwd=tmp_path)
+    assert Path(where.strip()).is_relative_to(tmp_path / "venv"), where       # the wheel's code, not this checkout
+
+    assert run([bin_dir / "rlcourse", "--version"], cwd=tmp_path).strip() == f"rlcourse {rlcourse.__version__}"
+    summary = run([bin_dir / "rlcourse", "train", "q-learning", "--env", "rlcourse/Corridor-v0", "--steps", "300",
+                   "--quiet", "--out", "run"], cwd=tmp_path)
+    assert json.loads(summary.splitlines()[-1])["env_steps"] == 300
+    assert (tmp_path / "run" / "q_table.npy").is_file()
+    run([bin_dir / "rlcourse", "tour", "--quick", "--quiet", "--out", "tour"], cwd=tmp_path)
+    assert (tmp_path / "tour" / "report.md").is_file()
