@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -162,3 +163,36 @@ def test_release_refuses_a_non_empty_directory_and_unknown_lessons(tmp_path, cap
     assert main(["assignment", "release", "--out", str(tmp_path), "--lessons", "1"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert main(["assignment", "release", "--out", str(tmp_path / "x"), "--lessons", "one"]) == 2
+
+
+def test_the_release_readme_gives_one_grade_command_and_pytest_names_what_is_left_to_write(released, tmp_path):
+    out, summary = released
+    readme = (out / "README.md").read_text()
+    assert "python -m venv .venv && . .venv/bin/activate" in readme and 'pip install torch==2.13.0 -e ".[dev]"' in readme
+    assert "rlcourse grade . --lessons 1,2,6,7" in readme
+    assert "policy_gradient_loss" not in readme and "rlcourse/value/replay.py" not in readme      # lessons 4, 3
+    assert summary["functions"]["rlcourse/pg/objective.py"] == ["clipped_surrogate_loss"]
+    # td_target written, wrongly: its tests fail with a traceback; the other stubs are one line each
+    student = tmp_path / "student"
+    shutil.copytree(out, student)
+    td_control = student / "rlcourse" / "tabular" / "td_control.py"
+    stub = 'raise NotImplementedError("lesson 1: write td_target in rlcourse/tabular/td_control.py'
+    td_control.write_text(re.sub(re.escape(stub) + ".*", "return 0.0", td_control.read_text()))
+    for lesson in (2, 6, 7):                             # lesson 1's tests alone are quicker
+        (student / "tests" / "graded" / f"test_lesson{lesson}.py").unlink()
+    # as a student runs it (-n 1 instead of the release's -n 2: one worker is enough for lesson 1)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "1", "-p", "no:cacheprovider"],
+                          cwd=student, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RLCOURSE_UNDER_TEST": str(student)})
+    assert done.returncode == 1, done.stdout[-3000:]
+    lines = done.stdout.splitlines()
+    left = [f for path in ("rlcourse/tabular/qtable.py", "rlcourse/tabular/td_control.py")
+            for f in summary["functions"][path] if f != "td_target"]
+    (total,) = [line for line in lines if "functions still to write: " in line]
+    assert total.startswith(f"{len(left)} functions still to write: ") and "td_target" not in total
+    assert all(f"{name} (lesson 1, rlcourse/tabular/" in total for name in left)
+    assert any(line.startswith("NOT WRITTEN tests/graded/test_lesson1.py::test_greedy_action") for line in lines)
+    assert "FAILED tests/graded/test_lesson1.py::test_td_target_of_q_learning_and_sarsa" in done.stdout
+    assert "def test_td_target_of_q_learning_and_sarsa():" in done.stdout            # its traceback
+    assert "raise NotImplementedError" not in done.stdout                             # no stub's traceback
+
