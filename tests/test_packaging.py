@@ -57,8 +57,10 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_tour(dist, tmp_path):
     bin_dir = tmp_path / "venv" / "bin"
     run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", wheel],
         cwd=tmp_path)
-    where = run([bin_dir / "python", "-c", "import rlcourse; print(rlcourse.__file__)"], cwd=tmp_path)
-    assert Path(where.strip()).is_relative_to(tmp_path / "venv"), where       # the wheel's code, not this checkout
+    # the wheel's code, every module of it, and not this checkout's (which is on the system's path too)
+    loaded = run([bin_dir / "python", "-c", "import sys, rlcourse.cli, rlcourse.tour; print(*(m.__file__ for name, m "
+                  "in sys.modules.items() if name.split('.')[0] == 'rlcourse'), sep='\\n')"], cwd=tmp_path).split()
+    assert len(loaded) > 20 and all(Path(f).is_relative_to(tmp_path / "venv") for f in loaded), loaded
 
     assert run([bin_dir / "rlcourse", "--version"], cwd=tmp_path).strip() == f"rlcourse {rlcourse.__version__}"
     summary = run([bin_dir / "rlcourse", "train", "q-learning", "--env", "rlcourse/Corridor-v0", "--steps", "300",
