@@ -176,6 +176,42 @@ def reference_logprobs(reference: nn.Module, tokenizer, pairs: Sequence[dict], b
     return torch.cat(chosen), torch.cat(rejected)
 
 
+def dpo_step(policy: nn.Module, reference: nn.Module, optimizer, tokenizer, pairs: Sequence[dict], index: list,
+             ref_all: tuple[Tensor, Tensor] | None, config: DPOConfig, step: int) -> dict:
+    """One optimiser step on the minibatch ``index`` of ``pairs``; the numbers of its log row.
+
+    ``ref_all``: the reference's log-probabilities of every pair, precomputed (else the
+    reference scores the minibatch now). In a process group each rank scores its slice and
+    every number is that of the global batch.
+    """
+    device = next(policy.parameters()).device
+    mine = distributed.shard(index)       # this rank's pairs (all of them in one process)
+    # sums over this rank's pairs of: chosen reward, rejected reward, correct ranking, margin
+    sums = torch.zeros(4, device=device)
+    if mine:
+        chosen, rejected = encode_pairs(tokenizer, [pairs[i] for i in mine], config.max_length, device)
+        with autocast(device):
+            policy_chosen, policy_rejected = concatenated_logprobs(policy, chosen, rejected)
+            if ref_all is not None:
+                ref_chosen, ref_rejected = ref_all[0][mine], ref_all[1][mine]
+            else:
+                with torch.no_grad():
+                    ref_chosen, ref_rejected = concatenated_logprobs(reference, chosen, rejected)
+        terms = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta,
+                         config.loss_type, config.label_smoothing)
+        share = terms.loss * (len(mine) / len(index))   # n_k / N; exactly 1 in one process
+        margin = terms.chosen_rewards - terms.rejected_rewards
+        sums = torch.stack([terms.chosen_rewards.sum(), terms.rejected_rewards.sum(),
+                            (margin > 0).sum().to(margin.dtype), margin.sum()])
+    else:                                 # an empty slice still joins the all-reduces, with no gradient
+        share = torch.zeros((), device=device, requires_grad=True)
+    grad_norm = optimizer_step(policy, optimizer, share, config.max_grad_norm, "DPO loss", step, all_reduce=True)
+    chosen_reward, rejected_reward, accuracy, margin = (distributed.all_reduce_sum(sums) / len(index)).tolist()
+    return {"loss": distributed.all_reduce_sum(share.detach()).item(), "chosen_reward": chosen_reward,
+            "rejected_reward": rejected_reward, "reward_accuracy": accuracy, "reward_margin": margin,
+            "grad_norm": grad_norm}
+
+
 def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: Sequence[dict],
               config: DPOConfig = DPOConfig(), callback: Callable[[int, nn.Module], None] | None = None
               ) -> pd.DataFrame:
@@ -218,7 +254,6 @@ def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: 
         raise ValueError("train_dpo: a reference model is needed (frozen_copy of the policy before DPO)")
     if reference is policy:
         raise ValueError("train_dpo: the reference must be a separate model (rlcourse.rlhf.model.frozen_copy(policy))")
-    device = next(policy.parameters()).device
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
@@ -228,37 +263,12 @@ def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: 
     with training_mode(config.seed, policy):
         was_training = reference.training
         reference.eval()
+        ref_all = None
         if config.precompute_reference:
-            ref_chosen_all, ref_rejected_all = reference_logprobs(reference, tokenizer, pairs, config.batch_size,
-                                                                  config.max_length)
+            ref_all = reference_logprobs(reference, tokenizer, pairs, config.batch_size, config.max_length)
         for step, (epoch, index) in enumerate(minibatches(len(pairs), config.batch_size, config.epochs, generator), 1):
-            mine = distributed.shard(index)       # this rank's pairs (all of them in one process)
-            # sums over this rank's pairs of: chosen reward, rejected reward, correct ranking, margin
-            sums = torch.zeros(4, device=device)
-            if mine:
-                chosen, rejected = encode_pairs(tokenizer, [pairs[i] for i in mine], config.max_length, device)
-                with autocast(device):
-                    policy_chosen, policy_rejected = concatenated_logprobs(policy, chosen, rejected)
-                    if config.precompute_reference:
-                        ref_chosen, ref_rejected = ref_chosen_all[mine], ref_rejected_all[mine]
-                    else:
-                        with torch.no_grad():
-                            ref_chosen, ref_rejected = concatenated_logprobs(reference, chosen, rejected)
-                terms = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta,
-                                 config.loss_type, config.label_smoothing)
-                share = terms.loss * (len(mine) / len(index))   # n_k / N; exactly 1 in one process
-                margin = terms.chosen_rewards - terms.rejected_rewards
-                sums = torch.stack([terms.chosen_rewards.sum(), terms.rejected_rewards.sum(),
-                                    (margin > 0).sum().to(margin.dtype), margin.sum()])
-            else:                                 # an empty slice still joins the all-reduces, with no gradient
-                share = torch.zeros((), device=device, requires_grad=True)
-            grad_norm = optimizer_step(policy, optimizer, share, config.max_grad_norm, "DPO loss", step,
-                                       all_reduce=True)
-            chosen_reward, rejected_reward, accuracy, margin = (distributed.all_reduce_sum(sums) / len(index)).tolist()
-            log.append({"step": step, "epoch": epoch, "loss": distributed.all_reduce_sum(share.detach()).item(),
-                        "chosen_reward": chosen_reward, "rejected_reward": rejected_reward,
-                        "reward_accuracy": accuracy, "reward_margin": margin,
-                        "grad_norm": grad_norm, "time": time.perf_counter() - start})
+            row = dpo_step(policy, reference, optimizer, tokenizer, pairs, index, ref_all, config, step)
+            log.append({"step": step, "epoch": epoch, **row, "time": time.perf_counter() - start})
             if callback is not None:
                 callback(step, policy)
         reference.train(was_training)

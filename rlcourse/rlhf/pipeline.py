@@ -36,6 +36,7 @@ paper's IMDb figure. :func:`run_pipeline` writes everything under one directory:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -304,40 +305,10 @@ def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     done("reward", f"reward model: held-out accuracy {rm_eval['accuracy']:.3f} of a possible {ceiling:.3f}")
 
     frontier = [{"method": "sft", "coef": 0.0, "reward": summary["sft_reward"], "kl": 0.0, "win_rate": 0.5}]
-
-    # 4. DPO, for each β of the sweep; the configured β is the one the summary reports
-    for beta in sorted({config.dpo.beta, *config.dpo_betas}):
-        policy = frozen_copy(sft_model).requires_grad_(True)
-        dpo_config = dataclasses.replace(config.dpo, beta=beta, seed=config.seed)
-        log = train_dpo(policy, reference, tokenizer, pairs, dpo_config)
-        scores = judge(policy, reference, sft_rewards, tokenizer, eval_prompts, config.max_new_tokens, eval_seed)
-        frontier.append({"method": "dpo", "coef": beta, **scores})
-        if beta == config.dpo.beta:
-            save_lm(policy, tokenizer, out / "dpo")
-            log.to_csv(out / "dpo" / "log.csv", index=False)
-            summary.update(dpo_reward=scores["reward"], dpo_win_rate=scores["win_rate"], dpo_kl=scores["kl"])
-        done(f"dpo beta={beta:g}", f"DPO β={beta:g}: reward {scores['reward']:+.3f}, "
-                                   f"win rate {scores['win_rate']:.2f}, KL {scores['kl']:.2f} nats")
-
-    # 5. PPO-RLHF against the learned reward model, for each KL coefficient of the sweep
-    train_prompts = task.sample_prompts(2048, np.random.default_rng(config.seed + 4))
-    # the reward model's scores normalised to mean 0, std 1 on the SFT model's samples (Ziegler et al.)
-    shift, scale = normalisation(rm, tokenizer, [p["prompt"] for p in pairs for _ in "cr"],
-                                 [p[k] for p in pairs for k in ("chosen", "rejected")])
-    score = reward_model_score(rm, tokenizer, shift=shift, scale=scale)
-    for kl_coef in sorted({config.ppo.kl_coef, *config.ppo_kl_coefs}):
-        policy = frozen_copy(sft_model).requires_grad_(True)
-        ppo_config = dataclasses.replace(config.ppo, kl_coef=kl_coef, seed=config.seed)
-        log = train_ppo(policy, reference, tokenizer, train_prompts, score, ppo_config)
-        scores = judge(policy, reference, sft_rewards, tokenizer, eval_prompts, config.max_new_tokens, eval_seed)
-        frontier.append({"method": "ppo", "coef": kl_coef, **scores})
-        if kl_coef == config.ppo.kl_coef:
-            save_lm(policy, tokenizer, out / "ppo")
-            log.to_csv(out / "ppo" / "log.csv", index=False)
-            summary.update(ppo_reward=scores["reward"], ppo_win_rate=scores["win_rate"], ppo_kl=scores["kl"],
-                           ppo_rm_score=float(log["score"].iloc[-1]))
-        done(f"ppo kl_coef={kl_coef:g}", f"PPO β_KL={kl_coef:g}: reward {scores['reward']:+.3f}, "
-                                         f"win rate {scores['win_rate']:.2f}, KL {scores['kl']:.2f} nats")
+    judged = functools.partial(judge, reference=reference, baseline_rewards=sft_rewards, tokenizer=tokenizer,
+                               prompts=eval_prompts, max_new_tokens=config.max_new_tokens, seed=eval_seed)
+    frontier += _dpo_sweep(out, config, sft_model, reference, tokenizer, pairs, judged, summary, done)
+    frontier += _ppo_sweep(out, config, sft_model, reference, tokenizer, pairs, rm, judged, summary, done)
 
     # 6. the frontier and the summary
     table = pd.DataFrame(frontier)
@@ -346,6 +317,49 @@ def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     summary["seconds"] = seconds
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _dpo_sweep(out: Path, config: PipelineConfig, sft_model, reference, tokenizer, pairs, judged, summary: dict,
+               done) -> list[dict]:
+    """4. DPO from the SFT model, for each β of the sweep; the configured β is the one the summary reports."""
+    frontier = []
+    for beta in sorted({config.dpo.beta, *config.dpo_betas}):
+        policy = frozen_copy(sft_model).requires_grad_(True)
+        log = train_dpo(policy, reference, tokenizer, pairs, dataclasses.replace(config.dpo, beta=beta, seed=config.seed))
+        scores = judged(policy)
+        frontier.append({"method": "dpo", "coef": beta, **scores})
+        if beta == config.dpo.beta:
+            save_lm(policy, tokenizer, out / "dpo")
+            log.to_csv(out / "dpo" / "log.csv", index=False)
+            summary.update(dpo_reward=scores["reward"], dpo_win_rate=scores["win_rate"], dpo_kl=scores["kl"])
+        done(f"dpo beta={beta:g}", f"DPO β={beta:g}: reward {scores['reward']:+.3f}, "
+                                   f"win rate {scores['win_rate']:.2f}, KL {scores['kl']:.2f} nats")
+    return frontier
+
+
+def _ppo_sweep(out: Path, config: PipelineConfig, sft_model, reference, tokenizer, pairs, rm, judged, summary: dict,
+               done) -> list[dict]:
+    """5. PPO-RLHF from the SFT model against the learned reward model, for each KL coefficient of the sweep."""
+    train_prompts = task.sample_prompts(2048, np.random.default_rng(config.seed + 4))
+    # the reward model's scores normalised to mean 0, std 1 on the SFT model's samples (Ziegler et al.)
+    shift, scale = normalisation(rm, tokenizer, [p["prompt"] for p in pairs for _ in "cr"],
+                                 [p[k] for p in pairs for k in ("chosen", "rejected")])
+    score = reward_model_score(rm, tokenizer, shift=shift, scale=scale)
+    frontier = []
+    for kl_coef in sorted({config.ppo.kl_coef, *config.ppo_kl_coefs}):
+        policy = frozen_copy(sft_model).requires_grad_(True)
+        log = train_ppo(policy, reference, tokenizer, train_prompts, score,
+                        dataclasses.replace(config.ppo, kl_coef=kl_coef, seed=config.seed))
+        scores = judged(policy)
+        frontier.append({"method": "ppo", "coef": kl_coef, **scores})
+        if kl_coef == config.ppo.kl_coef:
+            save_lm(policy, tokenizer, out / "ppo")
+            log.to_csv(out / "ppo" / "log.csv", index=False)
+            summary.update(ppo_reward=scores["reward"], ppo_win_rate=scores["win_rate"], ppo_kl=scores["kl"],
+                           ppo_rm_score=float(log["score"].iloc[-1]))
+        done(f"ppo kl_coef={kl_coef:g}", f"PPO β_KL={kl_coef:g}: reward {scores['reward']:+.3f}, "
+                                         f"win rate {scores['win_rate']:.2f}, KL {scores['kl']:.2f} nats")
+    return frontier
 
 
 def plot_frontier(table: pd.DataFrame):
