@@ -293,11 +293,13 @@ class IterationRecord:
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
-        """Ctrl-C ends the run as ``interrupted``, keeping its rows; any other error goes on up."""
+        """Ctrl-C ends the run as ``interrupted``, keeping its rows; any other error goes on up,
+        closing the progress bar (:meth:`result` closes it otherwise, after the last steps)."""
         if kind is KeyboardInterrupt:
             self.status = "interrupted"
             self.flush()
-        self.bar.close()
+        elif kind is not None:
+            self.bar.close()
         return kind is KeyboardInterrupt
 
     def end_iteration(self, env_steps: int, stats: dict, returns: list, lengths: list,
@@ -312,14 +314,21 @@ class IterationRecord:
         if self.iteration % self.log_interval == 0 or final:
             self.flush()
         if self.out is not None and env_steps >= self.next_checkpoint:
-            own = {"run": self.run_id, "rows": list(self.rows), "window": list(self.window),
-                   "returns": list(self.returns), "lengths": list(self.lengths), "iteration": self.iteration,
-                   "env_steps": env_steps}
-            self.last_checkpoint = save_checkpoint(self.out, {**own, **checkpoint()})
-            self.next_checkpoint = (env_steps // self.checkpoint_every + 1) * self.checkpoint_every
-        if self.callback is not None:
+            self.save(checkpoint())
+        self.call(self.callback, model)
+
+    def save(self, state: dict) -> None:
+        """Write a checkpoint now: the trainer's ``state`` and the record's own."""
+        own = {"run": self.run_id, "rows": list(self.rows), "window": list(self.window), "returns": list(self.returns),
+               "lengths": list(self.lengths), "iteration": self.iteration, "env_steps": self.env_steps}
+        self.last_checkpoint = save_checkpoint(self.out, {**own, **state})
+        self.next_checkpoint = (self.env_steps // self.checkpoint_every + 1) * self.checkpoint_every
+
+    def call(self, function: Callable | None, model) -> None:
+        """``function(env_steps, model)``, off the training clock (an evaluation, say)."""
+        if function is not None:
             entered = self._clock()
-            self.callback(env_steps, model)
+            function(self.env_steps, model)
             self.outside += self._clock() - entered
 
     def advance(self, env_steps: int) -> None:
@@ -344,6 +353,7 @@ class IterationRecord:
     def result(self, policy) -> Result:
         """The run's Result, with a policy that owns its parameters (training may have kept
         them as views of one flat vector)."""
+        self.bar.close()
         seconds = self.seconds()
         if hasattr(policy, "parameters"):
             for p in policy.parameters():

@@ -233,13 +233,16 @@ def test_version_is_the_package_version(capsys):
     assert importlib.metadata.version("rlcourse") == rlcourse.__version__
 
 
-def test_the_ppo_bar_ends_at_the_budget(tmp_path, capsys):
-    # 8 environments step together: 13 steps of each are 104 env steps for a budget of 100
-    assert main(["train", "ppo", "--env", "CartPole-v1", "--steps", "100", "--out", str(tmp_path)]) == 0
+@pytest.mark.parametrize("algo, env, steps, env_steps", [
+    ("ppo", "CartPole-v1", 100, 104),                 # 8 environments step together: 13 steps of each
+    ("q-learning", "rlcourse/Corridor-v0", 300, 300),   # the budget ends in the middle of an episode
+])
+def test_the_progress_bar_ends_at_the_budget(tmp_path, capsys, algo, env, steps, env_steps):
+    assert main(["train", algo, "--env", env, "--steps", str(steps), "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert last_json(captured.out)["env_steps"] == 104
-    assert captured.err.rsplit("\r", 1)[-1].startswith("ppo: 100%") and "100/100" in captured.err
-    assert "104" not in captured.err
+    assert last_json(captured.out)["env_steps"] == env_steps
+    final = captured.err.rsplit("\r", 1)[-1]
+    assert final.startswith(f"{algo}: 100%|") and f" {steps}/{steps} " in final
 
 
 def test_evaluate_records_an_mp4(runs, tmp_path, capsys):
