@@ -214,6 +214,15 @@ def test_the_same_algorithm_again_replaces_the_old_run_and_resume_keeps_it(tmp_p
     assert (tmp_path / "dqn" / "episode.gif").exists() and (tmp_path / "dqn" / "policy.pt").exists()
 
 
+def test_train_never_removes_the_current_directory(tmp_path, capsys, monkeypatch):
+    assert train_corridor("q-learning", tmp_path) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert train_corridor("q-learning", Path("."), "--force") == 2
+    assert "holds the current directory" in one_error_line(capsys)
+    assert (tmp_path / "q_table.npy").is_file()
+
+
 def test_train_help_lists_every_algorithm_and_the_defaults(capsys):
     with pytest.raises(SystemExit) as done:
         main(["train", "--help"])
