@@ -193,11 +193,16 @@ class Result:
         return fig
 
 
+def check_count(name: str, value) -> None:
+    """Fail naming the argument unless ``value`` is an integer >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
+
+
 def check_run_args(steps, threads: int = 1) -> None:
     """Fail naming the argument unless ``steps`` and ``threads`` are integers >= 1."""
-    for name, value in (("steps", steps), ("threads", threads)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
+    check_count("steps", steps)
+    check_count("threads", threads)
 
 
 class torch_threads:

@@ -88,3 +88,22 @@ def test_cli_resume_finishes_a_stopped_ppo_run_as_if_never_stopped(tmp_path, cap
     straight = ALGORITHMS["ppo"].train("CartPole-v1", config, steps=3_000, seed=1)
     pd.testing.assert_frame_equal(pd.read_csv(out / "progress.csv"), straight.log, check_dtype=False)
     assert "does not support" not in capsys.readouterr().err
+
+
+def test_a3c_resumes_from_its_last_checkpoint(tmp_path):
+    """A3C's workers interleave, so no run of it repeats bit for bit; resumed, it keeps the networks,
+    Adam's statistics and the log of its last checkpoint, and runs the rest of its budget."""
+    train, config = ALGORITHMS["a3c"].train, config_for("a3c", "CartPole-v1", {"workers": 1, "log_interval": 20})
+
+    def stop(env_steps, _policy):
+        if env_steps >= 2_000:
+            raise KeyboardInterrupt
+
+    stopped = train("CartPole-v1", config, steps=4_000, seed=1, out=tmp_path, checkpoint_every=1_000, callback=stop,
+                    callback_every=500)
+    saved = load_checkpoint(tmp_path)
+    assert stopped.status == "interrupted" and saved["env_steps"] == 2_000
+    resumed = train("CartPole-v1", config, steps=4_000, seed=1, out=tmp_path, checkpoint_every=1_000, resume=True)
+    assert resumed.status == "finished" and resumed.steps == 4_000
+    assert resumed.log.iloc[:len(saved["rows"])].to_dict("records") == saved["rows"]
+    assert resumed.log["env_steps"].is_monotonic_increasing and resumed.log["env_steps"].iloc[-1] == 4_000

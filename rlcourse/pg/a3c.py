@@ -92,18 +92,17 @@ from typing import Callable
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import torch
 import torch.multiprocessing as mp
 from torch import nn
 
 from rlcourse.config import ConfigError, check_choice, check_range
-from rlcourse.pg.a2c import ADVANTAGES, A2CConfig, a2c_loss, make_critic
+from rlcourse.pg.a2c import A2CConfig, a2c_loss, make_critic
 from rlcourse.networks import clip_grad_norm, flatten_parameters
 from rlcourse.pg.policies import make_policy
 from rlcourse.pg.objective import explained_variance
-from rlcourse.pg.rollout import Rollout
-from rlcourse.run import NonFiniteError, Result, progress_bar, save_checkpoint, seed_everything
+from rlcourse.pg.rollout import Rollout, load_training_state, training_state
+from rlcourse.run import IterationRecord, NonFiniteError, Result, check_count, seed_everything, torch_threads
 
 LOG_COLUMNS = ["worker", "update", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
                "entropy", "explained_variance", "grad_norm"]
@@ -288,7 +287,7 @@ def _row(rank, updates, env_steps, window, returns, lengths) -> tuple:
 def train(env_id: str = "CartPole-v1", config: A3CConfig | None = None, *,
           steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 100_000, callback: Callable[[int, nn.Module], None] | None = None,
+          checkpoint_every: int = 100_000, resume: bool = False, callback: Callable[[int, nn.Module], None] | None = None,
           callback_every: int = 1_000, join_timeout: float = 10.0) -> Result:
     """Run A3C for exactly ``steps`` environment steps in total; return a Result with the policy.
 
@@ -302,8 +301,11 @@ def train(env_id: str = "CartPole-v1", config: A3CConfig | None = None, *,
     ``callback(env_steps, policy)`` is called with the shared policy while the workers are
     paused, once the first update that reaches each multiple of ``callback_every`` env
     steps is applied (and at the end); with ``out`` set, a checkpoint is written the same
-    way every ``checkpoint_every`` steps. The time the workers spend paused and their
-    start-up are left out of ``timing["steps_per_second"]``.
+    way every ``checkpoint_every`` steps, and ``resume=True`` goes on from the last one: the
+    shared networks, Adam's statistics, the log and the step count come back, while each
+    worker starts fresh episodes (seeded anew), so a resumed run is not the same, bit for bit,
+    as one never stopped (the workers' interleaving never is). The time the workers spend
+    paused and their start-up are left out of ``timing["steps_per_second"]``.
 
     Ctrl-C (or a KeyboardInterrupt in the callback) stops the workers and returns what
     was learned with ``status="interrupted"``. A worker that raises stops the run: the
@@ -312,122 +314,134 @@ def train(env_id: str = "CartPole-v1", config: A3CConfig | None = None, *,
     """
     config = config or A3CConfig()
     for name, value in (("steps", steps), ("callback_every", callback_every), ("checkpoint_every", checkpoint_every)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
-    user_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train(env_id, config, steps, seed, out, progress, env_kwargs or {}, checkpoint_every, callback,
-                      callback_every, join_timeout)
-    finally:
-        torch.set_num_threads(user_threads)
+        check_count(name, value)
+    with torch_threads(1):
+        seed_everything(seed)
+        probe = gym.make(env_id, **(env_kwargs or {}))
+        probe.close()
+        policy, critic, flat = _networks(probe.observation_space, probe.action_space, config)
+        flat.data.share_memory_()        # (θ, φ) in shared memory: every parameter is a view of it
+        optimizer = SharedAdam([flat], lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
+        record = IterationRecord("a3c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=dict,
+                                 out=out, progress=progress, checkpoint_every=checkpoint_every, resume=resume)
+        if record.resumed:
+            load_training_state(record.resumed, policy=policy, critic=critic, optimizer=optimizer)
+        parent = _Parent(env_id, dict(env_kwargs or {}), config, seed, steps, policy, critic, flat, optimizer,
+                         record, callback, callback_every, join_timeout)
+        with record:
+            try:
+                parent.run()
+            finally:
+                parent.shut_down()
+        record.rows.sort(key=lambda row: row["env_steps"])     # the workers' rows interleave
+        record.advance(parent.shared["applied"].value)
+        result = record.result(policy)
+        result.timing["startup_seconds"] = parent.startup
+        return result
 
 
-def _train(env_id, config, steps, seed, out, progress, env_kwargs, checkpoint_every, callback, callback_every,
-           join_timeout):
-    seed_everything(seed)
-    probe = gym.make(env_id, **env_kwargs)
-    probe.close()
-    policy, critic, flat = _networks(probe.observation_space, probe.action_space, config)
-    flat.data.share_memory_()        # (θ, φ) in shared memory: every parameter is a view of it
-    optimizer = SharedAdam([flat], lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
+class _Parent:
+    """The parent's side of an A3C run: start the workers, serve their messages (rows, pauses
+    for checkpoints and evaluations, errors), stop them."""
 
-    def next_multiple(every, after):
-        return (after // every + 1) * every
+    def __init__(self, env_id, env_kwargs, config, seed, steps, policy, critic, flat, optimizer, record, callback,
+                 callback_every, join_timeout):
+        self.config, self.steps, self.record, self.join_timeout = config, steps, record, join_timeout
+        self.policy, self.critic, self.flat, self.optimizer = policy, critic, flat, optimizer
+        self.callback, self.callback_every = callback, callback_every
+        self.due = {}                    # what the parent does at a pause → the env step it is next due
+        if callback is not None:
+            self.due["callback"] = callback_every
+        if record.out is not None:
+            self.due["checkpoint"] = record.next_checkpoint
+        ctx = mp.get_context("spawn")    # fork after torch has started threads is unsafe
+        start = record.env_steps         # 0, or where a resumed run left off
+        self.shared = {"claimed": ctx.Value("q", start), "applied": ctx.Value("q", start),
+                       "pause_at": ctx.Value("q", min([*self.due.values(), steps])),
+                       "go": ctx.Event(), "stop": ctx.Event(), "step_lock": ctx.Lock()}
+        self.messages = ctx.Queue()
+        worker_seed = seed + start       # a resumed run's workers start fresh episodes
+        self.processes = [ctx.Process(target=worker, name=f"a3c-worker-{rank}", daemon=True,
+                                      args=(rank, gym.spec(env_id), env_kwargs, config, worker_seed, steps, flat,
+                                            optimizer, self.shared, self.messages))
+                          for rank in range(config.workers)]
+        self.done, self.ready, self.exited = set(), set(), set()
+        self.last_callback, self.startup, self.started = None, 0.0, time.perf_counter()
 
-    due = {}                         # what the parent does at a pause → the env step it is next due
-    if callback is not None:
-        due["callback"] = callback_every
-    if out is not None:
-        due["checkpoint"] = checkpoint_every
+    def run(self) -> None:
+        self._start_workers()
+        while len(self.done) < self.config.workers:
+            try:
+                message = self.messages.get(timeout=0.1)
+            except queue_module.Empty:
+                self._check_for_silent_deaths()
+                continue
+            self._handle(message)
+        if self.callback is not None and self.last_callback != self.shared["applied"].value:
+            self.record.advance(self.shared["applied"].value)
+            self.record.call(self.callback, self.policy)
 
-    ctx = mp.get_context("spawn")    # fork after torch has started threads is unsafe
-    shared = {"claimed": ctx.Value("q", 0), "applied": ctx.Value("q", 0),
-              "pause_at": ctx.Value("q", min([*due.values(), steps])),
-              "go": ctx.Event(), "stop": ctx.Event(), "step_lock": ctx.Lock()}
-    messages = ctx.Queue()
-    processes = [ctx.Process(target=worker, name=f"a3c-worker-{rank}", daemon=True,
-                             args=(rank, gym.spec(env_id), env_kwargs, config, seed, steps, flat, optimizer,
-                                   shared, messages))
-                 for rank in range(config.workers)]
-    rows, status, last_checkpoint, last_callback = [], "finished", None, None
-    bar = progress_bar(steps, "a3c", progress)
-    outside, started = 0.0, time.perf_counter()
-    start = None
-    done, ready, exited = set(), set(), set()
-    try:
+    def _start_workers(self) -> None:
         # the workers ignore SIGINT from their first instruction: a child inherits an ignored
         # signal, and Python then leaves it ignored while it starts up (imports torch)
         in_main_thread = threading.current_thread() is threading.main_thread()
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
         try:
-            for process in processes:
+            for process in self.processes:
                 process.start()
         finally:
             if in_main_thread:
                 signal.signal(signal.SIGINT, handler)
-        while len(done) < config.workers:
-            try:
-                message = messages.get(timeout=0.1)
-            except queue_module.Empty:
-                for rank, process in enumerate(processes):   # a worker that died without a word
-                    if rank in done or process.exitcode is None:
-                        continue
-                    if process.exitcode != 0 or rank in exited:
-                        raise WorkerError(rank, f"its process exited with code {process.exitcode}")
-                    exited.add(rank)
+
+    def _check_for_silent_deaths(self) -> None:
+        for rank, process in enumerate(self.processes):      # a worker that died without a word
+            if rank in self.done or process.exitcode is None:
                 continue
-            kind = message[0]
-            if kind == "ready":
-                ready.add(message[1])
-                if len(ready) == config.workers:
-                    start = time.perf_counter()
-                    shared["go"].set()
-            elif kind == "log":
-                rows.append(message[1])
-                bar.n = message[1][2]
-                bar.refresh()
-            elif kind == "pause":                     # every worker is still: the model is consistent
-                env_steps = message[1]
-                entered = time.perf_counter()
-                if "checkpoint" in due and env_steps >= due["checkpoint"]:
-                    last_checkpoint = save_checkpoint(out, {
-                        "env_steps": env_steps, "rows": list(rows), "config": dataclasses.asdict(config),
-                        "policy": {k: v.clone() for k, v in policy.state_dict().items()},
-                        "critic": {k: v.clone() for k, v in critic.state_dict().items()},
-                        "optimizer": {k: v.clone() for k, v in optimizer.state[flat].items()}})
-                    due["checkpoint"] = next_multiple(checkpoint_every, env_steps)
-                if "callback" in due and env_steps >= due["callback"]:
-                    last_callback = env_steps
-                    callback(env_steps, policy)
-                    due["callback"] = next_multiple(callback_every, env_steps)
-                outside += time.perf_counter() - entered
-                with shared["claimed"].get_lock():
-                    shared["pause_at"].value = min([*due.values(), steps])
-            elif kind == "done":
-                done.add(message[1])
-            elif kind == "interrupt":
-                raise KeyboardInterrupt
-            elif kind == "nonfinite":
-                raise NonFiniteError(f"loss (worker {message[1]})", message[2], last_checkpoint)
-            elif kind == "error":
-                raise WorkerError(message[1], message[2], message[3])
-        if callback is not None and last_callback != shared["applied"].value:
-            callback(shared["applied"].value, policy)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        _shut_down(processes, shared, messages, rows, join_timeout)
-        bar.close()
-    elapsed = time.perf_counter() - (start or started) - outside
-    for p in policy.parameters():    # let the returned policy own its parameters
-        p.data, p.grad = p.data.clone(), None
-    env_steps = shared["applied"].value
-    log = pd.DataFrame(sorted(rows, key=lambda row: row[2]), columns=LOG_COLUMNS)   # workers' rows interleave
-    return Result(algo="a3c", env_id=env_id, env_kwargs=dict(env_kwargs), config=config, policy=policy.eval(),
-                  log=log, seed=seed, steps=env_steps, status=status,
-                  timing={"seconds": elapsed, "startup_seconds": (start or started) - started,
-                          "steps_per_second": env_steps / max(elapsed, 1e-9)})
+            if process.exitcode != 0 or rank in self.exited:
+                raise WorkerError(rank, f"its process exited with code {process.exitcode}")
+            self.exited.add(rank)
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            self.ready.add(message[1])
+            if len(self.ready) == self.config.workers:
+                self.startup = time.perf_counter() - self.started
+                self.record.outside += self.startup          # start-up is not training time
+                self.shared["go"].set()
+        elif kind == "log":
+            self.record.rows.append(dict(zip(LOG_COLUMNS, message[1])))
+            self.record.advance(message[1][2])
+        elif kind == "pause":                                # every worker is still: the model is consistent
+            self._at_pause(message[1])
+        elif kind == "done":
+            self.done.add(message[1])
+        elif kind == "interrupt":
+            raise KeyboardInterrupt
+        elif kind == "nonfinite":
+            raise NonFiniteError(f"loss (worker {message[1]})", message[2], self.record.last_checkpoint)
+        elif kind == "error":
+            raise WorkerError(message[1], message[2], message[3])
+
+    def _at_pause(self, env_steps: int) -> None:
+        """Checkpoint and call back, as they fall due, while the workers wait."""
+        self.record.advance(env_steps)
+        entered = time.perf_counter()
+        if "checkpoint" in self.due and env_steps >= self.due["checkpoint"]:
+            self.record.save(training_state(policy=self.policy, critic=self.critic, optimizer=self.optimizer))
+            self.due["checkpoint"] = self.record.next_checkpoint
+        self.record.outside += time.perf_counter() - entered
+        if "callback" in self.due and env_steps >= self.due["callback"]:
+            self.last_callback = env_steps
+            self.record.call(self.callback, self.policy)
+            self.due["callback"] = (env_steps // self.callback_every + 1) * self.callback_every
+        with self.shared["claimed"].get_lock():
+            self.shared["pause_at"].value = min([*self.due.values(), self.steps])
+
+    def shut_down(self) -> None:
+        rows = []
+        _shut_down(self.processes, self.shared, self.messages, rows, self.join_timeout)
+        self.record.rows += [dict(zip(LOG_COLUMNS, row)) for row in rows]
 
 
 def _shut_down(processes, shared, messages, rows, join_timeout: float) -> None:

@@ -145,11 +145,13 @@ def _same(env: gym.Env) -> gym.Env:
     return env
 
 
-def training_state(rng: np.random.Generator, rollout: Rollout, **parts) -> dict:
+def training_state(rng: np.random.Generator | None = None, rollout: Rollout | None = None, **parts) -> dict:
     """What a checkpoint of a policy-gradient run holds: where the environments stand, the
     random state, and each of ``parts`` (networks, optimisers, tensors) by name. The
     networks' tensors are copied: ours are views of one flat parameter vector."""
-    state = {"rollout": rollout.state_dict(), "rng": random_state(rng)}
+    state = {}
+    if rollout is not None:
+        state.update(rollout=rollout.state_dict(), rng=random_state(rng))
     for name, part in parts.items():
         if isinstance(part, torch.Tensor):
             state[name] = part.detach().clone()
@@ -158,12 +160,14 @@ def training_state(rng: np.random.Generator, rollout: Rollout, **parts) -> dict:
     return state
 
 
-def load_training_state(state: dict, rng: np.random.Generator, rollout: Rollout, **parts) -> None:
+def load_training_state(state: dict, rng: np.random.Generator | None = None, rollout: Rollout | None = None,
+                        **parts) -> None:
     """Go on from a :func:`training_state`: every part as it was saved (tensors in place)."""
     for name, part in parts.items():
         if isinstance(part, torch.Tensor):
             part.copy_(state[name])
         elif part is not None:
             part.load_state_dict(state[name])
-    rollout.load_state_dict(state["rollout"])
-    restore_random_state(rng, state["rng"])
+    if rollout is not None:
+        rollout.load_state_dict(state["rollout"])
+        restore_random_state(rng, state["rng"])
