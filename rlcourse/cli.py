@@ -114,7 +114,9 @@ def cmd_train(args) -> int:
         raise UsageError(str(err)) from None
     out = Path(args.out or f"runs/{args.algo}_{args.env.split('/')[-1]}_seed{args.seed}")
     options = {}
-    for flag, name in (("--resume", "resume"), ("--threads", "threads")):
+    if args.tensorboard is not None:
+        args.tensorboard = args.tensorboard or str(out / "tensorboard")
+    for flag, name in (("--resume", "resume"), ("--threads", "threads"), ("--tensorboard", "tensorboard")):
         value = getattr(args, name)
         if value in (None, False):
             continue
@@ -281,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the run from OUT/checkpoint.pkl (same env, seed, steps and --set)")
     train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn, a2c, ppo, trpo)")
+    train.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
+                       help="write the log's numbers to TensorBoard as they come (default DIR: OUT/tensorboard; "
+                            "the tensorboard extra)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")

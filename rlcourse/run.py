@@ -248,6 +248,8 @@ class IterationRecord:
       trainer's state (``checkpoint()``) with the record's own, so that ``resume=True``
       goes on from it and ends with the same log, bit for bit, as a run never stopped;
     * calls ``callback(env_steps, model)`` after each iteration, off the clock;
+    * with ``tensorboard`` (a folder), writes every number of every row to TensorBoard under
+      its column's name, at its ``env_steps`` (the ``tensorboard`` extra);
     * turns Ctrl-C (``KeyboardInterrupt``) into ``status == "interrupted"`` with what was
       learned so far, and shows a progress bar.
     """
@@ -255,7 +257,7 @@ class IterationRecord:
     def __init__(self, algo: str, env_id: str, env_kwargs: dict | None, config, seed: int, steps: int, *,
                  columns: list[str], make_row: Callable[..., dict], out=None, progress: bool = False,
                  checkpoint_every: int = 50_000, log_interval: int = 1, callback: Callable | None = None,
-                 resume: bool = False):
+                 resume: bool = False, tensorboard: str | os.PathLike | None = None):
         import time
 
         self._clock = time.perf_counter
@@ -275,6 +277,7 @@ class IterationRecord:
         self.next_checkpoint = (self.env_steps // checkpoint_every + 1) * checkpoint_every
         self.bar = progress_bar(steps, algo, progress)
         self.bar.update(self.env_steps)
+        self.writer = _tensorboard_writer(tensorboard, self.rows)
         self.outside = 0.0
         self.start = self._clock()
 
@@ -304,7 +307,7 @@ class IterationRecord:
             self.status = "interrupted"
             self.flush()
         elif kind is not None:
-            self.bar.close()
+            self.close()
         return kind is KeyboardInterrupt
 
     def end_iteration(self, env_steps: int, stats: dict, returns: list, lengths: list,
@@ -336,6 +339,12 @@ class IterationRecord:
             function(self.env_steps, model)
             self.outside += self._clock() - entered
 
+    def add_row(self, row: dict) -> None:
+        """A log row made elsewhere (A3C's workers make their own)."""
+        self.rows.append({column: row[column] for column in self.columns})
+        if self.writer is not None:
+            _write_scalars(self.writer, self.rows[-1])
+
     def advance(self, env_steps: int) -> None:
         """The run has taken ``env_steps`` steps in all (for a loop whose rows come per episode)."""
         self.bar.update(min(env_steps, self.steps) - self.bar.n)    # N envs may step past the budget
@@ -349,16 +358,22 @@ class IterationRecord:
                    "return": float(np.mean(returns)) if returns else float("nan"), "episodes": len(returns),
                    "length": float(np.mean(lengths)) if lengths else float("nan"),
                    **self.make_row(self.window, returns, lengths)}
-            self.rows.append({column: row[column] for column in self.columns})
+            self.add_row(row)
         self.window, self.returns, self.lengths = [], [], []
 
     def seconds(self) -> float:
         return self._clock() - self.start - self.outside
 
+    def close(self) -> None:
+        """Close the progress bar and the TensorBoard file (``result`` does it)."""
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
     def result(self, policy) -> Result:
         """The run's Result, with a policy that owns its parameters (training may have kept
         them as views of one flat vector)."""
-        self.bar.close()
+        self.close()
         seconds = self.seconds()
         if hasattr(policy, "parameters"):
             for p in policy.parameters():
@@ -368,6 +383,26 @@ class IterationRecord:
                       policy=policy, log=pd.DataFrame(self.rows, columns=self.columns), seed=self.seed,
                       steps=self.env_steps, status=self.status,
                       timing={"seconds": seconds, "steps_per_second": self.env_steps / max(seconds, 1e-9)})
+
+
+def _tensorboard_writer(log_dir, rows: list[dict]):
+    """A TensorBoard writer for ``log_dir`` (None: none), with the rows so far written (a resumed run)."""
+    if log_dir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("tensorboard: the TensorBoard package is missing; install the tensorboard extra "
+                          "(pip install torch==2.13.0 -e \".[tensorboard]\")") from None
+    writer = SummaryWriter(log_dir=str(log_dir), purge_step=rows[-1]["env_steps"] + 1 if rows else None)
+    return writer
+
+
+def _write_scalars(writer, row: dict) -> None:
+    """Every number of a log row, at its env step, under the column's name (the same names as progress.csv)."""
+    for name, value in row.items():
+        if name != "env_steps" and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            writer.add_scalar(name, float(value), int(row["env_steps"]))
 
 
 def random_state(rng: np.random.Generator) -> dict:

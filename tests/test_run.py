@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import rlcourse
+from rlcourse.algorithms import ALGORITHMS
 from rlcourse.run import atomic_write, load_checkpoint, save_checkpoint, seed_everything
 
 
@@ -72,3 +73,27 @@ def test_plot_returns_a_figure_with_the_curve():
     ax = fig.axes[0]
     assert ax.get_xlabel() == "environment steps"
     assert len(ax.lines) == 2 and len(ax.lines[0].get_xdata()) == len(result.log)
+
+
+def test_tensorboard_gets_the_same_named_numbers_as_the_log(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = ALGORITHMS["ppo"].train("CartPole-v1", steps=1_536, seed=0, tensorboard=tmp_path / "tb")
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    numeric = [c for c in result.log.columns if c != "env_steps"]
+    assert set(events.Tags()["scalars"]) == set(numeric)
+    for column in ("return", "policy_loss", "approx_kl", "explained_variance"):
+        logged = events.Scalars(column)
+        assert [e.step for e in logged] == list(result.log["env_steps"])
+        np.testing.assert_allclose([e.value for e in logged], result.log[column], rtol=1e-6)
+
+
+def test_tensorboard_without_its_package_is_one_clear_error(monkeypatch):
+    import sys
+
+    from rlcourse.config import ConfigError
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ConfigError, match=r"install the tensorboard extra"):
+        ALGORITHMS["q-learning"].train("rlcourse/Corridor-v0", steps=100, tensorboard="nowhere")

@@ -235,7 +235,7 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
 def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
           steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False,
+          checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None,
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run A2C for ``steps`` environment steps; return a Result holding the policy.
 
@@ -271,7 +271,7 @@ def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
         record = IterationRecord("a2c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
                                  out=out, progress=progress, checkpoint_every=checkpoint_every,
-                                 log_interval=config.log_interval, callback=callback, resume=resume)
+                                 log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, square_avg=square_avg)
         iterations = math.ceil(steps / (config.num_envs * config.n_steps))

@@ -287,7 +287,7 @@ def _row(rank, updates, env_steps, window, returns, lengths) -> tuple:
 def train(env_id: str = "CartPole-v1", config: A3CConfig | None = None, *,
           steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 100_000, resume: bool = False, callback: Callable[[int, nn.Module], None] | None = None,
+          checkpoint_every: int = 100_000, resume: bool = False, tensorboard: str | Path | None = None, callback: Callable[[int, nn.Module], None] | None = None,
           callback_every: int = 1_000, join_timeout: float = 10.0) -> Result:
     """Run A3C for exactly ``steps`` environment steps in total; return a Result with the policy.
 
@@ -323,7 +323,7 @@ def train(env_id: str = "CartPole-v1", config: A3CConfig | None = None, *,
         flat.data.share_memory_()        # (θ, φ) in shared memory: every parameter is a view of it
         optimizer = SharedAdam([flat], lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
         record = IterationRecord("a3c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=dict,
-                                 out=out, progress=progress, checkpoint_every=checkpoint_every, resume=resume)
+                                 out=out, progress=progress, checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard)
         if record.resumed:
             load_training_state(record.resumed, policy=policy, critic=critic, optimizer=optimizer)
         parent = _Parent(env_id, dict(env_kwargs or {}), config, seed, steps, policy, critic, flat, optimizer,
@@ -410,7 +410,7 @@ class _Parent:
                 self.record.outside += self.startup          # start-up is not training time
                 self.shared["go"].set()
         elif kind == "log":
-            self.record.rows.append(dict(zip(LOG_COLUMNS, message[1])))
+            self.record.add_row(dict(zip(LOG_COLUMNS, message[1])))
             self.record.advance(message[1][2])
         elif kind == "pause":                                # every worker is still: the model is consistent
             self._at_pause(message[1])
@@ -441,7 +441,8 @@ class _Parent:
     def shut_down(self) -> None:
         rows = []
         _shut_down(self.processes, self.shared, self.messages, rows, self.join_timeout)
-        self.record.rows += [dict(zip(LOG_COLUMNS, row)) for row in rows]
+        for row in rows:
+            self.record.add_row(dict(zip(LOG_COLUMNS, row)))
 
 
 def _shut_down(processes, shared, messages, rows, join_timeout: float) -> None:

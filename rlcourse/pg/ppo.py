@@ -250,7 +250,7 @@ def make_networks(algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple
 def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
           steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False,
+          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None,
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run PPO for ``steps`` environment steps; return a Result holding the policy.
 
@@ -282,7 +282,7 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
         record = IterationRecord("ppo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
                                  out=out, progress=progress, checkpoint_every=checkpoint_every,
-                                 log_interval=config.log_interval, callback=callback, resume=resume)
+                                 log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
         kl_coef = config.kl_coef
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)

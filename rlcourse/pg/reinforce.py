@@ -192,7 +192,7 @@ def fit_value(critic: nn.Module, optimizer, obs: torch.Tensor, targets: torch.Te
 def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
           steps: int = 300_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, resume: bool = False,
+          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None,
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run REINFORCE for ``steps`` environment steps; return a Result holding the policy.
 
@@ -221,7 +221,7 @@ def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
         record = IterationRecord("reinforce", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
                                  make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
-                                 checkpoint_every=checkpoint_every, callback=callback, resume=resume)
+                                 checkpoint_every=checkpoint_every, callback=callback, resume=resume, tensorboard=tensorboard)
         rho = None
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, optimizer=optimizer, critic=critic,

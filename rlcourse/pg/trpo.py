@@ -259,7 +259,7 @@ def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch,
 def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
           steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False,
+          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None,
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run TRPO (or NPG) for ``steps`` environment steps; return a Result holding the policy.
 
@@ -281,7 +281,7 @@ def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
         record = IterationRecord("trpo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
                                  make_row=_row, out=out, progress=progress, checkpoint_every=checkpoint_every,
-                                 log_interval=config.log_interval, callback=callback, resume=resume)
+                                 log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)
         iterations = math.ceil(steps / (config.num_envs * config.n_steps))

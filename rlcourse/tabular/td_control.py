@@ -104,7 +104,7 @@ def td_target(config: TDControlConfig, q_next, next_action: int, reward: float,
 def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None = None, *,
           steps: int = 3000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 10_000, resume: bool = False, callback=None) -> Result:
+          checkpoint_every: int = 10_000, resume: bool = False, tensorboard: str | Path | None = None, callback=None) -> Result:
     """Run TD control for ``steps`` environment steps; return a Result with a QTable.
 
     The log has one row per finished episode: ``episode``, ``env_steps``, ``return``,
@@ -123,7 +123,7 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
     alpha, sarsa = config.alpha, config.method == "sarsa"
     record = IterationRecord(config.method, env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
                              make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
-                             checkpoint_every=checkpoint_every, callback=callback, resume=resume)
+                             checkpoint_every=checkpoint_every, callback=callback, resume=resume, tensorboard=tensorboard)
     if record.resumed:
         q, env, obs, action, epsilon = _load(record.resumed, rng)
     else:

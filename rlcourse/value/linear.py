@@ -351,7 +351,7 @@ def features_for(env, config: LinearQConfig):
 def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *,
           steps: int = 150_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, resume: bool = False, callback=None) -> Result:
+          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None, callback=None) -> Result:
     """Run linear Q-learning for ``steps`` env steps; return a Result holding a LinearQPolicy.
 
     The log has one row per finished episode, the columns of tabular TD control:
@@ -374,7 +374,7 @@ def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *
     policy = LinearQPolicy(W, features)
     record = IterationRecord("linear-q", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
                              make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
-                             checkpoint_every=checkpoint_every, callback=callback, resume=resume)
+                             checkpoint_every=checkpoint_every, callback=callback, resume=resume, tensorboard=tensorboard)
     schedule = (config.epsilon_start, config.epsilon_end, config.exploration_fraction, steps)
     if record.resumed:
         W[:], env, obs, epsilon = record.resumed["W"], record.resumed["env"], record.resumed["obs"], \
