@@ -446,12 +446,15 @@ def fingerprint(folder: Path) -> dict:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.py"))}
 
 
-def sandbox_processes() -> list[int]:
-    return [pid for uid in range(isolation.FIRST_UID, isolation.FIRST_UID + 50) for pid in isolation.processes_of(uid)]
+def sandbox_processes(first: int) -> list[int]:
+    """The processes of the sandbox uids from ``first`` on (a range of its own for each test,
+    since other gradings may run beside it)."""
+    return [pid for uid in range(first, first + 20) for pid in isolation.processes_of(uid)]
 
 
 @AS_ROOT
-def test_every_attack_of_the_issue_earns_nothing(attacker, capsys):
+def test_every_attack_of_the_issue_earns_nothing(attacker, capsys, monkeypatch):
+    monkeypatch.setenv("RLCOURSE_SANDBOX_FIRST_UID", "63000")
     before = fingerprint(attacker / "graded")
     out = attacker / "results.json"
     code = main(["grade", str(attacker / "sub"), "--lessons", "1", "--tests", "all", "--json", str(out),
@@ -464,7 +467,7 @@ def test_every_attack_of_the_issue_earns_nothing(attacker, capsys):
     assert len(results["tests"]) == 14 and all(t["score"] == 0 for t in results["tests"])
     assert "total                " in table and "0 / 21" in table
     assert fingerprint(attacker / "graded") == before, "a test file changed on disk"
-    assert not sandbox_processes(), "a process of the sandbox outlived the grading"
+    assert not sandbox_processes(63000), "a process of the sandbox outlived the grading"
     # nothing of a hidden test comes back to the student
     hidden = [t for t in results["tests"] if t["visibility"] == "after_published"]
     assert len(hidden) == 4
@@ -539,14 +542,16 @@ def test_stopping_the_grader_leaves_no_process_behind(toy):
                 while True:
                     pass
         '''))
+    env = {**os.environ, "RLCOURSE_SANDBOX_FIRST_UID": "64000"}
     grader = subprocess.Popen([sys.executable, "-m", "rlcourse.cli", "grade", str(toy / "sub"), "--tests-dir",
-                               str(toy / "graded"), "--timeout", "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               str(toy / "graded"), "--timeout", "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env)
     for _ in range(200):                 # wait until the student's loops run
         time.sleep(0.2)
-        if len(sandbox_processes()) >= 4:
+        if len(sandbox_processes(64000)) >= 4:
             break
-    assert len(sandbox_processes()) >= 4
+    assert len(sandbox_processes(64000)) >= 4
     grader.send_signal(signal.SIGTERM)
     grader.wait(timeout=60)
     time.sleep(0.5)
-    assert not sandbox_processes(), "the student's processes outlived the grader"
+    assert not sandbox_processes(64000), "the student's processes outlived the grader"

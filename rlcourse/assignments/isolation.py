@@ -38,7 +38,7 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
-FIRST_UID = 61_200          # sandbox uids from here on, each checked to be nobody's
+FIRST_UID = 61_200          # sandbox uids from here on (or from $RLCOURSE_SANDBOX_FIRST_UID), each checked to be nobody's
 MODES = ("namespaces", "user", "none")
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/sys")
 DEVICES = ("null", "zero", "full", "random", "urandom")
@@ -106,6 +106,11 @@ def notice(level: str) -> str:
             "(grade as root, or in the autograder bundle, for grades that count)")
 
 
+def first_uid() -> int:
+    """Where the sandbox uids start: ``$RLCOURSE_SANDBOX_FIRST_UID``, else FIRST_UID."""
+    return int(os.environ.get("RLCOURSE_SANDBOX_FIRST_UID", FIRST_UID))
+
+
 def claim_uid() -> tuple[int, int]:
     """A sandbox uid that no account, no running process and no other grading uses.
 
@@ -117,7 +122,8 @@ def claim_uid() -> tuple[int, int]:
 
     locks = Path("/tmp/rlcourse-sandbox-uids")
     locks.mkdir(mode=0o700, exist_ok=True)
-    for uid in range(FIRST_UID, FIRST_UID + 1000):
+    first = first_uid()
+    for uid in range(first, first + 1000):
         try:
             pwd.getpwuid(uid)
             continue
