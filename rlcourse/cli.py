@@ -116,7 +116,8 @@ def cmd_train(args) -> int:
     options = {}
     if args.tensorboard is not None:
         args.tensorboard = args.tensorboard or str(out / "tensorboard")
-    for flag, name in (("--resume", "resume"), ("--threads", "threads"), ("--tensorboard", "tensorboard")):
+    for flag, name in (("--resume", "resume"), ("--threads", "threads"), ("--tensorboard", "tensorboard"),
+                       ("--device", "device")):
         value = getattr(args, name)
         if value in (None, False):
             continue
@@ -283,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the run from OUT/checkpoint.pkl (same env, seed, steps and --set)")
     train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn, a2c, ppo, trpo)")
+    train.add_argument("--device", help="where the networks train: cpu (the default; fastest for networks this "
+                       "small), cuda, cuda:1, mps (reinforce, a2c, ppo, trpo, dqn)")
     train.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
                        help="write the log's numbers to TensorBoard as they come (default DIR: OUT/tensorboard; "
                             "the tensorboard extra)")

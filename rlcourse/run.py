@@ -193,6 +193,21 @@ class Result:
         return fig
 
 
+def check_device(device):
+    """``device`` as a ``torch.device``, or one line saying it is not there."""
+    import torch
+
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"device = {device!r} is not a device torch knows ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device = '{device}': torch sees no CUDA GPU on this machine; use device 'cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device = '{device}': this machine has no Apple GPU (MPS); use device 'cpu'")
+    return device
+
+
 def check_count(name: str, value) -> None:
     """Fail naming the argument unless ``value`` is an integer >= 1."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -376,6 +391,7 @@ class IterationRecord:
         self.close()
         seconds = self.seconds()
         if hasattr(policy, "parameters"):
+            policy = policy.cpu()                # evaluated, saved and loaded on the CPU
             for p in policy.parameters():
                 p.data, p.grad = p.data.clone(), None
             policy = policy.eval()

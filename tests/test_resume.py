@@ -107,3 +107,25 @@ def test_a3c_resumes_from_its_last_checkpoint(tmp_path):
     assert resumed.status == "finished" and resumed.steps == 4_000
     assert resumed.log.iloc[:len(saved["rows"])].to_dict("records") == saved["rows"]
     assert resumed.log["env_steps"].is_monotonic_increasing and resumed.log["env_steps"].iloc[-1] == 4_000
+
+
+@pytest.mark.parametrize("algo, env_id", [("ppo", "CartPole-v1"), ("reinforce", "Pendulum-v1")])
+def test_device_cpu_is_the_default_bit_for_bit(algo, env_id):
+    train = ALGORITHMS[algo].train
+    default = train(env_id, steps=2_048, seed=5)
+    cpu = train(env_id, steps=2_048, seed=5, device="cpu")
+    pd.testing.assert_frame_equal(cpu.log, default.log, check_exact=True)
+    assert all(p.device.type == "cpu" for p in cpu.policy.parameters())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_device_that_is_not_there_is_one_line(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"device = 'cuda': torch sees no CUDA GPU on this machine"):
+        ALGORITHMS["a2c"].train("CartPole-v1", steps=100, device="cuda")
+    assert main(["train", "trpo", "--env", "CartPole-v1", "--steps", "100", "--device", "cuda", "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "torch sees no CUDA GPU" in err[0]
+    assert main(["train", "q-learning", "--env", "rlcourse/Corridor-v0", "--device", "cpu", "--out",
+                 str(tmp_path / "q")]) == 2
+    assert "--device: q-learning does not support it" in capsys.readouterr().err

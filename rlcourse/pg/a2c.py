@@ -100,7 +100,7 @@ from rlcourse.pg.objective import explained_variance, policy_gradient_loss, valu
 from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp
 from rlcourse.pg.policies import CategoricalPolicy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
 
 ADVANTAGES = ("n-step", "gae")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
@@ -235,7 +235,7 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
 def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
           steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None,
+          checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run A2C for ``steps`` environment steps; return a Result holding the policy.
 
@@ -261,14 +261,15 @@ def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
     # orthogonal initialisation's QR takes 100 ms per layer with two), and one thread keeps the
     # log bit for bit the same on machines with different core counts.
     with torch_threads(1):
+        device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = make_networks(env_id, env_kwargs, config)
+        policy, critic = (net.to(device) for net in make_networks(env_id, env_kwargs, config))
         # One flat vector for every parameter (a shared trunk counted once): one tensor for RMSprop
         # and the clip instead of a dozen. SB3's A2C uses torch's RMSprop (ε added to √v, the
         # average of g² starting at 0), not the TF-like variant the RL Zoo uses for Atari; so do we.
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
         square_avg = torch.zeros_like(flat)      # RMSprop's running average of g²
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
         record = IterationRecord("a2c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
                                  out=out, progress=progress, checkpoint_every=checkpoint_every,
                                  log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)

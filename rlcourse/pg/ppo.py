@@ -85,7 +85,7 @@ from rlcourse.pg.objective import (clipped_surrogate_loss, explained_variance, i
 from rlcourse.networks import clip_grad_norm, flatten_parameters
 from rlcourse.pg.policies import ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
 
 SURROGATES = ("clip", "none", "adaptive-kl", "fixed-kl")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
@@ -250,7 +250,7 @@ def make_networks(algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple
 def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
           steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None,
+          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run PPO for ``steps`` environment steps; return a Result holding the policy.
 
@@ -275,11 +275,13 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
     config = config or PPOConfig.for_env(env_id)
     check_run_args(steps, threads)
     with torch_threads(1):
+        device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
+        policy, critic = (net.to(device) for net in make_networks("ppo", env_id, env_kwargs, config.hidden,
+                                                                  config.log_std_init))
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
         optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
         record = IterationRecord("ppo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
                                  out=out, progress=progress, checkpoint_every=checkpoint_every,
                                  log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
@@ -320,7 +322,7 @@ def update(policy: nn.Module, critic: nn.Module, flat: nn.Parameter, optimizer, 
     with torch.no_grad():
         old_dist = policy.distribution(data.obs)
     needs_old_dist = config.surrogate in ("adaptive-kl", "fixed-kl")
-    sums, minibatches, epochs = torch.zeros(len(TERM_NAMES)), 0, 0
+    sums, minibatches, epochs = torch.zeros(len(TERM_NAMES), device=data.returns.device), 0, 0
     for epoch in range(config.n_epochs):
         stop = False
         for index in torch.randperm(len(data.returns)).split(config.batch_size):

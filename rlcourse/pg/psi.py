@@ -175,8 +175,8 @@ def time_baseline(G: Tensor, timesteps: Tensor, mask: Tensor | None = None) -> T
     ### BEGIN SOLUTION
     keep = torch.ones_like(G, dtype=torch.bool) if mask is None else mask
     size = int(timesteps.max()) + 1
-    sums = torch.zeros(size, dtype=G.dtype).index_add_(0, timesteps[keep], G[keep])
-    counts = torch.zeros(size, dtype=G.dtype).index_add_(0, timesteps[keep], torch.ones_like(G[keep]))
+    sums = torch.zeros(size, dtype=G.dtype, device=G.device).index_add_(0, timesteps[keep], G[keep])
+    counts = torch.zeros(size, dtype=G.dtype, device=G.device).index_add_(0, timesteps[keep], torch.ones_like(G[keep]))
     b = sums / counts.clamp(min=1)
     return G - b[timesteps]
     ### END SOLUTION

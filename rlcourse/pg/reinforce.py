@@ -70,7 +70,7 @@ from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss
 from rlcourse.pg.policies import ValueFunction, make_policy
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
 
 PSI = ("value-baseline", "reward-to-go", "total-return", "constant-baseline", "running-baseline",
        "time-baseline", "min-variance-baseline")
@@ -192,7 +192,7 @@ def fit_value(critic: nn.Module, optimizer, obs: torch.Tensor, targets: torch.Te
 def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
           steps: int = 300_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None,
+          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run REINFORCE for ``steps`` environment steps; return a Result holding the policy.
 
@@ -214,11 +214,12 @@ def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
     # (two test workers on two cores) they make each step many times slower. One thread also
     # keeps the log bit for bit the same on machines with different core counts.
     with torch_threads(1):
+        device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = make_networks(env_id, env_kwargs, config)
+        policy, critic = (None if net is None else net.to(device) for net in make_networks(env_id, env_kwargs, config))
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
         value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr) if critic else None
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
         record = IterationRecord("reinforce", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
                                  make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
                                  checkpoint_every=checkpoint_every, callback=callback, resume=resume, tensorboard=tensorboard)

@@ -60,7 +60,8 @@ class Batch:
 class Rollout:
     """N copies of an environment, stepped together, that remember where they left off."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None):
+    def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None,
+                 device: str | torch.device = "cpu"):
         self.envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                                  vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
                                  **(env_kwargs or {}))
@@ -74,6 +75,7 @@ class Rollout:
         self.timesteps = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
         self.env_steps = 0
+        self.device = torch.device(device)              # where the policy runs and the batch goes
 
     def close(self) -> None:
         self.envs.close()
@@ -120,8 +122,8 @@ class Rollout:
         with torch.inference_mode():
             for t in range(steps):
                 obs[t], starts[t], timesteps[t] = self.obs, self.starts, self.timesteps
-                action, action_logp = policy.sample(torch.from_numpy(obs[t]))
-                actions[t], logp[t] = action.numpy(), action_logp.numpy()
+                action, action_logp = policy.sample(torch.from_numpy(obs[t]).to(self.device))
+                actions[t], logp[t] = action.cpu().numpy(), action_logp.cpu().numpy()
                 env_action = np.clip(actions[t], low, high) if self.continuous else actions[t]
                 new_obs, reward, term, trunc, info = self.envs.step(env_action)
                 rewards[t], terminated[t], truncated[t], next_obs[t] = reward, term, trunc, new_obs
@@ -136,7 +138,7 @@ class Rollout:
                 self.starts = done
                 self.obs = new_obs
         self.env_steps += steps * n
-        tensors = (torch.from_numpy(x) for x in (obs, actions, logp, rewards, terminated, truncated, next_obs,
+        tensors = (torch.from_numpy(x).to(self.device) for x in (obs, actions, logp, rewards, terminated, truncated, next_obs,
                                                  starts, timesteps))
         return Batch(*tensors, episode_returns=finished_returns, episode_lengths=finished_lengths)
 

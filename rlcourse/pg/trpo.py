@@ -75,7 +75,7 @@ from rlcourse.networks import flatten_parameters
 from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
 from rlcourse.pg.psi import normalize_advantages
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
 
 METHODS = ("trpo", "npg")
 LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "surrogate", "improvement", "kl",
@@ -245,7 +245,7 @@ def policy_update(policy: nn.Module, theta: nn.Parameter, data: Minibatch, confi
 
 def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch, config: TRPOConfig) -> Tensor:
     """``critic_epochs`` passes of Adam over minibatches on (V(s_t) − y_t)²; the mean loss."""
-    total, count = torch.zeros(()), 0
+    total, count = torch.zeros((), device=data.returns.device), 0
     for _ in range(config.critic_epochs):
         for index in torch.randperm(len(data.returns)).split(config.critic_batch_size):
             loss = (critic(data.obs[index]) - data.returns[index]).pow(2).mean()
@@ -259,7 +259,7 @@ def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch,
 def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
           steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
           progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None,
+          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
           callback: Callable[[int, nn.Module], None] | None = None) -> Result:
     """Run TRPO (or NPG) for ``steps`` environment steps; return a Result holding the policy.
 
@@ -274,11 +274,13 @@ def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
     config = config or TRPOConfig.for_env(env_id)
     check_run_args(steps, threads)
     with torch_threads(1):
+        device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init)
+        policy, critic = (net.to(device) for net in make_networks(config.method, env_id, env_kwargs, config.hidden,
+                                                                  config.log_std_init))
         theta, phi = flatten_parameters(policy), flatten_parameters(critic)
         optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs)
+        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
         record = IterationRecord("trpo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
                                  make_row=_row, out=out, progress=progress, checkpoint_every=checkpoint_every,
                                  log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
