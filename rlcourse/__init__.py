@@ -10,8 +10,16 @@ from rlcourse.play import evaluate, evaluate_policy
 from rlcourse.run import NonFiniteError, Result, UnsupportedSpaceError
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "NonFiniteError", "Result", "UnsupportedSpaceError", "evaluate",
-           "evaluate_policy", "load", "train"]
+__all__ = [
+    "ConfigError",
+    "NonFiniteError",
+    "Result",
+    "UnsupportedSpaceError",
+    "evaluate",
+    "evaluate_policy",
+    "load",
+    "train",
+]
 
 
 def load(directory) -> Result:
@@ -21,8 +29,18 @@ def load(directory) -> Result:
     return load_run(directory)
 
 
-def train(algo: str, env_id: str, *, steps: int, seed: int = 0, config=None, out=None,
-          progress: bool = False, env_kwargs: dict | None = None, **overrides) -> Result:
+def train(
+    algo: str,
+    env_id: str,
+    *,
+    steps: int,
+    seed: int = 0,
+    config=None,
+    out=None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    **overrides,
+) -> Result:
     """Train ``algo`` (a name ``rlcourse train`` knows) on ``env_id``.
 
     Keyword ``overrides`` replace fields of the algorithm's default config, e.g.
@@ -36,5 +54,4 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, config=None, out
         raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHMS)}")
     spec = ALGORITHMS[algo]
     config = dataclasses.replace(config or spec.defaults_for(env_id), **overrides)
-    return spec.train(env_id, config, steps=steps, seed=seed, out=out, progress=progress,
-                      env_kwargs=env_kwargs)
+    return spec.train(env_id, config, steps=steps, seed=seed, out=out, progress=progress, env_kwargs=env_kwargs)

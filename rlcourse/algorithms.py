@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from rlcourse.pg import a2c, a3c, ppo, reinforce, trpo
 from rlcourse.config import config_from_dict
+from rlcourse.pg import a2c, a3c, ppo, reinforce, trpo
 from rlcourse.pg.policies import load_policy
 from rlcourse.run import Result
 from rlcourse.tabular import td_control
@@ -26,7 +27,7 @@ from rlcourse.value import dqn, linear
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
     config: type
-    defaults: Any            # a config, or a function env_id -> config (per-environment tuned values)
+    defaults: Any  # a config, or a function env_id -> config (per-environment tuned values)
     train: Callable
     load_policy: Callable
 
@@ -36,13 +37,15 @@ class Algorithm:
 
 
 ALGORITHMS = {
-    "q-learning": Algorithm(td_control.TDControlConfig, td_control.TDControlConfig(method="q-learning"),
-                            td_control.train, QTable.load),
-    "sarsa": Algorithm(td_control.TDControlConfig, td_control.TDControlConfig(method="sarsa"),
-                       td_control.train, QTable.load),
-    "expected-sarsa": Algorithm(td_control.TDControlConfig,
-                                td_control.TDControlConfig(method="expected-sarsa"),
-                                td_control.train, QTable.load),
+    "q-learning": Algorithm(
+        td_control.TDControlConfig, td_control.TDControlConfig(method="q-learning"), td_control.train, QTable.load
+    ),
+    "sarsa": Algorithm(
+        td_control.TDControlConfig, td_control.TDControlConfig(method="sarsa"), td_control.train, QTable.load
+    ),
+    "expected-sarsa": Algorithm(
+        td_control.TDControlConfig, td_control.TDControlConfig(method="expected-sarsa"), td_control.train, QTable.load
+    ),
     "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_policy),
     "dqn": Algorithm(dqn.DQNConfig, dqn.DQNConfig(), dqn.train, dqn.QPolicy.load),
     "linear-q": Algorithm(linear.LinearQConfig, linear.LinearQConfig(), linear.train, linear.LinearQPolicy.load),
@@ -62,9 +65,14 @@ def load(directory: str | os.PathLike) -> Result:
     meta = json.loads(meta_path.read_text())
     algo = ALGORITHMS[meta["algo"]]
     return Result(
-        algo=meta["algo"], env_id=meta["env_id"], env_kwargs=meta.get("env_kwargs", {}),
+        algo=meta["algo"],
+        env_id=meta["env_id"],
+        env_kwargs=meta.get("env_kwargs", {}),
         config=config_from_dict(algo.config, meta["config"]),
         policy=algo.load_policy(directory),
         log=pd.read_csv(directory / "progress.csv"),
-        seed=meta["seed"], steps=meta["steps"], status=meta["status"], timing=meta.get("timing", {}),
+        seed=meta["seed"],
+        steps=meta["steps"],
+        status=meta["status"],
+        timing=meta.get("timing", {}),
     )

@@ -55,15 +55,18 @@ def _run_config(directory: Path) -> dict:
     """The config.json of the run of `rlcourse train` in ``directory``, or a UsageError saying why there is none."""
     path = directory / "config.json"
     if not path.is_file():
-        raise UsageError(f"{directory} is not a run directory (no config.json); "
-                         "make one with `rlcourse train ... --out DIR`")
+        raise UsageError(
+            f"{directory} is not a run directory (no config.json); make one with `rlcourse train ... --out DIR`"
+        )
     try:
         meta = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UsageError(f"{path} is damaged: it is not JSON ({err})") from None
-    if isinstance(meta, dict) and ("model_type" in meta or "sft" in meta):   # a stage's model, or the pipeline's folder
-        raise UsageError(f"{directory} holds lesson 7's RLHF output, not a run of `rlcourse train`: "
-                         "evaluate a tuned model with `rlcourse rlhf evaluate MODEL_DIR --reference SFT_DIR`")
+    if isinstance(meta, dict) and ("model_type" in meta or "sft" in meta):  # a stage's model, or the pipeline's folder
+        raise UsageError(
+            f"{directory} holds lesson 7's RLHF output, not a run of `rlcourse train`: "
+            "evaluate a tuned model with `rlcourse rlhf evaluate MODEL_DIR --reference SFT_DIR`"
+        )
     if not isinstance(meta, dict) or "algo" not in meta:
         raise UsageError(f"{path} is not the config.json of a run: it names no algorithm")
     if meta["algo"] not in ALGORITHMS:
@@ -77,7 +80,7 @@ def _load_run(directory: Path):
         return load(directory)
     except FileNotFoundError as err:
         raise UsageError(f"{directory} is missing {Path(err.filename).name}: train the run again") from None
-    except Exception as err:     # whatever else reading the files raises, they are damaged (or edited by hand)
+    except Exception as err:  # whatever else reading the files raises, they are damaged (or edited by hand)
         first_line = str(err).partition("\n")[0]
         raise UsageError(f"{directory} holds a damaged run: {type(err).__name__}: {first_line}") from None
 
@@ -113,11 +116,43 @@ def cmd_train(args) -> int:
     except ConfigError as err:
         raise UsageError(str(err)) from None
     out = Path(args.out or f"runs/{args.algo}_{args.env.split('/')[-1]}_seed{args.seed}")
-    options = {}
+    options = _train_options(args, spec, out)
+    if args.resume and args.force:
+        raise UsageError("--resume keeps the run in OUT and --force replaces it: give one of them")
+    if not args.resume:
+        _prepare_out(out, args.algo, args.force)
+    try:
+        result = spec.train(
+            args.env, config, steps=args.steps, seed=args.seed, out=out, progress=not args.quiet, **options
+        )
+    except (UnsupportedSpaceError, ConfigError) as err:
+        raise UsageError(str(err)) from None
+    except NonFiniteError as err:
+        print(f"rlcourse: {err}", file=sys.stderr)
+        return TRAINING_FAILED
+    result.save(out)
+    print(json.dumps(_summary(result, out)))
+    if result.status == "interrupted":
+        print(f"rlcourse: interrupted at env step {result.steps}; what was learned is saved in {out}", file=sys.stderr)
+        if "resume" in inspect.signature(spec.train).parameters and (out / CHECKPOINT).is_file():
+            print(
+                f"rlcourse: the same command with --resume goes on from the last checkpoint in {out}", file=sys.stderr
+            )
+        return INTERRUPTED
+    return 0
+
+
+def _train_options(args, spec, out: Path) -> dict:
+    """The optional arguments of ``train`` the command line sets, refused where the algorithm has none."""
     if args.tensorboard is not None:
         args.tensorboard = args.tensorboard or str(out / "tensorboard")
-    for flag, name in (("--resume", "resume"), ("--threads", "threads"), ("--tensorboard", "tensorboard"),
-                       ("--device", "device")):
+    options = {}
+    for flag, name in (
+        ("--resume", "resume"),
+        ("--threads", "threads"),
+        ("--tensorboard", "tensorboard"),
+        ("--device", "device"),
+    ):
         value = getattr(args, name)
         if value in (None, False):
             continue
@@ -126,35 +161,21 @@ def cmd_train(args) -> int:
         if name == "threads":
             _check_at_least(flag, value, 1)
         options[name] = value
-    if args.resume and args.force:
-        raise UsageError("--resume keeps the run in OUT and --force replaces it: give one of them")
-    if not args.resume:
-        _prepare_out(out, args.algo, args.force)
-    try:
-        result = spec.train(args.env, config, steps=args.steps, seed=args.seed, out=out,
-                            progress=not args.quiet, **options)
-    except (UnsupportedSpaceError, ConfigError) as err:
-        raise UsageError(str(err)) from None
-    except NonFiniteError as err:
-        print(f"rlcourse: {err}", file=sys.stderr)
-        return TRAINING_FAILED
-    result.save(out)
+    return options
+
+
+def _summary(result, out: Path) -> dict:
+    """The one JSON line ``train`` prints."""
     log = result.log
-    episodes = int(log["episodes"].sum()) if "episodes" in log else len(log)
     returns = log["return"].dropna()
-    summary = {"out": str(out), "status": result.status, "env_steps": result.steps,
-               "episodes": episodes,
-               "last_return": float(returns.iloc[-1]) if len(returns) else None,
-               "steps_per_second": round(result.timing["steps_per_second"], 1)}
-    print(json.dumps(summary))
-    if result.status == "interrupted":
-        print(f"rlcourse: interrupted at env step {result.steps}; what was learned is saved in {out}",
-              file=sys.stderr)
-        if "resume" in inspect.signature(spec.train).parameters and (out / CHECKPOINT).is_file():
-            print(f"rlcourse: the same command with --resume goes on from the last checkpoint in {out}",
-                  file=sys.stderr)
-        return INTERRUPTED
-    return 0
+    return {
+        "out": str(out),
+        "status": result.status,
+        "env_steps": result.steps,
+        "episodes": int(log["episodes"].sum()) if "episodes" in log else len(log),
+        "last_return": float(returns.iloc[-1]) if len(returns) else None,
+        "steps_per_second": round(result.timing["steps_per_second"], 1),
+    }
 
 
 def cmd_evaluate(args) -> int:
@@ -219,8 +240,10 @@ def cmd_autograder(args) -> int:
         summary = build_bundle(args.out, lessons)
     except ReleaseError as err:
         raise UsageError(str(err)) from None
-    print(f"wrote {summary['out']}: lessons {', '.join(map(str, lessons))}, {len(summary['files'])} files, "
-          f"torch {summary['torch']}; upload it as a Gradescope autograder")
+    print(
+        f"wrote {summary['out']}: lessons {', '.join(map(str, lessons))}, {len(summary['files'])} files, "
+        f"torch {summary['torch']}; upload it as a Gradescope autograder"
+    )
     return 0
 
 
@@ -242,17 +265,26 @@ def cmd_grade(args) -> int:
     from rlcourse.run import atomic_write
 
     if not Path(args.submission).is_dir():
-        raise UsageError(f"{args.submission} is not a directory: give the folder that holds the "
-                         "student's rlcourse/ package")
+        raise UsageError(
+            f"{args.submission} is not a directory: give the folder that holds the student's rlcourse/ package"
+        )
     for name in ("timeout", "deadline"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name} = {value:g} is out of range: it must be > 0 seconds")
     _check_at_least("--memory-mb", args.memory_mb, 256)
     try:
-        report = grade(args.submission, tests=args.tests, tests_dir=args.tests_dir, timeout=args.timeout,
-                       memory_mb=args.memory_mb, jobs=args.jobs, lessons=_lessons(args.lessons),
-                       isolation_level=args.isolation, deadline=args.deadline)
+        report = grade(
+            args.submission,
+            tests=args.tests,
+            tests_dir=args.tests_dir,
+            timeout=args.timeout,
+            memory_mb=args.memory_mb,
+            jobs=args.jobs,
+            lessons=_lessons(args.lessons),
+            isolation_level=args.isolation,
+            deadline=args.deadline,
+        )
     except (FileNotFoundError, PermissionError) as err:
         raise UsageError(str(err)) from None
     print(report.isolation)
@@ -271,33 +303,57 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an algorithm and save the run")
     train.add_argument("algo", metavar="ALGO", help=f"one of: {', '.join(ALGORITHMS)}")
     train.add_argument("--env", required=True, help="a Gymnasium id, e.g. rlcourse/Corridor-v0")
-    train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, torch and the environments "
-                       "(default: %(default)s)")
+    train.add_argument(
+        "--seed", type=int, default=0, help="seeds Python, NumPy, torch and the environments (default: %(default)s)"
+    )
     train.add_argument("--steps", type=int, default=10_000, help="environment steps (default: %(default)s)")
-    train.add_argument("--out", help="run directory (default: runs/ALGO_ENV_seedN); an old run of the same "
-                       "algorithm there is replaced")
-    train.add_argument("--force", action="store_true",
-                       help="replace whatever OUT holds: a run of another algorithm, or other files")
-    train.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                       help="override config fields, e.g. --set alpha=0.5 gamma=1")
+    train.add_argument(
+        "--out", help="run directory (default: runs/ALGO_ENV_seedN); an old run of the same algorithm there is replaced"
+    )
+    train.add_argument(
+        "--force", action="store_true", help="replace whatever OUT holds: a run of another algorithm, or other files"
+    )
+    train.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config fields, e.g. --set alpha=0.5 gamma=1",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run from OUT/checkpoint.pkl (same env, seed, steps and --set)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run from OUT/checkpoint.pkl (same env, seed, steps and --set)",
+    )
     train.add_argument("--threads", type=int, help="CPU threads for the updates (default 1; dqn, a2c, ppo, trpo)")
-    train.add_argument("--device", help="where the networks train: cpu (the default; fastest for networks this "
-                       "small), cuda, cuda:1, mps (reinforce, a2c, ppo, trpo, dqn)")
-    train.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
-                       help="write the log's numbers to TensorBoard as they come (default DIR: OUT/tensorboard; "
-                            "the tensorboard extra)")
+    train.add_argument(
+        "--device",
+        help="where the networks train: cpu (the default; fastest for networks this "
+        "small), cuda, cuda:1, mps (reinforce, a2c, ppo, trpo, dqn)",
+    )
+    train.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="write the log's numbers to TensorBoard as they come (default DIR: OUT/tensorboard; "
+        "the tensorboard extra)",
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=int, default=10, help="(default: %(default)s)")
     evaluate.add_argument("--seed", type=int, default=0, help="episode i is seeded seed + i (default: %(default)s)")
-    evaluate.add_argument("--render", choices=RENDER_MODES, default="none",
-                          help="ansi: print the frames as text; gif, mp4: record the first episode "
-                          "(mp4 needs the video extra) (default: %(default)s)")
+    evaluate.add_argument(
+        "--render",
+        choices=RENDER_MODES,
+        default="none",
+        help="ansi: print the frames as text; gif, mp4: record the first episode "
+        "(mp4 needs the video extra) (default: %(default)s)",
+    )
     evaluate.add_argument("--video", help="where --render gif or mp4 writes (default: RUN_DIR/episode.gif or .mp4)")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -307,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--quiet", action="store_true", help="no progress bar")
     tour.set_defaults(func=cmd_tour)
 
-    assignment = sub.add_parser("assignment", help="instructors: the student release, the Gradescope bundle, "
-                                "the graded tests' timings")
+    assignment = sub.add_parser(
+        "assignment", help="instructors: the student release, the Gradescope bundle, the graded tests' timings"
+    )
     assignment_sub = assignment.add_subparsers(dest="action", required=True, parser_class=_Parser)
     release = assignment_sub.add_parser("release", help="write the package with solutions cut out")
     release.add_argument("--out", required=True, help="a new, empty directory")
@@ -318,26 +375,39 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument("--lessons", required=True, help="the lessons it grades, e.g. 4")
     bundle.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
     bundle.set_defaults(func=cmd_autograder)
-    timings = assignment_sub.add_parser("timings", help="measure the reference's time per graded test "
-                                        "(the grader's time limits come from it)")
+    timings = assignment_sub.add_parser(
+        "timings", help="measure the reference's time per graded test (the grader's time limits come from it)"
+    )
     timings.add_argument("--out", help="where to write (default tests/graded/timings.json)")
     timings.set_defaults(func=cmd_timings)
 
     grade = sub.add_parser("grade", help="grade a student's package with points per test")
     grade.add_argument("submission", help="the folder holding the student's rlcourse/ package")
-    grade.add_argument("--tests", choices=["public", "all"], default="public",
-                       help="public tests only, or hidden ones too (default public)")
+    grade.add_argument(
+        "--tests",
+        choices=["public", "all"],
+        default="public",
+        help="public tests only, or hidden ones too (default public)",
+    )
     grade.add_argument("--json", help="write Gradescope's results.json here")
-    grade.add_argument("--lessons", help="grade these lessons only, e.g. 4 or 1,2 (default: every lesson "
-                       "in the tests folder)")
-    grade.add_argument("--timeout", type=float, help="seconds per test (default: 5 times the reference "
-                       "solution's time for it, at least 6)")
+    grade.add_argument(
+        "--lessons", help="grade these lessons only, e.g. 4 or 1,2 (default: every lesson in the tests folder)"
+    )
+    grade.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds per test (default: 5 times the reference solution's time for it, at least 6)",
+    )
     grade.add_argument("--deadline", type=float, default=1200, help="seconds for the whole grading (default 1200)")
     grade.add_argument("--memory-mb", type=int, default=4096, help="address-space limit of the sandbox (MB)")
     grade.add_argument("--jobs", type=int, help="tests run at once (default: cores, at most 2)")
     grade.add_argument("--tests-dir", help="graded tests (default: tests/graded of this checkout)")
-    grade.add_argument("--isolation", choices=["auto", "namespaces", "user", "none"], default="auto",
-                       help="how student code is isolated (default: the best this machine allows)")
+    grade.add_argument(
+        "--isolation",
+        choices=["auto", "namespaces", "user", "none"],
+        default="auto",
+        help="how student code is isolated (default: the best this machine allows)",
+    )
     grade.set_defaults(func=cmd_grade)
 
     add_rlhf_parser(sub, _Parser)
@@ -347,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        _check_at_least("--seed", getattr(args, "seed", None), 0)    # NumPy takes no negative seed
+        _check_at_least("--seed", getattr(args, "seed", None), 0)  # NumPy takes no negative seed
         return args.func(args)
     except UsageError as err:
         print(f"rlcourse: error: {err}", file=sys.stderr)

@@ -28,8 +28,7 @@ class UsageError(Exception):
     pair): ``rlcourse`` and ``rlcourse rlhf`` report it in one line with exit status 2."""
 
 
-def check_range(config, field: str, low=None, high=None, *, low_open=False, high_open=False,
-                integer=False):
+def check_range(config, field: str, low=None, high=None, *, low_open=False, high_open=False, integer=False):
     """Raise ConfigError unless ``config.field`` lies in the interval given.
 
     ``low``/``high`` of None mean unbounded; ``*_open`` excludes that end point.
@@ -56,9 +55,12 @@ def check_layers(config, field: str = "hidden"):
     """Raise ConfigError unless ``config.field`` is a tuple of hidden-layer sizes, each >= 1."""
     value = getattr(config, field)
     if not isinstance(value, tuple) or not all(
-            isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in value):
-        raise ConfigError(f"{type(config).__name__}.{field} = {value!r} must be a tuple of layer sizes, "
-                          f"each an integer >= 1, e.g. (64, 64)")
+        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in value
+    ):
+        raise ConfigError(
+            f"{type(config).__name__}.{field} = {value!r} must be a tuple of layer sizes, "
+            f"each an integer >= 1, e.g. (64, 64)"
+        )
 
 
 def check_choice(config, field: str, choices):
@@ -66,8 +68,7 @@ def check_choice(config, field: str, choices):
     value = getattr(config, field)
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"{type(config).__name__}.{field} = {value!r} is not allowed: "
-                          f"it must be one of {allowed}")
+        raise ConfigError(f"{type(config).__name__}.{field} = {value!r} is not allowed: it must be one of {allowed}")
 
 
 def _parse(text: str, kind, name: str):
@@ -121,8 +122,9 @@ def apply_overrides(config, overrides: dict[str, str]):
     changes = {}
     for key, text in overrides.items():
         if key not in fields:
-            raise ConfigError(f"{type(config).__name__} has no field {key!r}; "
-                              f"its fields are: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"{type(config).__name__} has no field {key!r}; its fields are: {', '.join(sorted(fields))}"
+            )
         changes[key] = _parse(text, hints[key], f"{type(config).__name__}.{key}")
     return dataclasses.replace(config, **changes)
 

@@ -13,6 +13,7 @@ It imports nothing of rlcourse above ``run``'s file helpers.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def mlp(sizes: list[int], activation=nn.Tanh, output_gain: float = 1.0) -> nn.Se
     zero biases: the usual choice for policy-gradient networks.
     """
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         linear = nn.Linear(n_in, n_out)
         last = i == len(sizes) - 2
         nn.init.orthogonal_(linear.weight, gain=output_gain if last else np.sqrt(2))
@@ -54,8 +55,8 @@ def flatten_parameters(module: nn.Module) -> nn.Parameter:
     flat.grad = torch.zeros_like(flat)
     start = 0
     for p in params:
-        p.data = flat.data[start:start + p.numel()].view_as(p)
-        p.grad = flat.grad[start:start + p.numel()].view_as(p)
+        p.data = flat.data[start : start + p.numel()].view_as(p)
+        p.grad = flat.grad[start : start + p.numel()].view_as(p)
         start += p.numel()
     return flat
 

@@ -21,8 +21,9 @@ import pickle
 import random
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,8 +55,8 @@ def require_discrete(algo: str, env) -> tuple[int, int]:
     for kind, space in (("observation", env.observation_space), ("action", env.action_space)):
         if not isinstance(space, gym.spaces.Discrete):
             raise UnsupportedSpaceError(
-                f"{algo} needs a Discrete {kind} space, but {env.spec.id if env.spec else env} "
-                f"has {space}")
+                f"{algo} needs a Discrete {kind} space, but {env.spec.id if env.spec else env} has {space}"
+            )
     return int(env.observation_space.n), int(env.action_space.n)
 
 
@@ -142,12 +143,16 @@ class Result:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "algo": self.algo, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
-            "seed": self.seed, "steps": self.steps, "status": self.status,
-            "config": dataclasses.asdict(self.config), "timing": self.timing,
+            "algo": self.algo,
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "seed": self.seed,
+            "steps": self.steps,
+            "status": self.status,
+            "config": dataclasses.asdict(self.config),
+            "timing": self.timing,
         }
-        atomic_write(directory / "config.json",
-                     lambda f: f.write(json.dumps(meta, indent=2) + "\n"), mode="w")
+        atomic_write(directory / "config.json", lambda f: f.write(json.dumps(meta, indent=2) + "\n"), mode="w")
         atomic_write(directory / "progress.csv", lambda f: self.log.to_csv(f, index=False), mode="w")
         self.policy.save(directory)
         fig = self.plot()
@@ -157,8 +162,9 @@ class Result:
         plt.close(fig)
         return directory
 
-    def plot(self, ax=None, column: str = "return", x: str = "env_steps", window: int | None = None,
-             label: str | None = None):
+    def plot(
+        self, ax=None, column: str = "return", x: str = "env_steps", window: int | None = None, label: str | None = None
+    ):
         """Plot a log column against ``x`` with its moving average; return the figure.
 
         ``window`` (rows averaged) defaults to a tenth of the log, between 1 and 50: 50
@@ -175,8 +181,10 @@ class Result:
             fig, ax = plt.subplots(figsize=(6, 3.5))
         fig = ax.figure
         if column not in self.log or x not in self.log:
-            raise ValueError(f"the log has no column {column if column not in self.log else x!r}; "
-                             f"its columns are {', '.join(self.log.columns)}")
+            raise ValueError(
+                f"the log has no column {column if column not in self.log else x!r}; "
+                f"its columns are {', '.join(self.log.columns)}"
+            )
         window = window or max(1, min(50, len(self.log) // 10))
         xs, ys = self.log[x], self.log[column]
         smooth = ys.rolling(window, min_periods=1).mean()
@@ -242,7 +250,7 @@ class torch_threads:
         torch.set_num_threads(self.before)
 
 
-RECORD_KEYS = ("rows", "window", "returns", "lengths", "iteration", "env_steps")   # a checkpoint's own
+RECORD_KEYS = ("rows", "window", "returns", "lengths", "iteration", "env_steps")  # a checkpoint's own
 
 
 class IterationRecord:
@@ -269,18 +277,39 @@ class IterationRecord:
       learned so far, and shows a progress bar.
     """
 
-    def __init__(self, algo: str, env_id: str, env_kwargs: dict | None, config, seed: int, steps: int, *,
-                 columns: list[str], make_row: Callable[..., dict], out=None, progress: bool = False,
-                 checkpoint_every: int = 50_000, log_interval: int = 1, callback: Callable | None = None,
-                 resume: bool = False, tensorboard: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        algo: str,
+        env_id: str,
+        env_kwargs: dict | None,
+        config,
+        seed: int,
+        steps: int,
+        *,
+        columns: list[str],
+        make_row: Callable[..., dict],
+        out=None,
+        progress: bool = False,
+        checkpoint_every: int = 50_000,
+        log_interval: int = 1,
+        callback: Callable | None = None,
+        resume: bool = False,
+        tensorboard: str | os.PathLike | None = None,
+    ):
         import time
 
         self._clock = time.perf_counter
         self.algo, self.env_id, self.env_kwargs, self.config = algo, env_id, dict(env_kwargs or {}), config
         self.seed, self.steps, self.out, self.columns, self.make_row = seed, steps, out, columns, make_row
         self.checkpoint_every, self.log_interval, self.callback = checkpoint_every, log_interval, callback
-        self.run_id = {"algo": algo, "env_id": env_id, "env_kwargs": self.env_kwargs,
-                       "config": dataclasses.asdict(config), "seed": seed, "steps": steps}
+        self.run_id = {
+            "algo": algo,
+            "env_id": env_id,
+            "env_kwargs": self.env_kwargs,
+            "config": dataclasses.asdict(config),
+            "seed": seed,
+            "steps": steps,
+        }
         self.rows: list[dict] = []
         self.window: list[dict] = []
         self.returns: list[float] = []
@@ -300,19 +329,22 @@ class IterationRecord:
         """The trainer's state from the checkpoint in ``out``, once it is known to be this run's."""
         path = None if self.out is None else Path(self.out) / CHECKPOINT
         if path is None or not path.is_file():
-            raise ConfigError(f"resume=True needs a checkpoint to resume from, but there is no {CHECKPOINT} "
-                              f"in {self.out}")
+            raise ConfigError(
+                f"resume=True needs a checkpoint to resume from, but there is no {CHECKPOINT} in {self.out}"
+            )
         state = load_checkpoint(self.out)
         saved = state.pop("run", {})
         for key, value in self.run_id.items():
             if saved.get(key) != value:
-                raise ConfigError(f"cannot resume from {path}: it was saved by a run with {key} = "
-                                  f"{saved.get(key)!r}, this one has {key} = {value!r}")
+                raise ConfigError(
+                    f"cannot resume from {path}: it was saved by a run with {key} = "
+                    f"{saved.get(key)!r}, this one has {key} = {value!r}"
+                )
         self.rows, self.window, self.returns, self.lengths = (state.pop(k) for k in RECORD_KEYS[:4])
         self.iteration, self.env_steps, self.last_checkpoint = state.pop("iteration"), state.pop("env_steps"), path
         return state
 
-    def __enter__(self) -> "IterationRecord":
+    def __enter__(self) -> IterationRecord:
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
@@ -325,8 +357,16 @@ class IterationRecord:
             self.close()
         return kind is KeyboardInterrupt
 
-    def end_iteration(self, env_steps: int, stats: dict, returns: list, lengths: list,
-                      checkpoint: Callable[[], dict], model, final: bool = False) -> None:
+    def end_iteration(
+        self,
+        env_steps: int,
+        stats: dict,
+        returns: list,
+        lengths: list,
+        checkpoint: Callable[[], dict],
+        model,
+        final: bool = False,
+    ) -> None:
         """Record one iteration: its named numbers ``stats`` and the episodes that ended in it;
         ``checkpoint()`` gives the trainer's state to save (networks, optimiser, random state, …)."""
         self.advance(env_steps)
@@ -342,8 +382,15 @@ class IterationRecord:
 
     def save(self, state: dict) -> None:
         """Write a checkpoint now: the trainer's ``state`` and the record's own."""
-        own = {"run": self.run_id, "rows": list(self.rows), "window": list(self.window), "returns": list(self.returns),
-               "lengths": list(self.lengths), "iteration": self.iteration, "env_steps": self.env_steps}
+        own = {
+            "run": self.run_id,
+            "rows": list(self.rows),
+            "window": list(self.window),
+            "returns": list(self.returns),
+            "lengths": list(self.lengths),
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+        }
         self.last_checkpoint = save_checkpoint(self.out, {**own, **state})
         self.next_checkpoint = (self.env_steps // self.checkpoint_every + 1) * self.checkpoint_every
 
@@ -362,17 +409,21 @@ class IterationRecord:
 
     def advance(self, env_steps: int) -> None:
         """The run has taken ``env_steps`` steps in all (for a loop whose rows come per episode)."""
-        self.bar.update(min(env_steps, self.steps) - self.bar.n)    # N envs may step past the budget
+        self.bar.update(min(env_steps, self.steps) - self.bar.n)  # N envs may step past the budget
         self.env_steps = env_steps
 
     def flush(self) -> None:
         """Turn the iterations since the last row into a row (if there are any)."""
         if self.window:
             returns, lengths = self.returns, self.lengths
-            row = {"iteration": self.iteration, "env_steps": self.env_steps,
-                   "return": float(np.mean(returns)) if returns else float("nan"), "episodes": len(returns),
-                   "length": float(np.mean(lengths)) if lengths else float("nan"),
-                   **self.make_row(self.window, returns, lengths)}
+            row = {
+                "iteration": self.iteration,
+                "env_steps": self.env_steps,
+                "return": float(np.mean(returns)) if returns else float("nan"),
+                "episodes": len(returns),
+                "length": float(np.mean(lengths)) if lengths else float("nan"),
+                **self.make_row(self.window, returns, lengths),
+            }
             self.add_row(row)
         self.window, self.returns, self.lengths = [], [], []
 
@@ -391,14 +442,22 @@ class IterationRecord:
         self.close()
         seconds = self.seconds()
         if hasattr(policy, "parameters"):
-            policy = policy.cpu()                # evaluated, saved and loaded on the CPU
+            policy = policy.cpu()  # evaluated, saved and loaded on the CPU
             for p in policy.parameters():
                 p.data, p.grad = p.data.clone(), None
             policy = policy.eval()
-        return Result(algo=self.algo, env_id=self.env_id, env_kwargs=self.env_kwargs, config=self.config,
-                      policy=policy, log=pd.DataFrame(self.rows, columns=self.columns), seed=self.seed,
-                      steps=self.env_steps, status=self.status,
-                      timing={"seconds": seconds, "steps_per_second": self.env_steps / max(seconds, 1e-9)})
+        return Result(
+            algo=self.algo,
+            env_id=self.env_id,
+            env_kwargs=self.env_kwargs,
+            config=self.config,
+            policy=policy,
+            log=pd.DataFrame(self.rows, columns=self.columns),
+            seed=self.seed,
+            steps=self.env_steps,
+            status=self.status,
+            timing={"seconds": seconds, "steps_per_second": self.env_steps / max(seconds, 1e-9)},
+        )
 
 
 def _tensorboard_writer(log_dir, rows: list[dict]):
@@ -408,8 +467,10 @@ def _tensorboard_writer(log_dir, rows: list[dict]):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError("tensorboard: the TensorBoard package is missing; install the tensorboard extra "
-                          "(pip install torch==2.13.0 -e \".[tensorboard]\")") from None
+        raise ConfigError(
+            "tensorboard: the TensorBoard package is missing; install the tensorboard extra "
+            '(pip install torch==2.13.0 -e ".[tensorboard]")'
+        ) from None
     writer = SummaryWriter(log_dir=str(log_dir), purge_step=rows[-1]["env_steps"] + 1 if rows else None)
     return writer
 

@@ -58,8 +58,9 @@ def build_bundle(out: str | Path, lessons: list[int], root: Path | None = None, 
     root = root or source_root()
     unknown = sorted(set(lessons) - set(available_lessons(root)))
     if unknown:
-        raise ReleaseError(f"no graded tests for lesson(s) {unknown}; lessons with graded tests: "
-                           f"{available_lessons(root)}")
+        raise ReleaseError(
+            f"no graded tests for lesson(s) {unknown}; lessons with graded tests: {available_lessons(root)}"
+        )
     out = Path(out)
     if out.suffix != ".zip":
         raise ReleaseError(f"{out}: the bundle is a .zip file")
@@ -67,7 +68,7 @@ def build_bundle(out: str | Path, lessons: list[int], root: Path | None = None, 
     with tempfile.TemporaryDirectory(prefix="rlcourse-bundle-") as tmp:
         staging = Path(tmp) / "autograder"
         release(staging / "package", lessons, root)
-        shutil.rmtree(staging / "package" / "tests")        # the bundle's tests/ below has them all
+        shutil.rmtree(staging / "package" / "tests")  # the bundle's tests/ below has them all
         tests = staging / "tests"
         tests.mkdir()
         chosen = test_files(graded, lessons)
@@ -106,8 +107,11 @@ def reference_timings(out: str | Path | None = None, root: Path | None = None, j
     failing = [t.title for t in report.tests if t.score != t.points]
     if failing:
         raise ReleaseError(f"the reference fails graded tests, so its timings mean nothing: {failing[:5]}")
-    timings = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-               "jobs": jobs, "tests": {t.title: round(t.seconds, 3) for t in report.tests}}
+    timings = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "jobs": jobs,
+        "tests": {t.title: round(t.seconds, 3) for t in report.tests},
+    }
     path = Path(out) if out else graded / TIMINGS
     path.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
     return timings

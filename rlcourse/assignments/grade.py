@@ -48,7 +48,7 @@ markers =
 addopts = -p no:cacheprovider -p no:xdist -p no:randomly -q --tb=no -W ignore::DeprecationWarning
 """
 TIMINGS = "timings.json"
-LIMIT_MULTIPLE, LIMIT_FLOOR = 5.0, 6.0       # a test's limit: max(floor, multiple × the reference's time)
+LIMIT_MULTIPLE, LIMIT_FLOOR = 5.0, 6.0  # a test's limit: max(floor, multiple × the reference's time)
 MAX_SUBMISSION_FILES, MAX_SUBMISSION_BYTES = 2_000, 50 << 20
 
 
@@ -90,10 +90,16 @@ class GradeReport:
         return {
             "score": self.score,
             "output": self.message or f"{self.score:g} / {self.max_score:g} points",
-            "tests": [{"name": t.title, "score": t.score, "max_score": t.points,
-                       "output": t.reason or "passed",
-                       "visibility": "after_published" if t.hidden else "visible"}
-                      for t in self.tests],
+            "tests": [
+                {
+                    "name": t.title,
+                    "score": t.score,
+                    "max_score": t.points,
+                    "output": t.reason or "passed",
+                    "visibility": "after_published" if t.hidden else "visible",
+                }
+                for t in self.tests
+            ],
         }
 
     def table(self) -> str:
@@ -131,16 +137,24 @@ def test_files(tests_dir: Path, lessons: list[int] | None) -> list[Path]:
     chosen = [p for p in files if any(p.name == f"test_lesson{n}.py" for n in lessons)]
     missing = [n for n in lessons if not any(p.name == f"test_lesson{n}.py" for p in chosen)]
     if missing:
-        have = sorted(int(p.stem.removeprefix("test_lesson")) for p in files if p.stem.removeprefix("test_lesson").isdigit())
-        raise FileNotFoundError(f"no graded tests for lesson(s) {', '.join(map(str, missing))} in {tests_dir}; "
-                                f"lessons there: {', '.join(map(str, have)) or 'none'}")
+        have = sorted(
+            int(p.stem.removeprefix("test_lesson")) for p in files if p.stem.removeprefix("test_lesson").isdigit()
+        )
+        raise FileNotFoundError(
+            f"no graded tests for lesson(s) {', '.join(map(str, missing))} in {tests_dir}; "
+            f"lessons there: {', '.join(map(str, have)) or 'none'}"
+        )
     return chosen
 
 
 def _points(node: ast.FunctionDef) -> float:
     for decorator in node.decorator_list:
-        if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
-                and decorator.func.attr == "points" and decorator.args):
+        if (
+            isinstance(decorator, ast.Call)
+            and isinstance(decorator.func, ast.Attribute)
+            and decorator.func.attr == "points"
+            and decorator.args
+        ):
             return float(ast.literal_eval(decorator.args[0]))
     return 1.0
 
@@ -185,8 +199,10 @@ def copy_submission(package: Path, into: Path) -> None:
             elif stat.S_ISREG(info.st_mode):
                 count, size = count + 1, size + info.st_size
                 if count > MAX_SUBMISSION_FILES or size > MAX_SUBMISSION_BYTES:
-                    raise SubmissionError(f"the package is too large (more than {MAX_SUBMISSION_FILES} files or "
-                                          f"{MAX_SUBMISSION_BYTES >> 20} MB)")
+                    raise SubmissionError(
+                        f"the package is too large (more than {MAX_SUBMISSION_FILES} files or "
+                        f"{MAX_SUBMISSION_BYTES >> 20} MB)"
+                    )
                 fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
                 with os.fdopen(fd, "rb") as f_in, open(target, "wb") as f_out:
                     shutil.copyfileobj(f_in, f_out)
@@ -242,10 +258,17 @@ def hidden_paths() -> list[str]:
 # --------------------------------------------------------------------------- grading
 
 
-def grade(submission: str | Path, tests: str = "public", tests_dir: str | Path | None = None,
-          timeout: float | None = None, memory_mb: int = 4096, jobs: int | None = None,
-          lessons: list[int] | None = None, isolation_level: str = "auto",
-          deadline: float = 1200.0) -> GradeReport:
+def grade(
+    submission: str | Path,
+    tests: str = "public",
+    tests_dir: str | Path | None = None,
+    timeout: float | None = None,
+    memory_mb: int = 4096,
+    jobs: int | None = None,
+    lessons: list[int] | None = None,
+    isolation_level: str = "auto",
+    deadline: float = 1200.0,
+) -> GradeReport:
     """Grade the ``rlcourse`` package found in ``submission``; return the report."""
     if tests not in ("public", "all"):
         raise ValueError(f"tests = {tests!r} is not allowed: it must be 'public' or 'all'")
@@ -269,9 +292,18 @@ def grade(submission: str | Path, tests: str = "public", tests_dir: str | Path |
         os.chmod(work / "submission", 0o755)
         trusted = trusted_copy(_private_dir(work / "trusted"))
         limits = time_limits(tests_dir, report.tests, timeout)
-        run = _Run(report, work, trusted, level, limits, memory_mb, jobs or min(2, os.cpu_count() or 1), deadline,
-                   student_modules(files))
-        for index in range(len(run.groups)):      # one copy per harness: each may delete its own
+        run = _Run(
+            report,
+            work,
+            trusted,
+            level,
+            limits,
+            memory_mb,
+            jobs or min(2, os.cpu_count() or 1),
+            deadline,
+            student_modules(files),
+        )
+        for index in range(len(run.groups)):  # one copy per harness: each may delete its own
             copy_tests(tests_dir, files, include_hidden, work / f"tests{index}")
         run.go()
     finally:
@@ -337,27 +369,62 @@ class _Run:
             self.uids.append((uid, lock))
             if self.level == "user" and index == 0:
                 isolation.check_python_for(uid)
-        settings = {"uid": uid, "level": self.level, "token": f"{self.token}-{index}", "work": str(self.work / f"slot{index}"),
-                    "package_dir": str(self.work / "submission"), "memory_mb": self.memory_mb,
-                    "hide": hidden_paths(), "limits": self.limits, "default_limit": LIMIT_FLOOR,
-                    "hidden": hidden, "report_fd": write_fd, "import_timeout": 120,
-                    "tests_dir": str(self.work / f"tests{index}"), "modules": self.modules}
+        settings = {
+            "uid": uid,
+            "level": self.level,
+            "token": f"{self.token}-{index}",
+            "work": str(self.work / f"slot{index}"),
+            "package_dir": str(self.work / "submission"),
+            "memory_mb": self.memory_mb,
+            "hide": hidden_paths(),
+            "limits": self.limits,
+            "default_limit": LIMIT_FLOOR,
+            "hidden": hidden,
+            "report_fd": write_fd,
+            "import_timeout": 120,
+            "tests_dir": str(self.work / f"tests{index}"),
+            "modules": self.modules,
+        }
         (self.work / f"slot{index}").mkdir(mode=0o711)
         path = self.work / f"harness{index}.json"
         path.write_text(json.dumps(settings))
         os.chmod(path, 0o600)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST", "RLCOURSE"))}
         tests = self.work / f"tests{index}"
-        env.update(PYTHONPATH=f"{self.trusted}{os.pathsep}{tests}", RLCOURSE_HARNESS=str(path),
-                   PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
-                   TRANSFORMERS_OFFLINE="1")
+        env.update(
+            PYTHONPATH=f"{self.trusted}{os.pathsep}{tests}",
+            RLCOURSE_HARNESS=str(path),
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            OPENBLAS_NUM_THREADS="1",
+            MPLBACKEND="Agg",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+        )
         nodeids = [f"{t.file}::{t.name}" for t in group]
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-c", str(tests / "pytest.ini"), "--rootdir", str(tests),
-             "-p", "rlcourse.assignments.harness", *nodeids],
-            cwd=tests, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.work / f"harness{index}.log", "wb"), pass_fds=(write_fd,), start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-c",
+                str(tests / "pytest.ini"),
+                "--rootdir",
+                str(tests),
+                "-p",
+                "rlcourse.assignments.harness",
+                *nodeids,
+            ],
+            cwd=tests,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.work / f"harness{index}.log", "wb"),
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
         os.close(write_fd)
         self.harnesses.append(process)
         return os.fdopen(read_fd, "rb", buffering=0)
@@ -437,8 +504,11 @@ class _Run:
                 test.score, test.reason = 0.0, str(failures[0].get("reason") or "failed")[:400]
             elif not passes:
                 test.score = 0.0
-                test.reason = ("not run: the grading's deadline passed" if any("deadline" in e for e in self.errors)
-                               else "not run: the harness stopped before this test")
+                test.reason = (
+                    "not run: the grading's deadline passed"
+                    if any("deadline" in e for e in self.errors)
+                    else "not run: the harness stopped before this test"
+                )
             else:
                 test.score, test.reason = test.points, ""
 
@@ -460,6 +530,8 @@ def default_tests_dir() -> Path:
     root = Path(__file__).resolve().parents[2]
     path = root / "tests" / "graded"
     if not path.is_dir():
-        raise FileNotFoundError(f"no graded tests at {path}: pass --tests-dir, or install rlcourse "
-                                "from its source checkout (pip install -e .)")
+        raise FileNotFoundError(
+            f"no graded tests at {path}: pass --tests-dir, or install rlcourse "
+            "from its source checkout (pip install -e .)"
+        )
     return path

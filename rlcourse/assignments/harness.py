@@ -80,12 +80,19 @@ def pytest_configure(config) -> None:
     isolation.harden_trusted_process(subreaper=True)
     isolation.die_with_parent(signal.SIGTERM)
     _REPORTS = os.fdopen(SETTINGS["report_fd"], "w", buffering=1)
-    slot = Slot(SETTINGS["level"], SETTINGS["uid"], Path(SETTINGS["work"]), Path(SETTINGS["package_dir"]),
-                SETTINGS["memory_mb"], SETTINGS["hide"], SETTINGS["token"])
+    slot = Slot(
+        SETTINGS["level"],
+        SETTINGS["uid"],
+        Path(SETTINGS["work"]),
+        Path(SETTINGS["package_dir"]),
+        SETTINGS["memory_mb"],
+        SETTINGS["hide"],
+        SETTINGS["token"],
+    )
     HARNESS = Harness(slot, SETTINGS["limits"], SETTINGS["default_limit"])
     sandbox.HARNESS = HARNESS
     signal.signal(signal.SIGTERM, _stop)
-    if SETTINGS["level"] != "none":      # the tests are out of its reach: start it while pytest collects
+    if SETTINGS["level"] != "none":  # the tests are out of its reach: start it while pytest collects
         slot.launch(SETTINGS["modules"])
 
 
@@ -97,8 +104,13 @@ def _stop(*_) -> None:
 
 def pytest_collectreport(report) -> None:
     if report.failed:
-        _send(event="report", title=None, nodeid=report.nodeid, outcome="failed",
-              reason=f"the test could not be collected: {str(report.longrepr).strip().splitlines()[-1][:300]}")
+        _send(
+            event="report",
+            title=None,
+            nodeid=report.nodeid,
+            outcome="failed",
+            reason=f"the test could not be collected: {str(report.longrepr).strip().splitlines()[-1][:300]}",
+        )
 
 
 def pytest_collection_finish(session) -> None:
@@ -106,9 +118,12 @@ def pytest_collection_finish(session) -> None:
     titles = sorted({title_of(item) for item in session.items})
     _send(event="collected", titles=titles)
     tests_dir = Path(SETTINGS["tests_dir"]).resolve()
-    sandbox.LOCAL_MODULES.update(name for name, module in list(sys.modules.items())
-                                 if Path(getattr(module, "__file__", None) or "/").resolve().parent == tests_dir)
-    if SETTINGS["level"] == "none":      # the student's code runs as us: take the tests off the disk first
+    sandbox.LOCAL_MODULES.update(
+        name
+        for name, module in list(sys.modules.items())
+        if Path(getattr(module, "__file__", None) or "/").resolve().parent == tests_dir
+    )
+    if SETTINGS["level"] == "none":  # the student's code runs as us: take the tests off the disk first
         for path in Path(SETTINGS["tests_dir"]).glob("*.py"):
             path.unlink()
         HARNESS.slot.launch(SETTINGS["modules"] + [m for m in sandbox.DECLARED if m not in SETTINGS["modules"]])
@@ -163,8 +178,9 @@ def _reason(excinfo, hidden: bool) -> str:
     if excinfo.typename == "Skipped":
         return "skipped"
     if hidden:
-        return ("a check failed" if isinstance(error, AssertionError) else f"{excinfo.typename} in a check") + \
-            " (a hidden test: its details are not shown)"
+        return (
+            "a check failed" if isinstance(error, AssertionError) else f"{excinfo.typename} in a check"
+        ) + " (a hidden test: its details are not shown)"
     text = str(error).strip()
     first = text.splitlines()[0] if text else ""
     return (first if isinstance(error, AssertionError) and first else f"{excinfo.typename}: {first}")[:400]
@@ -173,8 +189,15 @@ def _reason(excinfo, hidden: bool) -> str:
 def pytest_runtest_logreport(report) -> None:
     reason = getattr(report, "rlcourse_reason", "") if report.outcome != "passed" else ""
     title = f"{Path(report.fspath).stem}::{report.nodeid.split('::')[-1].split('[')[0]}"
-    _send(event="report", title=title, nodeid=report.nodeid, when=report.when, outcome=report.outcome,
-          reason=reason or report.outcome, seconds=report.duration)
+    _send(
+        event="report",
+        title=title,
+        nodeid=report.nodeid,
+        when=report.when,
+        outcome=report.outcome,
+        reason=reason or report.outcome,
+        seconds=report.duration,
+    )
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

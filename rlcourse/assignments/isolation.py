@@ -38,7 +38,7 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
-FIRST_UID = 61_200          # sandbox uids from here on (or from $RLCOURSE_SANDBOX_FIRST_UID), each checked to be nobody's
+FIRST_UID = 61_200  # sandbox uids from here on (or from $RLCOURSE_SANDBOX_FIRST_UID), each checked to be nobody's
 MODES = ("namespaces", "user", "none")
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/sys")
 DEVICES = ("null", "zero", "full", "random", "urandom")
@@ -100,10 +100,14 @@ def notice(level: str) -> str:
     if level == "namespaces":
         return "isolation: student code runs as its own user in private namespaces (no tests, no network)"
     if level == "user":
-        return ("isolation: student code runs as its own user, but without namespaces it can read whatever "
-                "every user may read on this machine")
-    return ("isolation: none — the grader is not root, so student code runs as you and is not isolated "
-            "(grade as root, or in the autograder bundle, for grades that count)")
+        return (
+            "isolation: student code runs as its own user, but without namespaces it can read whatever "
+            "every user may read on this machine"
+        )
+    return (
+        "isolation: none — the grader is not root, so student code runs as you and is not isolated "
+        "(grade as root, or in the autograder bundle, for grades that count)"
+    )
 
 
 def first_uid() -> int:
@@ -145,24 +149,32 @@ def check_python_for(uid: int) -> None:
     """Fail in one line if the sandbox uid cannot run this Python (``user`` level: no private
     file-system view, so Python must lie where every user may run it)."""
     try:
-        done = subprocess.run([sys.executable, "-I", "-c", "import numpy, torch"], user=uid, group=uid,
-                              extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"}, capture_output=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", "import numpy, torch"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            timeout=120,
+        )
         ok = done.returncode == 0
     except OSError:
         ok = False
     if not ok:
-        raise PermissionError(f"the sandbox user (uid {uid}) cannot run {sys.executable} with numpy and torch "
-                              f"(a folder on its path is closed to other users?): grade with --isolation "
-                              f"namespaces or none, or install Python where every user may run it")
+        raise PermissionError(
+            f"the sandbox user (uid {uid}) cannot run {sys.executable} with numpy and torch "
+            f"(a folder on its path is closed to other users?): grade with --isolation "
+            f"namespaces or none, or install Python where every user may run it"
+        )
 
 
 # --------------------------------------------------------------------------- killing
 
 
-def processes_of(uid: int | None = None, ancestor: int | None = None, token: str | None = None,
-                 keep: frozenset = frozenset()) -> list[int]:
-    """PIDs of the processes of ``uid`` (real or effective), below ``ancestor``, or whose
-    environment holds ``RLCOURSE_SANDBOX=token``; never this process or those in ``keep``."""
+def process_table() -> dict[int, tuple[int, list[int]]]:
+    """pid → (parent pid, [real uid, effective uid]) of every live process (zombies left out)."""
     table = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -170,35 +182,48 @@ def processes_of(uid: int | None = None, ancestor: int | None = None, token: str
         try:
             with open(f"/proc/{entry.name}/status") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
-            if fields["State"].split()[0] in ("Z", "X"):      # already dead, waiting to be reaped
+            if fields["State"].split()[0] in ("Z", "X"):  # already dead, waiting to be reaped
                 continue
             table[int(entry.name)] = (int(fields["PPid"]), [int(v) for v in fields["Uid"].split()[:2]])
         except (OSError, KeyError, ValueError):
             continue
-    found = set()
-    if uid is not None:
-        found.update(pid for pid, (_, uids) in table.items() if uid in uids)
-    if ancestor is not None:
-        for pid in table:
-            parent, steps = table[pid][0], 0
-            while parent and parent != ancestor and parent in table and steps < 4096:
-                parent, steps = table[parent][0], steps + 1
-            if parent == ancestor:
-                found.add(pid)
-    if token is not None:
-        marker = f"RLCOURSE_SANDBOX={token}".encode()
-        for pid in table:
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    if marker in f.read().split(b"\0"):
-                        found.add(pid)
-            except OSError:
-                continue
+    return table
+
+
+def _descends_from(pid: int, ancestor: int, table: dict) -> bool:
+    parent, steps = table[pid][0], 0
+    while parent and parent != ancestor and parent in table and steps < 4096:
+        parent, steps = table[parent][0], steps + 1
+    return parent == ancestor
+
+
+def _has_token(pid: int, token: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"RLCOURSE_SANDBOX={token}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def processes_of(
+    uid: int | None = None, ancestor: int | None = None, token: str | None = None, keep: frozenset = frozenset()
+) -> list[int]:
+    """PIDs of the processes of ``uid`` (real or effective), below ``ancestor``, or whose
+    environment holds ``RLCOURSE_SANDBOX=token``; never this process or those in ``keep``."""
+    table = process_table()
+    found = {
+        pid
+        for pid, (_, uids) in table.items()
+        if (uid is not None and uid in uids)
+        or (ancestor is not None and _descends_from(pid, ancestor, table))
+        or (token is not None and _has_token(pid, token))
+    }
     return sorted(pid for pid in found if pid not in keep and pid != os.getpid())
 
 
-def kill_all(uid: int | None = None, ancestor: int | None = None, token: str | None = None,
-             keep: frozenset = frozenset()) -> None:
+def kill_all(
+    uid: int | None = None, ancestor: int | None = None, token: str | None = None, keep: frozenset = frozenset()
+) -> None:
     """Stop, then kill, every process :func:`processes_of` finds: stopped processes cannot
     fork, so the sweep ends even when the student's code forks in a loop."""
     for _ in range(200):
@@ -241,27 +266,62 @@ def python_dirs() -> list[str]:
     return sorted(d for d in dirs if d and os.path.isdir(d))
 
 
-def launch_config(uid: int, work: str, package_dir: str, worker: str, control_fd: int, modules: list,
-                  memory_mb: int, hide: list, token: str) -> dict:
-    return {"uid": uid, "token": token, "work": work, "package_dir": package_dir, "worker": worker, "control_fd": control_fd,
-            "modules": modules, "memory_mb": memory_mb, "hide": hide, "python": os.path.realpath(sys.executable),
-            "python_dirs": python_dirs()}
+def launch_config(
+    uid: int,
+    work: str,
+    package_dir: str,
+    worker: str,
+    control_fd: int,
+    modules: list,
+    memory_mb: int,
+    hide: list,
+    token: str,
+) -> dict:
+    return {
+        "uid": uid,
+        "token": token,
+        "work": work,
+        "package_dir": package_dir,
+        "worker": worker,
+        "control_fd": control_fd,
+        "modules": modules,
+        "memory_mb": memory_mb,
+        "hide": hide,
+        "python": os.path.realpath(sys.executable),
+        "python_dirs": python_dirs(),
+    }
 
 
 def sandbox_environment(work: str, uid: int | None, token: str) -> dict:
-    env = {"RLCOURSE_SANDBOX": token, "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-           "PYTHONDONTWRITEBYTECODE": "1", "SDL_VIDEODRIVER": "dummy", "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env = {
+        "RLCOURSE_SANDBOX": token,
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": work,
+        "TMPDIR": work,
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "SDL_VIDEODRIVER": "dummy",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+    }
     if uid is not None:
         env.update(USER=f"sandbox{uid}", LOGNAME=f"sandbox{uid}")
     return env
 
 
+def _bytes(value):
+    return value.encode() if isinstance(value, str) else value
+
+
 def _mount(source, target: str, fstype, flags: int, data=None) -> None:
-    enc = (lambda v: v.encode() if isinstance(v, str) else v)
-    _check(_libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
-           f"mount {target}")
+    args = (_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags), _bytes(data))
+    _check(_libc().mount(*args), f"mount {target}")
 
 
 def _bind(root: str, path: str, writable: bool = False) -> None:
@@ -290,13 +350,13 @@ def _build_root(config: dict) -> str:
     for path in config["python_dirs"]:
         if not os.path.isdir(root + path) or not os.listdir(root + path):
             _bind(root, path)
-    for path in config["hide"]:            # e.g. an installed (not editable) reference package
+    for path in config["hide"]:  # e.g. an installed (not editable) reference package
         if os.path.exists(root + path):
             _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=000,size=4k")
     os.makedirs(root + "/dev", exist_ok=True)
     for name in DEVICES:
         _bind(root, f"/dev/{name}", writable=True)
-    for path in ("/tmp", "/dev/shm"):      # before the binds below, which may lie under /tmp
+    for path in ("/tmp", "/dev/shm"):  # before the binds below, which may lie under /tmp
         os.makedirs(root + path, exist_ok=True)
         _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=512m")
     _bind(root, config["package_dir"])
@@ -334,9 +394,18 @@ def _become_sandbox(config: dict) -> None:
     os.setgid(config["uid"])
     os.setuid(config["uid"])
     die_with_parent(signal.SIGKILL)
-    os.execve(config["python"], [config["python"], "-I", config["worker"], str(config["control_fd"]),
-                                 config["package_dir"], json.dumps(config["modules"])],
-              sandbox_environment(home, config["uid"], config["token"]))
+    os.execve(
+        config["python"],
+        [
+            config["python"],
+            "-I",
+            config["worker"],
+            str(config["control_fd"]),
+            config["package_dir"],
+            json.dumps(config["modules"]),
+        ],
+        sandbox_environment(home, config["uid"], config["token"]),
+    )
 
 
 def _probe() -> None:

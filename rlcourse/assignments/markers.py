@@ -27,9 +27,9 @@ class MarkerError(ValueError):
 
 @dataclass(frozen=True)
 class Block:
-    begin: int        # 0-based line index of the BEGIN marker
-    end: int          # 0-based line index of the END marker
-    indent: str       # the BEGIN marker's indentation
+    begin: int  # 0-based line index of the BEGIN marker
+    end: int  # 0-based line index of the END marker
+    indent: str  # the BEGIN marker's indentation
 
 
 def find_blocks(source: str, begin_marker: str, end_marker: str, where: str = "<source>") -> list[Block]:
@@ -39,8 +39,7 @@ def find_blocks(source: str, begin_marker: str, end_marker: str, where: str = "<
         text = line.strip()
         if text == begin_marker:
             if open_at is not None:
-                raise MarkerError(f"{where}:{number + 1}: {begin_marker} inside the block opened on "
-                                  f"line {open_at + 1}")
+                raise MarkerError(f"{where}:{number + 1}: {begin_marker} inside the block opened on line {open_at + 1}")
             open_at = number
         elif text == end_marker:
             if open_at is None:
@@ -62,9 +61,11 @@ def enclosing_function(source: str, line_index: int) -> str | None:
             name = prefix
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 name = f"{prefix}{child.name}"
-                if (not isinstance(child, ast.ClassDef)
-                        and child.lineno - 1 <= line_index <= child.end_lineno - 1
-                        and (best_span is None or child.end_lineno - child.lineno < best_span)):
+                if (
+                    not isinstance(child, ast.ClassDef)
+                    and child.lineno - 1 <= line_index <= child.end_lineno - 1
+                    and (best_span is None or child.end_lineno - child.lineno < best_span)
+                ):
                     best, best_span = name, child.end_lineno - child.lineno
                 name += "."
             visit(child, name)
@@ -73,8 +74,9 @@ def enclosing_function(source: str, line_index: int) -> str | None:
     return best
 
 
-def stub_solutions(source: str, path: str, lesson: int | None,
-                   function_lessons: dict[str, int] | None = None) -> tuple[str, list[str]]:
+def stub_solutions(
+    source: str, path: str, lesson: int | None, function_lessons: dict[str, int] | None = None
+) -> tuple[str, list[str]]:
     """Replace every solution block by ``raise NotImplementedError(...)``.
 
     The stub names ``lesson``, or the lesson ``function_lessons`` gives its function (a
@@ -91,9 +93,11 @@ def stub_solutions(source: str, path: str, lesson: int | None,
             raise MarkerError(f"{path}:{block.begin + 1}: a solution block must sit inside a function body")
         number = (function_lessons or {}).get(function, lesson)
         which = f"lesson {number}: " if number is not None else ""
-        stub = (f'{block.indent}raise NotImplementedError("{which}write {function} '
-                f'in {path} (your code replaces this line)")\n')
-        lines[block.begin:block.end + 1] = [stub]
+        stub = (
+            f'{block.indent}raise NotImplementedError("{which}write {function} '
+            f'in {path} (your code replaces this line)")\n'
+        )
+        lines[block.begin : block.end + 1] = [stub]
         functions.append(function)
     return "".join(lines), sorted(set(functions))
 
@@ -102,7 +106,7 @@ def strip_hidden(source: str, path: str = "<source>") -> str:
     """Drop every hidden-tests block, markers included."""
     lines = source.splitlines(keepends=True)
     for block in reversed(find_blocks(source, BEGIN_HIDDEN, END_HIDDEN, path)):
-        del lines[block.begin:block.end + 1]
+        del lines[block.begin : block.end + 1]
     return "".join(lines)
 
 
@@ -111,7 +115,7 @@ def solution_lines(source: str, path: str = "<source>") -> list[str]:
     lines = source.splitlines()
     found = []
     for block in find_blocks(source, BEGIN_SOLUTION, END_SOLUTION, path):
-        for line in lines[block.begin + 1:block.end]:
+        for line in lines[block.begin + 1 : block.end]:
             text = line.strip()
             if len(text) >= 12 and not text.startswith("#") and text not in TRIVIAL_LINES:
                 found.append(text)
@@ -119,5 +123,12 @@ def solution_lines(source: str, path: str = "<source>") -> list[str]:
 
 
 # Lines too common to count as a leak when they appear elsewhere.
-TRIVIAL_LINES = {"return reward", "raise NotImplementedError", "else:", "continue", "return V", "return Q",
-                 "if terminated:"}
+TRIVIAL_LINES = {
+    "return reward",
+    "raise NotImplementedError",
+    "else:",
+    "continue",
+    "return V",
+    "return Q",
+    "if terminated:",
+}

@@ -22,9 +22,25 @@ import sys
 
 import numpy as np
 
-DTYPES = {np.dtype(t).str for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-                                    np.uint32, np.uint64, np.float16, np.float32, np.float64, np.complex64,
-                                    np.complex128)}
+DTYPES = {
+    np.dtype(t).str
+    for t in (
+        np.bool_,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.complex64,
+        np.complex128,
+    )
+}
 TORCH_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -36,7 +52,7 @@ class WireError(ValueError):
 class Record:
     """A read-only object with the attributes the student's object had (as plain data)."""
 
-    __slots__ = ("_type", "_fields")
+    __slots__ = ("_fields", "_type")
 
     def __init__(self, type_name: str, fields: dict):
         object.__setattr__(self, "_type", type_name)
@@ -82,8 +98,10 @@ def array(spec, blob: bytes) -> np.ndarray:
     dtype, shape, offset, nbytes = spec
     _require(isinstance(dtype, str) and dtype in DTYPES, f"unexpected dtype {dtype!r}")
     _require(isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape), f"bad shape {shape!r}")
-    _require(type(offset) is int and type(nbytes) is int and 0 <= offset and offset + nbytes <= len(blob),
-             "an array outside the message")
+    _require(
+        type(offset) is int and type(nbytes) is int and offset >= 0 and offset + nbytes <= len(blob),
+        "an array outside the message",
+    )
     count = math.prod(shape)
     _require(count * np.dtype(dtype).itemsize == nbytes, "an array whose size does not match its shape")
     return np.frombuffer(blob, dtype=dtype, count=count, offset=offset).reshape(shape).copy()
@@ -99,8 +117,9 @@ class Decoder:
 
     def __init__(self, blob: bytes, make_tensor=None, make_callable=None, make_module=None):
         self.blob = blob
-        self.make_tensor = make_tensor or (lambda t, requires_grad, handle: t.requires_grad_(requires_grad)
-                                           if t.is_floating_point() else t)
+        self.make_tensor = make_tensor or (
+            lambda t, requires_grad, handle: t.requires_grad_(requires_grad) if t.is_floating_point() else t
+        )
         self.make_callable = make_callable
         self.make_module = make_module
 
@@ -111,7 +130,7 @@ class Decoder:
         if type(x) is list:
             return [self.decode(v, depth + 1) for v in x]
         _require(type(x) is dict and len(x) == 1, f"an unexpected value {str(x)[:80]}")
-        (tag, body), = x.items()
+        ((tag, body),) = x.items()
         handler = getattr(self, "tag" + tag.replace("__", "_"), None) if tag.startswith("__") else None
         _require(handler is not None, f"an unknown tag {tag[:40]!r}")
         return handler(body, depth)
@@ -162,12 +181,16 @@ class Decoder:
     def tag_record_(self, body, depth):
         _require(type(body) is list and len(body) == 3 and type(body[0]) is str and type(body[2]) is bool, "a record")
         name, pairs, is_tuple = body
-        _require(type(pairs) is list and all(type(p) is list and len(p) == 2 and type(p[0]) is str for p in pairs),
-                 "a record's fields")
+        _require(
+            type(pairs) is list and all(type(p) is list and len(p) == 2 and type(p[0]) is str for p in pairs),
+            "a record's fields",
+        )
         fields = {key: self.decode(value, depth + 1) for key, value in pairs}
         if is_tuple:
-            names = [k if k.isidentifier() and not keyword.iskeyword(k) and not k.startswith("_") else f"f{i}"
-                     for i, k in enumerate(fields)]
+            names = [
+                k if k.isidentifier() and not keyword.iskeyword(k) and not k.startswith("_") else f"f{i}"
+                for i, k in enumerate(fields)
+            ]
             type_name = name if name.isidentifier() and not keyword.iskeyword(name) else "Record"
             return collections.namedtuple(type_name, names)(*fields.values())
         return Record(name[:100], fields)
@@ -255,15 +278,24 @@ def kind_of(x) -> str | None:
 
 def restore(kind: str, x, state) -> None:
     """Write ``state`` (decoded) into the harness's ``x``, in place, only where it changed."""
-    {"tensor": _restore_tensor, "array": _restore_array, "rng": _restore_rng, "torch_rng": _restore_torch_rng,
-     "random": _restore_random, "module": _restore_module, "optimizer": _restore_optimizer,
-     "object": _restore_object}[kind](x, state)
+    {
+        "tensor": _restore_tensor,
+        "array": _restore_array,
+        "rng": _restore_rng,
+        "torch_rng": _restore_torch_rng,
+        "random": _restore_random,
+        "module": _restore_module,
+        "optimizer": _restore_optimizer,
+        "object": _restore_object,
+    }[kind](x, state)
 
 
 def _same_layout(old, new, what: str) -> None:
-    _require(tuple(new.shape) == tuple(old.shape) and new.dtype == old.dtype,
-             f"{what} came back with shape {tuple(new.shape)} and dtype {new.dtype}; "
-             f"it went in as {tuple(old.shape)}, {old.dtype} (the code changed it in a way the test cannot follow)")
+    _require(
+        tuple(new.shape) == tuple(old.shape) and new.dtype == old.dtype,
+        f"{what} came back with shape {tuple(new.shape)} and dtype {new.dtype}; "
+        f"it went in as {tuple(old.shape)}, {old.dtype} (the code changed it in a way the test cannot follow)",
+    )
 
 
 def _restore_tensor(x, state) -> None:
@@ -272,7 +304,7 @@ def _restore_tensor(x, state) -> None:
     _require(type(state) is dict and set(state) == {"data", "grad"}, "a tensor's state")
     data, grad = state["data"], state["grad"]
     _require(isinstance(data, torch.Tensor) and (grad is None or isinstance(grad, torch.Tensor)), "a tensor's state")
-    if x.grad_fn is not None:         # sent as a copy; a tensor inside a graph is not written back
+    if x.grad_fn is not None:  # sent as a copy; a tensor inside a graph is not written back
         return
     data = data.detach()
     _same_layout(x, data, "a tensor argument")
@@ -300,8 +332,10 @@ def _restore_array(x, state) -> None:
 
 
 def _restore_rng(x, state) -> None:
-    _require(type(state) is dict and state.get("bit_generator") == x.bit_generator.state["bit_generator"],
-             "a random generator's state")
+    _require(
+        type(state) is dict and state.get("bit_generator") == x.bit_generator.state["bit_generator"],
+        "a random generator's state",
+    )
     try:
         x.bit_generator.state = state
     except (TypeError, ValueError, KeyError) as error:
@@ -338,11 +372,15 @@ def _restore_module(x, state) -> None:
 def _restore_optimizer(x, state) -> None:
     import torch
 
-    _require(type(state) is dict and type(state.get("groups")) is list and type(state.get("state")) is list,
-             "an optimiser's state")
+    _require(
+        type(state) is dict and type(state.get("groups")) is list and type(state.get("state")) is list,
+        "an optimiser's state",
+    )
     params = [p for group in x.param_groups for p in group["params"]]
-    _require(len(state["state"]) == len(params) and len(state["groups"]) == len(x.param_groups),
-             "the optimiser came back with other parameters than it went in with")
+    _require(
+        len(state["state"]) == len(params) and len(state["groups"]) == len(x.param_groups),
+        "the optimiser came back with other parameters than it went in with",
+    )
     for group, new in zip(x.param_groups, state["groups"]):
         _require(type(new) is dict, "an optimiser's hyperparameters")
         for key, value in new.items():
@@ -353,8 +391,12 @@ def _restore_optimizer(x, state) -> None:
         old = x.state[p]
         for key, value in new.items():
             current = old.get(key)
-            if (isinstance(value, torch.Tensor) and isinstance(current, torch.Tensor)
-                    and current.shape == value.shape and current.dtype == value.dtype):
+            if (
+                isinstance(value, torch.Tensor)
+                and isinstance(current, torch.Tensor)
+                and current.shape == value.shape
+                and current.dtype == value.dtype
+            ):
                 if not torch.equal(current, value):
                     with torch.no_grad():
                         current.copy_(value)

@@ -21,8 +21,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlcourse.assignments.markers import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION,
-                                          solution_lines, strip_hidden, stub_solutions)
+from rlcourse.assignments.markers import (
+    BEGIN_HIDDEN,
+    BEGIN_SOLUTION,
+    END_HIDDEN,
+    END_SOLUTION,
+    solution_lines,
+    strip_hidden,
+    stub_solutions,
+)
 
 # Which lesson each marked module belongs to (named in the stubs' messages). Each later
 # lesson adds its modules here.
@@ -53,8 +60,9 @@ LESSON_OF_MODULE = {
 LESSON_OF_FUNCTION = {
     "rlcourse/pg/objective.py": {"clipped_surrogate_loss": 6},
 }
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute",
-                                ".ipynb_checkpoints", ".jupyter_cache")
+IGNORE = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute", ".ipynb_checkpoints", ".jupyter_cache"
+)
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 
 
@@ -70,8 +78,13 @@ def source_root() -> Path:
 
 
 def available_lessons(root: Path) -> list[int]:
-    return sorted({int(m.group(1)) for p in (root / "tests" / "graded").glob("test_lesson*.py")
-                   if (m := re.match(r"test_lesson(\d+)", p.name))})
+    return sorted(
+        {
+            int(m.group(1))
+            for p in (root / "tests" / "graded").glob("test_lesson*.py")
+            if (m := re.match(r"test_lesson(\d+)", p.name))
+        }
+    )
 
 
 def release(out: str | Path, lessons: list[int] | None = None, root: Path | None = None) -> dict:
@@ -87,24 +100,48 @@ def release(out: str | Path, lessons: list[int] | None = None, root: Path | None
         raise ReleaseError(f"{out} is not empty: release into a new directory")
     out.mkdir(parents=True, exist_ok=True)
 
+    to_write = _stubbed_package(root, out)
+    _copy_setup_and_docs(root, out)
+    _copy_lessons(root, out, lessons)
+    rows = functions_to_write(lessons, to_write)
+    (out / "README.md").write_text(_readme(lessons, rows))
+
+    check_release(out, root)
+    functions: dict[str, list[str]] = {}
+    for _, path, names in rows:
+        functions.setdefault(path, []).extend(names)
+    return {"out": str(out), "lessons": lessons, "functions": functions}
+
+
+def _stubbed_package(root: Path, out: Path) -> dict[str, list[str]]:
+    """Copy the package with every solution block stubbed; return module → functions to write."""
     to_write: dict[str, list[str]] = {}
     shutil.copytree(root / "rlcourse", out / "rlcourse", ignore=IGNORE)
     for path in sorted((out / "rlcourse").rglob("*.py")):
         relative = path.relative_to(out).as_posix()
-        source = path.read_text()
-        stubbed, functions = stub_solutions(source, relative, LESSON_OF_MODULE.get(relative),
-                                            LESSON_OF_FUNCTION.get(relative))
+        stubbed, functions = stub_solutions(
+            path.read_text(), relative, LESSON_OF_MODULE.get(relative), LESSON_OF_FUNCTION.get(relative)
+        )
         if functions:
             path.write_text(stubbed)
             to_write[relative] = functions
+    return to_write
+
+
+def _copy_setup_and_docs(root: Path, out: Path) -> None:
     shutil.copy(root / "pyproject.toml", out / "pyproject.toml")
     # pytest loads the conftest of its testpaths first, on xdist's controller too: that one
     # turns a stub's failure into one line and lists the functions still to write
-    (out / "setup.cfg").write_text(re.sub(r"(?m)^testpaths = tests$", "testpaths = tests/graded",
-                                          (root / "setup.cfg").read_text()))
+    (out / "setup.cfg").write_text(
+        re.sub(r"(?m)^testpaths = tests$", "testpaths = tests/graded", (root / "setup.cfg").read_text())
+    )
     if (root / "docs").is_dir():
-        shutil.copytree(root / "docs", out / "docs", ignore=shutil.ignore_patterns(
-            "_build", "jupyter_execute", "notebooks", "__pycache__"))
+        ignore = shutil.ignore_patterns("_build", "jupyter_execute", "notebooks", "__pycache__")
+        shutil.copytree(root / "docs", out / "docs", ignore=ignore)
+
+
+def _copy_lessons(root: Path, out: Path, lessons: list[int]) -> None:
+    """The notebooks (stubbed) and the public graded tests of ``lessons``."""
     (out / "notebooks").mkdir()
     for lesson in lessons:
         for notebook in sorted((root / "notebooks").glob(f"{lesson:02d}_*.py")):
@@ -116,23 +153,11 @@ def release(out: str | Path, lessons: list[int] | None = None, root: Path | None
         match = re.match(r"test_lesson(\d+)", path.name)
         if match is None or int(match.group(1)) in lessons:
             (graded / path.name).write_text(strip_hidden(path.read_text(), str(path)))
-    rows = functions_to_write(lessons, to_write)
-    (out / "README.md").write_text(_readme(lessons, rows))
-
-    check_release(out, root)
-    functions: dict[str, list[str]] = {}
-    for _, path, names in rows:
-        functions.setdefault(path, []).extend(names)
-    return {"out": str(out), "lessons": lessons, "functions": functions}
 
 
-def check_release(out: Path, root: Path) -> None:
-    """Fail if DIR holds a marker or any solution line, or if its package does not import.
-
-    A "secret" is a line that appears only inside solution blocks or hidden tests: a line
-    such as ``Q = q_from_v(T, R, V, gamma)`` that the reference also shows outside a block
-    is public anyway.
-    """
+def secret_lines(root: Path) -> set[str]:
+    """Lines that appear only inside solution blocks or hidden tests (a line the reference also
+    shows outside a block is public anyway)."""
     secrets, public = set(), set()
     sources = list((root / "rlcourse").rglob("*.py")) + list((root / "notebooks").glob("*.py"))
     for path in sources:
@@ -141,11 +166,14 @@ def check_release(out: Path, root: Path) -> None:
         public.update(line.strip() for line in stub_solutions(source, str(path), None)[0].splitlines())
     for path in (root / "tests" / "graded").glob("*.py"):
         source = path.read_text()
-        visible = strip_hidden(source, str(path))
-        public.update(line.strip() for line in visible.splitlines())
-        secrets.update(line.strip() for line in source.splitlines()
-                       if len(line.strip()) >= 12 and line.strip() not in MARKERS)
-    secrets -= public
+        public.update(line.strip() for line in strip_hidden(source, str(path)).splitlines())
+        secrets.update(
+            line.strip() for line in source.splitlines() if len(line.strip()) >= 12 and line.strip() not in MARKERS
+        )
+    return secrets - public
+
+
+def _leaks(out: Path, secrets: set[str]) -> list[str]:
     leaks = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         if path.suffix in (".pyc", ".pyo"):
@@ -161,11 +189,26 @@ def check_release(out: Path, root: Path) -> None:
                 leaks.append(f"{path}: marker {stripped!r}")
             elif stripped in secrets:
                 leaks.append(f"{path}: solution or hidden-test line {stripped!r}")
+    return leaks
+
+
+def check_release(out: Path, root: Path) -> None:
+    """Fail if DIR holds a marker or any solution line, or if its package does not import.
+
+    A "secret" is a line that appears only inside solution blocks or hidden tests: a line
+    such as ``Q = q_from_v(T, R, V, gamma)`` that the reference also shows outside a block
+    is public anyway.
+    """
+    leaks = _leaks(out, secret_lines(root))
     if leaks:
         raise ReleaseError("the release would leak:\n  " + "\n  ".join(leaks[:20]))
-    done = subprocess.run([sys.executable, "-c", "import rlcourse; print(rlcourse.__file__)"],
-                          cwd=out, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(out), "PYTHONDONTWRITEBYTECODE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", "import rlcourse; print(rlcourse.__file__)"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(out), "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     if done.returncode != 0 or not done.stdout.strip().startswith(str(out.resolve())):
         raise ReleaseError(f"the released package does not import: {done.stderr.strip()[-500:]}")
 
@@ -188,35 +231,37 @@ def functions_to_write(lessons: list[int], stubbed: dict[str, list[str]]) -> lis
 
 def _readme(lessons: list[int], rows: list[tuple[int, str, list[str]]]) -> str:
     numbers = ",".join(map(str, lessons))
-    return "\n".join([
-        "# rlcourse: your assignment",
-        "",
-        f"{'Lesson' if len(lessons) == 1 else 'Lessons'} {', '.join(map(str, lessons))}. Each function "
-        "below raises `NotImplementedError` until you write its body; the docstring above it gives "
-        "the equation and the hints.",
-        "",
-        *(f"- `{path}` (lesson {lesson}): " + ", ".join(f"`{f}`" for f in names) for lesson, path, names in rows),
-        "",
-        "Install it once, in a virtual environment of its own (torch pinned to the CPU build the",
-        "course uses):",
-        "",
-        "```sh",
-        "python -m venv .venv && . .venv/bin/activate",
-        'pip install torch==2.13.0 -e ".[dev]"',
-        "```",
-        "",
-        "Then, in this folder, grade yourself the way your submission will be graded (the public",
-        "tests, with points per test):",
-        "",
-        "```sh",
-        f"rlcourse grade . --lessons {numbers}",
-        "```",
-        "",
-        "`python -m pytest` runs the same tests without the points: it lists the functions still",
-        "to write, and shows the traceback of a test that fails in a function you wrote.",
-        "",
-        "The notebooks in `notebooks/` open in Jupyter (`jupytext --to notebook FILE` writes an",
-        "`.ipynb`). Functions of other lessons raise `NotImplementedError` too; you do not",
-        "need them for these lessons.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# rlcourse: your assignment",
+            "",
+            f"{'Lesson' if len(lessons) == 1 else 'Lessons'} {', '.join(map(str, lessons))}. Each function "
+            "below raises `NotImplementedError` until you write its body; the docstring above it gives "
+            "the equation and the hints.",
+            "",
+            *(f"- `{path}` (lesson {lesson}): " + ", ".join(f"`{f}`" for f in names) for lesson, path, names in rows),
+            "",
+            "Install it once, in a virtual environment of its own (torch pinned to the CPU build the",
+            "course uses):",
+            "",
+            "```sh",
+            "python -m venv .venv && . .venv/bin/activate",
+            'pip install torch==2.13.0 -e ".[dev]"',
+            "```",
+            "",
+            "Then, in this folder, grade yourself the way your submission will be graded (the public",
+            "tests, with points per test):",
+            "",
+            "```sh",
+            f"rlcourse grade . --lessons {numbers}",
+            "```",
+            "",
+            "`python -m pytest` runs the same tests without the points: it lists the functions still",
+            "to write, and shows the traceback of a test that fails in a function you wrote.",
+            "",
+            "The notebooks in `notebooks/` open in Jupyter (`jupytext --to notebook FILE` writes an",
+            "`.ipynb`). Functions of other lessons raise `NotImplementedError` too; you do not",
+            "need them for these lessons.",
+            "",
+        ]
+    )

@@ -57,7 +57,7 @@ from rlcourse.assignments.plain import Decoder, WireError, kind_of, restore
 from rlcourse.assignments.sandbox_worker import rng_changed, rng_snapshot, rng_to_send
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
-HARNESS = None          # the Harness when this process runs graded tests for `rlcourse grade`
+HARNESS = None  # the Harness when this process runs graded tests for `rlcourse grade`
 LOCAL_MODULES: set[str] = set()  # the test files' modules: what they define stays in the harness
 DECLARED: list[str] = []  # every module a test asked for, in order (the zygote imports them)
 
@@ -92,13 +92,15 @@ def student_module(name: str):
 def is_stub(function) -> bool:
     """True for a function whose body a release cut out (it raises "lesson N: write …")."""
     code = getattr(inspect.unwrap(function), "__code__", None)
-    return code is not None and any(isinstance(c, str) and c.startswith("lesson ") and ": write " in c
-                                    for c in code.co_consts)
+    return code is not None and any(
+        isinstance(c, str) and c.startswith("lesson ") and ": write " in c for c in code.co_consts
+    )
 
 
 def _has_stubs(cls: type) -> bool:
-    return any(is_stub(v) for klass in cls.__mro__ if klass.__module__.startswith("rlcourse.")
-               for v in vars(klass).values())
+    return any(
+        is_stub(v) for klass in cls.__mro__ if klass.__module__.startswith("rlcourse.") for v in vars(klass).values()
+    )
 
 
 class StudentModule:
@@ -111,7 +113,7 @@ class StudentModule:
     def __getattr__(self, attr: str):
         if attr.startswith("__"):
             raise AttributeError(attr)
-        if not hasattr(self._trusted, attr):        # a name only the student's module has
+        if not hasattr(self._trusted, attr):  # a name only the student's module has
             return StudentFunction(self._name, attr)
         value = getattr(self._trusted, attr)
         if isinstance(value, type):
@@ -226,8 +228,15 @@ class _Pickler(pickle.Pickler):
         if transformers is not None and isinstance(obj, transformers.PreTrainedModel):
             # a Hugging Face model: rebuilt there from its class and config (it keeps state outside
             # its own attributes), then given these very parameters, so gradients match them
-            return ("hf_model", type(obj).__module__, type(obj).__qualname__, obj.config.to_dict(),
-                    dict(obj.named_parameters(remove_duplicate=False)), dict(obj.named_buffers()), obj.training)
+            return (
+                "hf_model",
+                type(obj).__module__,
+                type(obj).__qualname__,
+                obj.config.to_dict(),
+                dict(obj.named_parameters(remove_duplicate=False)),
+                dict(obj.named_buffers()),
+                obj.training,
+            )
         if isinstance(obj, torch.storage.TypedStorage):
             untyped = obj._untyped_storage
             key = self.storages.get(untyped._cdata)
@@ -244,81 +253,91 @@ class _Pickler(pickle.Pickler):
 class Prepared:
     args: list
     kwargs: dict
-    mutable: list            # (kind, harness object)
-    grad_inputs: list        # harness tensors whose gradient the sandbox may be asked for
-    callbacks: dict          # id → (index, harness callable)
+    mutable: list  # (kind, harness object)
+    grad_inputs: list  # harness tensors whose gradient the sandbox may be asked for
+    callbacks: dict  # id → (index, harness callable)
 
 
-def _prepare(args, kwargs, self_obj, rng: dict | None) -> tuple[Prepared, bytes]:
-    """Walk the arguments: note what may change and what carries a gradient; pickle them."""
-    import torch
+class _Arguments:
+    """The walk over a call's arguments: what may change (written back after the call), what
+    carries a gradient (for ``vjp``), and the copies sent for tensors inside the test's graph."""
 
-    mutable, grads, grad_inputs, callbacks, seen, leaves = [], [], [], {}, set(), {}
+    def __init__(self):
+        self.mutable, self.grads, self.grad_inputs, self.seen, self.leaves = [], [], [], set(), {}
 
-    def note_tensor(t):
-        if id(t) in seen:
-            return
-        seen.add(id(t))
-        if t.grad_fn is None:
-            mutable.append(("tensor", t))
-            if t.grad is not None:
-                grads.append((t, t.grad))
-        else:                               # inside the test's graph: sent as a fresh leaf
-            leaves[id(t)] = t.detach().clone().requires_grad_()
-        if t.requires_grad:
-            grad_inputs.append(t)
+    def tensor(self, t):
+        if id(t) not in self.seen:
+            self.seen.add(id(t))
+            if t.grad_fn is None:
+                self.mutable.append(("tensor", t))
+                if t.grad is not None:
+                    self.grads.append((t, t.grad))
+            else:  # inside the test's graph: sent as a fresh leaf
+                self.leaves[id(t)] = t.detach().clone().requires_grad_()
+            if t.requires_grad:
+                self.grad_inputs.append(t)
+        return self.leaves.get(id(t), t)
 
-    def note_stateful(kind, x):
-        if id(x) in seen:
-            return
-        seen.add(id(x))
-        mutable.append((kind, x))
-        if kind == "module":
-            for p in x.parameters():
-                note_tensor(p)
-        elif kind == "optimizer":
-            for group in x.param_groups:
-                for p in group["params"]:
-                    note_tensor(p)
+    def stateful(self, kind: str, x):
+        if id(x) not in self.seen:
+            self.seen.add(id(x))
+            self.mutable.append((kind, x))
+            params = x.parameters() if kind == "module" else ()
+            if kind == "optimizer":
+                params = [p for group in x.param_groups for p in group["params"]]
+            for p in params:
+                self.tensor(p)
+        return x
 
-    def walk(x, depth=0):
+    def walk(self, x, depth: int = 0):
+        """``x`` as it is sent: containers rebuilt around what they hold, the rest as it is."""
+        import torch
+
         if depth > 20 or stays_in_harness(x):
             return x
         if isinstance(x, StudentObject):
             x = object.__getattribute__(x, "_obj")
-            kind = kind_of(x)
-            note_stateful(kind if kind in ("module", "optimizer") else "object", x)
-            return x
+            return self.stateful(kind_of(x) if kind_of(x) in ("module", "optimizer") else "object", x)
         if isinstance(x, torch.Tensor):
-            note_tensor(x)
-            return leaves.get(id(x), x)
-        kind = kind_of(x)
-        if kind is not None:
-            note_stateful(kind, x)
-            return x
+            return self.tensor(x)
+        if kind_of(x) is not None:
+            return self.stateful(kind_of(x), x)
+        return self.container(x, depth)
+
+    def container(self, x, depth: int):
         if isinstance(x, list):
-            return [walk(v, depth + 1) for v in x]
+            return [self.walk(v, depth + 1) for v in x]
         if isinstance(x, tuple):
-            items = [walk(v, depth + 1) for v in x]
+            items = [self.walk(v, depth + 1) for v in x]
             return type(x)(*items) if hasattr(x, "_fields") else tuple(items)
         if isinstance(x, dict):
-            return {k: walk(v, depth + 1) for k, v in x.items()}
+            return {k: self.walk(v, depth + 1) for k, v in x.items()}
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
             for field in dataclasses.fields(x):
-                walk(getattr(x, field.name), depth + 1)
-            return x
+                self.walk(getattr(x, field.name), depth + 1)
         return x
 
-    self_sent = walk(self_obj) if self_obj is not None else None
-    sent_args, sent_kwargs = [walk(a) for a in args], {k: walk(v) for k, v in kwargs.items()}
-    payload = {"args": sent_args, "kwargs": sent_kwargs, "self": self_sent, "mutable": mutable, "grads": grads,
-               "grad_inputs": [leaves.get(id(t), t) for t in grad_inputs], "rng": rng}
-    buffer = io.BytesIO()
+
+def _prepare(args, kwargs, self_obj, rng: dict | None) -> tuple[Prepared, bytes]:
+    """Walk the arguments: note what may change and what carries a gradient; pickle them."""
+    walk = _Arguments()
+    payload = {
+        "self": walk.walk(self_obj) if self_obj is not None else None,
+        "args": [walk.walk(a) for a in args],
+        "kwargs": {k: walk.walk(v) for k, v in kwargs.items()},
+    }
+    payload.update(
+        mutable=walk.mutable,
+        grads=walk.grads,
+        rng=rng,
+        grad_inputs=[walk.leaves.get(id(t), t) for t in walk.grad_inputs],
+    )
+    buffer, callbacks = io.BytesIO(), {}
     try:
         _Pickler(buffer, callbacks).dump(payload)
     except (pickle.PicklingError, TypeError, AttributeError) as error:
         raise SandboxError(f"the test's arguments cannot be sent to the sandbox: {error}") from None
-    return Prepared(args, kwargs, mutable, grad_inputs, callbacks), buffer.getvalue()
+    return Prepared(args, kwargs, walk.mutable, walk.grad_inputs, callbacks), buffer.getvalue()
 
 
 def stays_in_harness(x) -> bool:
@@ -340,8 +359,14 @@ def _set_global_rng_state(state) -> None:
         version, internal, gauss = state["random"]
         keys, pos, has_gauss, cached = state["numpy"]
         torch_state = state["torch"]
-        if not (isinstance(internal, np.ndarray) and internal.dtype == np.uint32 and isinstance(keys, np.ndarray)
-                and keys.dtype == np.uint32 and isinstance(torch_state, np.ndarray) and torch_state.dtype == np.uint8):
+        if not (
+            isinstance(internal, np.ndarray)
+            and internal.dtype == np.uint32
+            and isinstance(keys, np.ndarray)
+            and keys.dtype == np.uint32
+            and isinstance(torch_state, np.ndarray)
+            and torch_state.dtype == np.uint8
+        ):
             raise TypeError("unexpected types")
         random.setstate((version, tuple(internal.tolist()), gauss))
         np.random.set_state(("MT19937", keys, pos, has_gauss, cached))
@@ -384,7 +409,7 @@ class Session:
         self.sock, self.deadline, self.limit, self.slot, self.pid = sock, deadline, limit, slot, pid
         self.function = _from_sandbox_function()
         self.ended: SandboxError | None = None
-        self.rng: tuple | None = None    # the global random state the sandbox has, as last synced
+        self.rng: tuple | None = None  # the global random state the sandbox has, as last synced
 
     # framing, with the deadline on every read
     def _send(self, header: dict, blob: bytes = b"") -> None:
@@ -395,7 +420,7 @@ class Session:
             self.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
             data = json.dumps(header).encode()
             self.sock.sendall(len(data).to_bytes(4, "big") + len(blob).to_bytes(8, "big") + data + blob)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise self._timed_out() from None
         except OSError:
             raise self._died() from None
@@ -420,7 +445,7 @@ class Session:
             self.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
             try:
                 chunk = self.sock.recv(min(n, 1 << 22))
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 raise self._timed_out() from None
             except OSError:
                 chunk = b""
@@ -474,8 +499,12 @@ class Session:
 
     def _decoder(self, blob: bytes, prepared: Prepared | None) -> Decoder:
         inputs = prepared.grad_inputs if prepared else []
-        return Decoder(blob, make_tensor=lambda t, requires_grad, handle: self._tensor(t, requires_grad, handle, inputs),
-                       make_callable=lambda handle: RemoteFunction(self, handle), make_module=_module_from_sandbox)
+        return Decoder(
+            blob,
+            make_tensor=lambda t, requires_grad, handle: self._tensor(t, requires_grad, handle, inputs),
+            make_callable=lambda handle: RemoteFunction(self, handle),
+            make_module=_module_from_sandbox,
+        )
 
     def _tensor(self, values, requires_grad: bool, handle, inputs):
         if not requires_grad:
@@ -572,8 +601,9 @@ def _module_from_sandbox(name: str, spec, state: dict):
     return module
 
 
-_BUILTIN_ERRORS = {name: value for name, value in vars(builtins).items()
-                   if isinstance(value, type) and issubclass(value, Exception)}
+_BUILTIN_ERRORS = {
+    name: value for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, Exception)
+}
 
 
 def _raise(header: dict):
@@ -582,7 +612,9 @@ def _raise(header: dict):
     message = str(header.get("message", ""))[:2000]
     base = _BUILTIN_ERRORS.get(name, Exception)
     bases = (StudentError,) if base is Exception else (base, StudentError)
-    error_type = type(name if name.isidentifier() else "Exception", bases, {"student_type": name, "__module__": "student"})
+    error_type = type(
+        name if name.isidentifier() else "Exception", bases, {"student_type": name, "__module__": "student"}
+    )
     try:
         error = error_type(message)
     except Exception:
@@ -597,8 +629,9 @@ def _raise(header: dict):
 class Slot:
     """One harness's sandbox: the zygote it forks tests from, and the test running now."""
 
-    def __init__(self, level: str, uid: int | None, work: Path, package_dir: Path, memory_mb: int, hide: list[str],
-                 token: str):
+    def __init__(
+        self, level: str, uid: int | None, work: Path, package_dir: Path, memory_mb: int, hide: list[str], token: str
+    ):
         self.level, self.uid, self.work, self.token = level, uid, work, token
         self.package_dir, self.memory_mb, self.hide = package_dir, memory_mb, hide
         self.max_message = max(memory_mb, 256) << 20
@@ -625,24 +658,50 @@ class Slot:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log = open(self.work / "sandbox-output.txt", "wb")
         if self.level == "namespaces":
-            config = isolation.launch_config(self.uid, str(self.work), str(self.package_dir), str(worker),
-                                             theirs.fileno(), modules, self.memory_mb, self.hide, self.token)
+            config = isolation.launch_config(
+                self.uid,
+                str(self.work),
+                str(self.package_dir),
+                str(worker),
+                theirs.fileno(),
+                modules,
+                self.memory_mb,
+                self.hide,
+                self.token,
+            )
             config_path = self.work / "launch.json"
             config_path.write_text(json.dumps(config))
             os.chmod(config_path, 0o600)
             command = [sys.executable, "-I", isolation.__file__, str(config_path)]
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                            pass_fds=(theirs.fileno(),), start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
         else:
-            command = [sys.executable, "-I", str(worker), str(theirs.fileno()), str(self.package_dir),
-                       json.dumps(modules)]
+            command = [
+                sys.executable,
+                "-I",
+                str(worker),
+                str(theirs.fileno()),
+                str(self.package_dir),
+                json.dumps(modules),
+            ]
             limits = [sys.executable, "-I", "-c", _LIMITED, str(self.memory_mb), str(int(self.uid is not None))]
-            self.process = subprocess.Popen(limits + command, cwd=home, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
-                                            env=isolation.sandbox_environment(str(home), self.uid, self.token),
-                                            start_new_session=True,
-                                            **({"user": self.uid, "group": self.uid, "extra_groups": []}
-                                               if self.uid is not None else {}))
+            self.process = subprocess.Popen(
+                limits + command,
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(theirs.fileno(),),
+                env=isolation.sandbox_environment(str(home), self.uid, self.token),
+                start_new_session=True,
+                **({"user": self.uid, "group": self.uid, "extra_groups": []} if self.uid is not None else {}),
+            )
         theirs.close()
         log.close()
         self.control = ours
@@ -659,7 +718,8 @@ class Slot:
         except (OSError, ValueError, EOFError) as error:
             output = (self.work / "sandbox-output.txt").read_bytes()[-600:].decode(errors="replace").strip()
             self.stop()
-            raise SandboxError(f"the sandbox did not start ({error}): {output.splitlines()[-1] if output else ''}")
+            last = output.splitlines()[-1] if output else ""
+            raise SandboxError(f"the sandbox did not start ({error}): {last}") from None
         self.problems = header.get("problems", {}) if isinstance(header, dict) else {}
         self.control.settimeout(30)
 

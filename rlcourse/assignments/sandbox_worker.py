@@ -96,10 +96,14 @@ class Unpickler(pickle.Unpickler):
 
             _, key, dtype, raw = pid
             if key not in self.storages:
-                self.storages[key] = torch.frombuffer(bytearray(raw), dtype=torch.uint8).untyped_storage() \
-                    if raw else torch.UntypedStorage(0)
-            return torch.storage.TypedStorage(wrap_storage=self.storages[key], dtype=getattr(torch, dtype),
-                                              _internal=True)
+                self.storages[key] = (
+                    torch.frombuffer(bytearray(raw), dtype=torch.uint8).untyped_storage()
+                    if raw
+                    else torch.UntypedStorage(0)
+                )
+            return torch.storage.TypedStorage(
+                wrap_storage=self.storages[key], dtype=getattr(torch, dtype), _internal=True
+            )
         if kind == "harness":
             return HarnessObject(self.channel, pid[1])
         if kind == "hf_model":
@@ -148,34 +152,49 @@ class Encoder:
         return index
 
     def encode(self, x, depth: int = 0):
+        """``x`` as JSON-ready data: plain values as they are, the rest tagged (see the harness's plain.py)."""
         if depth > MAX_DEPTH:
             return {"__unsendable__": "a structure nested too deeply"}
         if x is None or isinstance(x, (bool, str)):
             return x
-        if isinstance(x, int):
-            return int(x)
-        if isinstance(x, float):
-            return float(x)
-        numpy, torch = sys.modules.get("numpy"), sys.modules.get("torch")
-        if numpy is not None:
-            if isinstance(x, numpy.ndarray):
-                if x.dtype.kind not in "biufc":
-                    return {"__list__": [self.encode(v, depth + 1) for v in x.tolist()]}
-                return {"__nd__": self.array(x)}
-            if isinstance(x, numpy.generic):
-                if x.dtype.kind not in "biufc":
-                    return {"__unsendable__": f"numpy {x.dtype}"}
-                return {"__np__": [x.dtype.str, x.item() if x.dtype.kind != "c" else [x.real, x.imag]]}
-            if isinstance(x, numpy.random.Generator):
-                return {"__rng__": self.encode(x.bit_generator.state, depth + 1)}
-        if torch is not None:
-            if isinstance(x, torch.Tensor):
-                return self.tensor(x)
-            if isinstance(x, torch.nn.Module):
-                state = {name: self.tensor(t.detach()) for name, t in x.state_dict().items()}
-                spec = getattr(x, "spec", None)
-                return {"__module__": [type(x).__name__, self.encode(spec, depth + 1) if isinstance(spec, dict)
-                                       else None, state]}
+        if isinstance(x, (int, float)):
+            return int(x) if isinstance(x, int) else float(x)
+        for encoder in (self.numpy_value, self.torch_value, self.container, self.frame):
+            encoded = encoder(x, depth)
+            if encoded is not None:
+                return encoded
+        return self.other(x, depth)
+
+    def numpy_value(self, x, depth: int):
+        numpy = sys.modules.get("numpy")
+        if numpy is None:
+            return None
+        if isinstance(x, numpy.ndarray):
+            if x.dtype.kind not in "biufc":
+                return {"__list__": [self.encode(v, depth + 1) for v in x.tolist()]}
+            return {"__nd__": self.array(x)}
+        if isinstance(x, numpy.generic):
+            if x.dtype.kind not in "biufc":
+                return {"__unsendable__": f"numpy {x.dtype}"}
+            return {"__np__": [x.dtype.str, x.item() if x.dtype.kind != "c" else [x.real, x.imag]]}
+        if isinstance(x, numpy.random.Generator):
+            return {"__rng__": self.encode(x.bit_generator.state, depth + 1)}
+        return None
+
+    def torch_value(self, x, depth: int):
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return None
+        if isinstance(x, torch.Tensor):
+            return self.tensor(x)
+        if isinstance(x, torch.nn.Module):
+            state = {name: self.tensor(t.detach()) for name, t in x.state_dict().items()}
+            spec = getattr(x, "spec", None)
+            spec = self.encode(spec, depth + 1) if isinstance(spec, dict) else None
+            return {"__module__": [type(x).__name__, spec, state]}
+        return None
+
+    def container(self, x, depth: int):
         if isinstance(x, (list, tuple)):
             items = [self.encode(v, depth + 1) for v in x]
             if isinstance(x, tuple) and hasattr(x, "_fields"):
@@ -183,20 +202,29 @@ class Encoder:
             return {"__tuple__": items} if isinstance(x, tuple) else items
         if isinstance(x, dict):
             return {"__dict__": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in x.items()]}
+        return None
+
+    def frame(self, x, depth: int):
         pandas = sys.modules.get("pandas")
-        if pandas is not None and isinstance(x, (pandas.DataFrame, pandas.Series)):
-            frame = x.to_frame() if isinstance(x, pandas.Series) else x
-            columns = [[self.encode(name, depth + 1), self.encode(frame[name].to_numpy(), depth + 1)]
-                       for name in frame.columns]
-            return {"__frame__": [columns, self.encode(frame.index.to_numpy(), depth + 1),
-                                  isinstance(x, pandas.Series)]}
+        if pandas is None or not isinstance(x, (pandas.DataFrame, pandas.Series)):
+            return None
+        frame = x.to_frame() if isinstance(x, pandas.Series) else x
+        columns = [
+            [self.encode(name, depth + 1), self.encode(frame[name].to_numpy(), depth + 1)] for name in frame.columns
+        ]
+        return {"__frame__": [columns, self.encode(frame.index.to_numpy(), depth + 1), isinstance(x, pandas.Series)]}
+
+    def other(self, x, depth: int):
+        """A function becomes a handle the harness can call; an object, a record of its attributes."""
         if callable(x) and not isinstance(x, type):
             return {"__callable__": self.handle(x)}
         fields = getattr(x, "__dict__", None)
-        if isinstance(fields, dict):
-            return {"__record__": [type(x).__name__, [[k, self.encode(v, depth + 1)] for k, v in fields.items()
-                                                      if isinstance(k, str) and not k.startswith("__")], False]}
-        return {"__unsendable__": type(x).__name__}
+        if not isinstance(fields, dict):
+            return {"__unsendable__": type(x).__name__}
+        pairs = [
+            [k, self.encode(v, depth + 1)] for k, v in fields.items() if isinstance(k, str) and not k.startswith("__")
+        ]
+        return {"__record__": [type(x).__name__, pairs, False]}
 
     def tensor(self, t) -> dict:
         import torch
@@ -208,8 +236,14 @@ class Encoder:
         if bf16:
             values = values.view(torch.int16)
         handle = self.handle(t) if t.requires_grad else None
-        return {"__tensor__": [self.array(values.contiguous().numpy()), str(t.dtype).removeprefix("torch."),
-                               bool(t.requires_grad), handle]}
+        return {
+            "__tensor__": [
+                self.array(values.contiguous().numpy()),
+                str(t.dtype).removeprefix("torch."),
+                bool(t.requires_grad),
+                handle,
+            ]
+        }
 
 
 TORCH_DTYPES = set()
@@ -218,8 +252,20 @@ TORCH_DTYPES = set()
 def _torch_dtypes():
     import torch
 
-    TORCH_DTYPES.update({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
-                         torch.float16, torch.bfloat16, torch.float32, torch.float64})
+    TORCH_DTYPES.update(
+        {
+            torch.bool,
+            torch.uint8,
+            torch.int8,
+            torch.int16,
+            torch.int32,
+            torch.int64,
+            torch.float16,
+            torch.bfloat16,
+            torch.float32,
+            torch.float64,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- what a call changed
@@ -230,8 +276,12 @@ def state_of(kind: str, x, enc: Encoder):
     import numpy as np
 
     if kind == "tensor":
-        return {"__dict__": [["data", enc.tensor(x.detach())],
-                             ["grad", None if x.grad is None else enc.tensor(x.grad.detach())]]}
+        return {
+            "__dict__": [
+                ["data", enc.tensor(x.detach())],
+                ["grad", None if x.grad is None else enc.tensor(x.grad.detach())],
+            ]
+        }
     if kind == "array":
         return enc.encode(np.asarray(x))
     if kind == "rng":
@@ -243,12 +293,18 @@ def state_of(kind: str, x, enc: Encoder):
     if kind == "module":
         params = [[name, state_of("tensor", p, enc)] for name, p in x.named_parameters()]
         buffers = [[name, enc.tensor(b.detach())] for name, b in x.named_buffers()]
-        return {"__dict__": [["params", {"__dict__": params}], ["buffers", {"__dict__": buffers}],
-                             ["training", bool(x.training)]]}
+        return {
+            "__dict__": [
+                ["params", {"__dict__": params}],
+                ["buffers", {"__dict__": buffers}],
+                ["training", bool(x.training)],
+            ]
+        }
     if kind == "optimizer":
         params = [p for group in x.param_groups for p in group["params"]]
-        groups = [{"__dict__": [[k, enc.encode(v)] for k, v in group.items() if k != "params"]}
-                  for group in x.param_groups]
+        groups = [
+            {"__dict__": [[k, enc.encode(v)] for k, v in group.items() if k != "params"]} for group in x.param_groups
+        ]
         state = [enc.encode(dict(x.state.get(p, {}))) for p in params]
         return {"__dict__": [["groups", groups], ["state", state]]}
     if kind == "object":
@@ -285,8 +341,12 @@ def rng_changed(before: tuple, after: tuple) -> bool:
     import numpy as np
     import torch
 
-    return (before[0] != after[0] or before[1][2:] != after[1][2:] or not np.array_equal(before[1][1], after[1][1])
-            or not torch.equal(before[2], after[2]))
+    return (
+        before[0] != after[0]
+        or before[1][2:] != after[1][2:]
+        or not np.array_equal(before[1][1], after[1][1])
+        or not torch.equal(before[2], after[2])
+    )
 
 
 def rng_to_send(snapshot: tuple) -> dict:
@@ -294,9 +354,11 @@ def rng_to_send(snapshot: tuple) -> dict:
     import numpy as np
 
     (version, internal, gauss), (_, keys, pos, has_gauss, cached), torch_state = snapshot
-    return {"random": [version, np.asarray(internal, dtype=np.uint32), gauss],
-            "numpy": [np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)],
-            "torch": torch_state.numpy()}
+    return {
+        "random": [version, np.asarray(internal, dtype=np.uint32), gauss],
+        "numpy": [np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)],
+        "torch": torch_state.numpy(),
+    }
 
 
 def set_global_rng_state(state: dict) -> None:
@@ -321,8 +383,14 @@ class Channel:
 
     def callback(self, index: int, action: str, name, args, kwargs):
         enc = Encoder(self.handles, [])
-        header = {"op": "callback", "id": index, "action": action, "name": name, "args": enc.encode(list(args)),
-                  "kwargs": enc.encode(kwargs)}
+        header = {
+            "op": "callback",
+            "id": index,
+            "action": action,
+            "name": name,
+            "args": enc.encode(list(args)),
+            "kwargs": enc.encode(kwargs),
+        }
         send(self.sock, header, bytes(enc.blob))
         reply, blob = recv(self.sock)
         if reply.get("op") == "raise":
@@ -345,8 +413,15 @@ class Channel:
             except BaseException as error:  # everything goes back as an error reply
                 if isinstance(error, (EOFError, BrokenPipeError)):
                     return
-                send(self.sock, {"op": "error", "type": type(error).__name__, "message": _text(error),
-                                 "traceback": _student_traceback(error)})
+                send(
+                    self.sock,
+                    {
+                        "op": "error",
+                        "type": type(error).__name__,
+                        "message": _text(error),
+                        "traceback": _student_traceback(error),
+                    },
+                )
 
     def call(self, header: dict, blob: bytes) -> None:
         import torch
@@ -375,8 +450,11 @@ class Channel:
             else:
                 value = [function(*args, **kwargs) for _ in range(int(header["repeat"]))]
         enc = Encoder(self.handles, payload["grad_inputs"])
-        reply = {"op": "result", "value": enc.encode(value),
-                 "mutable": [state_of(kind, x, enc) for kind, x in payload["mutable"]]}
+        reply = {
+            "op": "result",
+            "value": enc.encode(value),
+            "mutable": [state_of(kind, x, enc) for kind, x in payload["mutable"]],
+        }
         after = rng_snapshot()
         reply["rng"] = enc.encode(rng_to_send(after)) if rng_changed(before, after) else None
         send(self.sock, reply, bytes(enc.blob))
@@ -389,13 +467,17 @@ class Channel:
         wanted = [i for i, t in enumerate(inputs) if t.requires_grad]
         grads = [None] * len(inputs)
         if wanted and output.requires_grad:
-            found = torch.autograd.grad([output], [inputs[i] for i in wanted], [grad_output],
-                                        retain_graph=True, allow_unused=True)
+            found = torch.autograd.grad(
+                [output], [inputs[i] for i in wanted], [grad_output], retain_graph=True, allow_unused=True
+            )
             for i, g in zip(wanted, found):
                 grads[i] = g
         enc = Encoder(self.handles, [])
-        send(self.sock, {"op": "grads", "value": [None if g is None else enc.tensor(g.detach()) for g in grads]},
-             bytes(enc.blob))
+        send(
+            self.sock,
+            {"op": "grads", "value": [None if g is None else enc.tensor(g.detach()) for g in grads]},
+            bytes(enc.blob),
+        )
 
 
 def _text(error: BaseException) -> str:

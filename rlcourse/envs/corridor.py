@@ -19,6 +19,8 @@ there stays put with reward 0, which makes V(treasure) = 0.
 
 from __future__ import annotations
 
+import typing
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -27,15 +29,17 @@ LEFT, RIGHT = 0, 1
 
 
 class CorridorEnv(gym.Env):
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata: typing.ClassVar[dict] = {"render_modes": ["ansi", "human"], "render_fps": 4}
     action_names = ("left", "right")
 
     def __init__(self, n_cells: int = 6, render_mode: str | None = None):
         if not isinstance(n_cells, (int, np.integer)) or n_cells < 2:
             raise ValueError(f"CorridorEnv.n_cells = {n_cells!r} is out of range: it must be an integer >= 2")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"CorridorEnv.render_mode = {render_mode!r} is not allowed: "
-                             f"it must be one of {self.metadata['render_modes']} or None")
+            raise ValueError(
+                f"CorridorEnv.render_mode = {render_mode!r} is not allowed: "
+                f"it must be one of {self.metadata['render_modes']} or None"
+            )
         self.n_cells = int(n_cells)
         self.render_mode = render_mode
         self.observation_space = spaces.Discrete(self.n_cells)
@@ -43,8 +47,7 @@ class CorridorEnv(gym.Env):
         goal = self.n_cells - 1
         self.P = {
             s: {
-                a: [(1.0, goal, 0.0, True)] if s == goal else
-                   [(1.0, nxt, float(nxt == goal), nxt == goal)]
+                a: [(1.0, goal, 0.0, True)] if s == goal else [(1.0, nxt, float(nxt == goal), nxt == goal)]
                 for a, nxt in ((LEFT, max(s - 1, 0)), (RIGHT, s + 1))
             }
             for s in range(self.n_cells)
@@ -65,8 +68,7 @@ class CorridorEnv(gym.Env):
         return self.s, reward, terminated, False, {}
 
     def render(self):
-        line = "".join("o" if i == self.s else ("T" if i == self.n_cells - 1 else "-")
-                       for i in range(self.n_cells))
+        line = "".join("o" if i == self.s else ("T" if i == self.n_cells - 1 else "-") for i in range(self.n_cells))
         if self.render_mode == "human":
             print(line)
             return None

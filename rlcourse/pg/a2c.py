@@ -87,45 +87,65 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
+from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss, value_loss
-from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp
 from rlcourse.pg.policies import CategoricalPolicy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (
+    IterationRecord,
+    NonFiniteError,
+    Result,
+    check_device,
+    check_run_args,
+    seed_everything,
+    torch_threads,
+)
 
 ADVANTAGES = ("n-step", "gae")
-LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
-               "entropy", "explained_variance", "grad_norm", "lr"]
+LOG_COLUMNS = [
+    "iteration",
+    "env_steps",
+    "return",
+    "episodes",
+    "length",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "explained_variance",
+    "grad_norm",
+    "lr",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class A2CConfig:
-    advantage: str = "gae"           # Ψ: "gae", or "n-step" return − V (the same numbers at λ = 1)
-    num_envs: int = 8                # N environments stepped together (RL Zoo: n_envs 8)
-    n_steps: int = 5                 # T steps of each per iteration, the n of the n-step return
-    gamma: float = 0.99              # discount γ
-    gae_lambda: float = 1.0          # λ of GAE (advantage="gae"); 1 gives the n-step advantage
-    lr: float = 7e-4                 # RMSprop step size α
-    anneal_lr: bool = False          # α falls linearly to 0 over the run
-    rms_alpha: float = 0.99          # RMSprop smoothing of the squared gradient
-    rms_eps: float = 1e-5            # RMSprop ε, added to √v (torch's RMSprop, as SB3's A2C)
-    vf_coef: float = 0.5             # c_V, weight of the critic's loss
-    ent_coef: float = 0.0            # c_H, weight of the entropy bonus
-    max_grad_norm: float = 0.5       # clip the norm of the whole gradient (actor and critic)
+    advantage: str = "gae"  # Ψ: "gae", or "n-step" return − V (the same numbers at λ = 1)
+    num_envs: int = 8  # N environments stepped together (RL Zoo: n_envs 8)
+    n_steps: int = 5  # T steps of each per iteration, the n of the n-step return
+    gamma: float = 0.99  # discount γ
+    gae_lambda: float = 1.0  # λ of GAE (advantage="gae"); 1 gives the n-step advantage
+    lr: float = 7e-4  # RMSprop step size α
+    anneal_lr: bool = False  # α falls linearly to 0 over the run
+    rms_alpha: float = 0.99  # RMSprop smoothing of the squared gradient
+    rms_eps: float = 1e-5  # RMSprop ε, added to √v (torch's RMSprop, as SB3's A2C)
+    vf_coef: float = 0.5  # c_V, weight of the critic's loss
+    ent_coef: float = 0.0  # c_H, weight of the entropy bonus
+    max_grad_norm: float = 0.5  # clip the norm of the whole gradient (actor and critic)
     normalize_advantages: bool = False  # divide Â by its batch root mean square
-    shared: bool = False             # one trunk with two heads instead of two networks
+    shared: bool = False  # one trunk with two heads instead of two networks
     hidden: tuple[int, ...] = (64, 64)
-    log_std_init: float = 0.0        # Gaussian policies: initial log σ
-    log_interval: int = 100          # iterations per log row
+    log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    log_interval: int = 100  # iterations per log row
 
     def __post_init__(self):
         check_choice(self, "advantage", ADVANTAGES)
@@ -153,7 +173,7 @@ class SharedValue(nn.Module):
     def __init__(self, policy: nn.Module, width: int):
         super().__init__()
         network = policy.logits if isinstance(policy, CategoricalPolicy) else policy.mean
-        self.trunk = network[:-1]                   # the policy's own layers, not a copy
+        self.trunk = network[:-1]  # the policy's own layers, not a copy
         self.head = mlp([width, 1], output_gain=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -171,21 +191,21 @@ def advantages(config: A2CConfig, batch: Batch, values: Tensor, next_values: Ten
     b = batch
     ### BEGIN SOLUTION
     if config.advantage == "n-step":
-        return psi_fns.n_step_advantage(b.rewards, values, next_values, b.terminated, b.truncated,
-                                        config.gamma, n=len(b.rewards))
-    return psi_fns.gae(b.rewards, values, next_values, b.terminated, b.truncated, config.gamma,
-                       config.gae_lambda)
+        return psi_fns.n_step_advantage(
+            b.rewards, values, next_values, b.terminated, b.truncated, config.gamma, n=len(b.rewards)
+        )
+    return psi_fns.gae(b.rewards, values, next_values, b.terminated, b.truncated, config.gamma, config.gae_lambda)
     ### END SOLUTION
 
 
 class Terms(NamedTuple):
-    loss: Tensor            # L = L_π + c_V L_V − c_H H
-    policy_loss: Tensor     # L_π
-    value_loss: Tensor      # L_V
-    entropy: Tensor         # H, the mean entropy of π(·|s_t)
-    advantages: Tensor      # Â [T, N], before normalisation
-    values: Tensor          # V(s_t) [T, N], detached
-    targets: Tensor         # y_t = Â_t + V(s_t) [T, N]
+    loss: Tensor  # L = L_π + c_V L_V − c_H H
+    policy_loss: Tensor  # L_π
+    value_loss: Tensor  # L_V
+    entropy: Tensor  # H, the mean entropy of π(·|s_t)
+    advantages: Tensor  # Â [T, N], before normalisation
+    values: Tensor  # V(s_t) [T, N], detached
+    targets: Tensor  # y_t = Â_t + V(s_t) [T, N]
 
 
 def a2c_loss(policy: nn.Module, critic: nn.Module, batch: Batch, config: A2CConfig) -> Terms:
@@ -195,9 +215,9 @@ def a2c_loss(policy: nn.Module, critic: nn.Module, batch: Batch, config: A2CConf
     flat batch of rows, which saves autograd a reshape per layer.
     """
     T, N = batch.rewards.shape
-    v = critic(torch.cat([batch.obs, batch.next_obs]).flatten(0, 1))   # V(s_t) and V(s_{t+1}) in one pass
-    values = v[:T * N]                                   # with its gradient, for the critic's loss
-    v_now, v_next = v.detach().view(2 * T, N).split(T)   # without, for Â and y
+    v = critic(torch.cat([batch.obs, batch.next_obs]).flatten(0, 1))  # V(s_t) and V(s_{t+1}) in one pass
+    values = v[: T * N]  # with its gradient, for the critic's loss
+    v_now, v_next = v.detach().view(2 * T, N).split(T)  # without, for Â and y
     ### BEGIN SOLUTION
     adv = advantages(config, batch, v_now, v_next)
     targets = adv + v_now
@@ -208,7 +228,7 @@ def a2c_loss(policy: nn.Module, critic: nn.Module, batch: Batch, config: A2CConf
     policy_loss = policy_gradient_loss(logp, psi.flatten())
     critic_loss = value_loss(values, targets.flatten())
     loss = policy_loss + config.vf_coef * critic_loss
-    if config.ent_coef > 0:   # c_H = 0 (the default) keeps the entropy out of the backward pass
+    if config.ent_coef > 0:  # c_H = 0 (the default) keeps the entropy out of the backward pass
         loss = loss - config.ent_coef * entropy
     ### END SOLUTION
     return Terms(loss, policy_loss, critic_loss, entropy, adv, v_now, targets)
@@ -232,11 +252,22 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
     flat.addcdiv_(g, square_avg.sqrt().add_(config.rms_eps), value=-lr)
 
 
-def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
-          steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
-          callback: Callable[[int, nn.Module], None] | None = None) -> Result:
+def train(
+    env_id: str = "CartPole-v1",
+    config: A2CConfig | None = None,
+    *,
+    steps: int = 500_000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 100_000,
+    threads: int = 1,
+    resume: bool = False,
+    tensorboard: str | Path | None = None,
+    device: str = "cpu",
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> Result:
     """Run A2C for ``steps`` environment steps; return a Result holding the policy.
 
     Each iteration collects ``num_envs × n_steps`` steps (the last one fewer, so the run
@@ -268,19 +299,34 @@ def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
         # and the clip instead of a dozen. SB3's A2C uses torch's RMSprop (ε added to √v, the
         # average of g² starting at 0), not the TF-like variant the RL Zoo uses for Atari; so do we.
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
-        square_avg = torch.zeros_like(flat)      # RMSprop's running average of g²
+        square_avg = torch.zeros_like(flat)  # RMSprop's running average of g²
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
-        record = IterationRecord("a2c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
-                                 out=out, progress=progress, checkpoint_every=checkpoint_every,
-                                 log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
+        record = IterationRecord(
+            "a2c",
+            env_id,
+            env_kwargs,
+            config,
+            seed,
+            steps,
+            columns=LOG_COLUMNS,
+            make_row=_row,
+            out=out,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            log_interval=config.log_interval,
+            callback=callback,
+            resume=resume,
+            tensorboard=tensorboard,
+        )
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, square_avg=square_avg)
         iterations = math.ceil(steps / (config.num_envs * config.n_steps))
         with record, rollout:
             for iteration in range(record.iteration + 1, iterations + 1):
                 lr = config.lr * (1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0)
-                batch = rollout.collect(policy, min(config.n_steps, math.ceil((steps - rollout.env_steps)
-                                                                              / config.num_envs)))
+                batch = rollout.collect(
+                    policy, min(config.n_steps, math.ceil((steps - rollout.env_steps) / config.num_envs))
+                )
                 with torch_threads(threads):
                     terms = a2c_loss(policy, critic, batch, config)
                     if not torch.isfinite(terms.loss):
@@ -289,13 +335,24 @@ def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *,
                     terms.loss.backward()
                     grad_norm = clip_grad_norm(flat, config.max_grad_norm)
                     rmsprop_step(flat, square_avg, lr, config)
-                stats = {"policy_loss": terms.policy_loss.detach(), "value_loss": terms.value_loss.detach(),
-                         "entropy": terms.entropy.detach(), "grad_norm": grad_norm, "values": terms.values,
-                         "targets": terms.targets, "lr": lr}
-                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
-                                     lambda: training_state(rng, rollout, policy=policy, critic=critic,
-                                                            square_avg=square_avg), policy,
-                                     final=iteration == iterations)
+                stats = {
+                    "policy_loss": terms.policy_loss.detach(),
+                    "value_loss": terms.value_loss.detach(),
+                    "entropy": terms.entropy.detach(),
+                    "grad_norm": grad_norm,
+                    "values": terms.values,
+                    "targets": terms.targets,
+                    "lr": lr,
+                }
+                record.end_iteration(
+                    rollout.env_steps,
+                    stats,
+                    batch.episode_returns,
+                    batch.episode_lengths,
+                    lambda: training_state(rng, rollout, policy=policy, critic=critic, square_avg=square_avg),
+                    policy,
+                    final=iteration == iterations,
+                )
         return record.result(policy)
 
 
@@ -314,6 +371,8 @@ def _row(window: list[dict], returns: list, lengths: list) -> dict:
     """The numbers of one log row, from the iterations since the last one: the losses become
     Python numbers here, once per row, not once per iteration."""
     stats = torch.tensor([[float(entry[key]) for key in ROW_MEANS] for entry in window], dtype=torch.float64)
-    ev = explained_variance(torch.cat([entry["values"].flatten() for entry in window]),
-                            torch.cat([entry["targets"].flatten() for entry in window]))
+    ev = explained_variance(
+        torch.cat([entry["values"].flatten() for entry in window]),
+        torch.cat([entry["targets"].flatten() for entry in window]),
+    )
     return {**dict(zip(ROW_MEANS, stats.mean(0).tolist())), "explained_variance": ev, "lr": window[-1]["lr"]}

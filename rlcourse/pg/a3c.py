@@ -87,59 +87,74 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.multiprocessing as mp
-from torch import nn
+from torch import Tensor, nn
 
 from rlcourse.config import ConfigError, check_choice, check_range
-from rlcourse.pg.a2c import A2CConfig, a2c_loss, make_critic
 from rlcourse.networks import clip_grad_norm, flatten_parameters
-from rlcourse.pg.policies import make_policy
+from rlcourse.pg.a2c import A2CConfig, a2c_loss, make_critic
 from rlcourse.pg.objective import explained_variance
+from rlcourse.pg.policies import make_policy
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
 from rlcourse.run import IterationRecord, NonFiniteError, Result, check_count, seed_everything, torch_threads
 
-LOG_COLUMNS = ["worker", "update", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
-               "entropy", "explained_variance", "grad_norm"]
-SEED_STRIDE = 1000          # worker i seeds its environments and sampling with seed + 1000·i
+LOG_COLUMNS = [
+    "worker",
+    "update",
+    "env_steps",
+    "return",
+    "episodes",
+    "length",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "explained_variance",
+    "grad_norm",
+]
+SEED_STRIDE = 1000  # worker i seeds its environments and sampling with seed + 1000·i
 
 
 @dataclasses.dataclass(frozen=True)
 class A3CConfig:
-    workers: int = 2                 # W worker processes
-    num_envs: int = 1                # environments per worker (the paper: 1)
-    n_steps: int = 20                # T steps per update, the paper's t_max
-    advantage: str = "n-step"        # Ψ: "n-step" return − V (the paper), or "gae"
-    gamma: float = 0.99              # discount γ
-    gae_lambda: float = 1.0          # λ of GAE (advantage="gae")
-    lr: float = 1e-3                 # Adam step size α
+    workers: int = 2  # W worker processes
+    num_envs: int = 1  # environments per worker (the paper: 1)
+    n_steps: int = 20  # T steps per update, the paper's t_max
+    advantage: str = "n-step"  # Ψ: "n-step" return − V (the paper), or "gae"
+    gamma: float = 0.99  # discount γ
+    gae_lambda: float = 1.0  # λ of GAE (advantage="gae")
+    lr: float = 1e-3  # Adam step size α
     adam_betas: tuple[float, ...] = (0.9, 0.999)  # Adam's β1, β2
-    adam_eps: float = 1e-5           # Adam's ε
-    vf_coef: float = 0.5             # c_V, weight of the critic's loss
-    ent_coef: float = 0.01           # c_H, weight of the entropy bonus (the paper's β)
-    max_grad_norm: float = 40.0      # clip each worker's gradient to this norm
+    adam_eps: float = 1e-5  # Adam's ε
+    vf_coef: float = 0.5  # c_V, weight of the critic's loss
+    ent_coef: float = 0.01  # c_H, weight of the entropy bonus (the paper's β)
+    max_grad_norm: float = 40.0  # clip each worker's gradient to this norm
     normalize_advantages: bool = False
-    shared: bool = False             # one trunk with two heads instead of two networks
+    shared: bool = False  # one trunk with two heads instead of two networks
     hidden: tuple[int, ...] = (64, 64)
-    log_std_init: float = 0.0        # Gaussian policies: initial log σ
-    lock: bool = False               # a lock around each shared Adam step (the paper: none)
-    log_interval: int = 100          # updates of one worker per log row
+    log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    lock: bool = False  # a lock around each shared Adam step (the paper: none)
+    log_interval: int = 100  # updates of one worker per log row
 
     def __post_init__(self):
         check_range(self, "workers", 1, integer=True)
-        if (not isinstance(self.adam_betas, tuple) or len(self.adam_betas) != 2 or not all(
-                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.adam_betas)):
-            raise ConfigError(f"A3CConfig.adam_betas = {self.adam_betas!r} must be two numbers in [0, 1), "
-                              f"e.g. (0.9, 0.999)")
+        if (
+            not isinstance(self.adam_betas, tuple)
+            or len(self.adam_betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.adam_betas)
+        ):
+            raise ConfigError(
+                f"A3CConfig.adam_betas = {self.adam_betas!r} must be two numbers in [0, 1), e.g. (0.9, 0.999)"
+            )
         check_range(self, "adam_eps", 0, None, low_open=True)
         check_choice(self, "lock", (True, False))
         check_range(self, "log_interval", 1, integer=True)
-        try:                # the fields A2C shares are checked by A2CConfig, under this class's name
+        try:  # the fields A2C shares are checked by A2CConfig, under this class's name
             self.a2c()
         except ConfigError as err:
             raise ConfigError(str(err).replace("A2CConfig.", "A3CConfig.")) from None
@@ -147,10 +162,21 @@ class A3CConfig:
     def a2c(self) -> A2CConfig:
         """The A2C config with this run's loss and network settings: what ``a2c_loss`` and
         ``make_critic`` read."""
-        return A2CConfig(advantage=self.advantage, num_envs=self.num_envs, n_steps=self.n_steps, gamma=self.gamma,
-                         gae_lambda=self.gae_lambda, lr=self.lr, vf_coef=self.vf_coef, ent_coef=self.ent_coef,
-                         max_grad_norm=self.max_grad_norm, normalize_advantages=self.normalize_advantages,
-                         shared=self.shared, hidden=self.hidden, log_std_init=self.log_std_init)
+        return A2CConfig(
+            advantage=self.advantage,
+            num_envs=self.num_envs,
+            n_steps=self.n_steps,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            lr=self.lr,
+            vf_coef=self.vf_coef,
+            ent_coef=self.ent_coef,
+            max_grad_norm=self.max_grad_norm,
+            normalize_advantages=self.normalize_advantages,
+            shared=self.shared,
+            hidden=self.hidden,
+            log_std_init=self.log_std_init,
+        )
 
 
 class SharedAdam(torch.optim.Optimizer):
@@ -162,9 +188,11 @@ class SharedAdam(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[p] = {"step": torch.zeros((), dtype=torch.float32).share_memory_(),
-                                 "exp_avg": torch.zeros_like(p.data).share_memory_(),
-                                 "exp_avg_sq": torch.zeros_like(p.data).share_memory_()}
+                self.state[p] = {
+                    "step": torch.zeros((), dtype=torch.float32).share_memory_(),
+                    "exp_avg": torch.zeros_like(p.data).share_memory_(),
+                    "exp_avg_sq": torch.zeros_like(p.data).share_memory_(),
+                }
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -177,10 +205,10 @@ class SharedAdam(torch.optim.Optimizer):
                 ### BEGIN SOLUTION
                 state["step"] += 1
                 t = state["step"].item()
-                state["exp_avg"].lerp_(p.grad, 1 - beta1)                               # m
+                state["exp_avg"].lerp_(p.grad, 1 - beta1)  # m
                 state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)  # v
-                denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2 ** t)).add_(group["eps"])
-                p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - beta1 ** t))
+                denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**t)).add_(group["eps"])
+                p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - beta1**t))
                 ### END SOLUTION
 
 
@@ -199,8 +227,18 @@ def _networks(observation_space, action_space, config: A3CConfig) -> tuple[nn.Mo
     return policy, critic, flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
 
 
-def worker(rank: int, env_spec, env_kwargs: dict, config: A3CConfig, seed: int, steps: int,
-           flat: nn.Parameter, optimizer: SharedAdam, shared: dict, messages) -> None:
+def worker(
+    rank: int,
+    env_spec,
+    env_kwargs: dict,
+    config: A3CConfig,
+    seed: int,
+    steps: int,
+    flat: nn.Parameter,
+    optimizer: SharedAdam,
+    shared: dict,
+    messages,
+) -> None:
     """One A3C worker (a spawned process): collect, compute the gradient, step the shared model.
 
     ``shared`` holds the run's synchronisation: ``claimed`` and ``applied`` (env steps
@@ -208,87 +246,142 @@ def worker(rank: int, env_spec, env_kwargs: dict, config: A3CConfig, seed: int, 
     ``pause_at`` (the parent wants the workers still once ``claimed`` reaches it),
     ``go`` (set once every worker is ready), ``stop`` and ``step_lock``.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)
-    claimed, applied, pause_at = shared["claimed"], shared["applied"], shared["pause_at"]
-    counters = claimed.get_lock()
     rollout = None
     try:
-        if env_spec.id not in gym.registry:          # registered at run time in the parent (tests, notebooks)
+        if env_spec.id not in gym.registry:  # registered at run time in the parent (tests, notebooks)
             gym.registry[env_spec.id] = env_spec
         seed_everything(seed + SEED_STRIDE * rank)
         rollout = Rollout(env_spec.id, config.num_envs, seed + SEED_STRIDE * rank, env_kwargs)
         policy, critic, local = _networks(rollout.single_observation_space, rollout.single_action_space, config)
-        loss_config = config.a2c()
-        window, returns, lengths, updates = [], [], [], 0
         messages.put(("ready", rank))
         shared["go"].wait()
-        while not shared["stop"].is_set():
-            with counters:
-                if claimed.value >= steps:
-                    break
-                paused = claimed.value >= pause_at.value
-                if not paused:
-                    T = min(config.n_steps, math.ceil((steps - claimed.value) / config.num_envs))
-                    claimed.value += T * config.num_envs
-                    end = claimed.value
-            if paused:                                # the parent is evaluating or checkpointing
-                time.sleep(0.0005)
-                continue
-            local.data.copy_(flat.data)                                    # θ', φ' ← θ, φ
-            batch = rollout.collect(policy, T)
-            terms = a2c_loss(policy, critic, batch, loss_config)
-            if not torch.isfinite(terms.loss):
-                messages.put(("nonfinite", rank, end))
-                return
-            local.grad.zero_()
-            terms.loss.backward()
-            grad_norm = clip_grad_norm(local, config.max_grad_norm)
-            flat.grad = local.grad
-            if config.lock:
-                with shared["step_lock"]:
-                    optimizer.step()
-            else:
-                optimizer.step()
-            with counters:
-                applied.value += batch.size
-                everything_applied = applied.value == claimed.value >= pause_at.value
-                now = applied.value
-            updates += 1
-            window.append((terms.policy_loss.item(), terms.value_loss.item(), terms.entropy.item(),
-                           grad_norm.item(), terms.values, terms.targets))
-            returns += batch.episode_returns
-            lengths += batch.episode_lengths
-            if updates % config.log_interval == 0:
-                messages.put(("log", _row(rank, updates, now, window, returns, lengths)))
-                window, returns, lengths = [], [], []
-            if everything_applied:
-                messages.put(("pause", now))
-        if window:
-            messages.put(("log", _row(rank, updates, applied.value, window, returns, lengths)))
-        messages.put(("done", rank))
+        if _work(rank, rollout, policy, critic, local, flat, optimizer, shared, messages, config, steps):
+            messages.put(("done", rank))
     except KeyboardInterrupt:
         messages.put(("interrupt", rank))
-    except BaseException as exc:  # noqa: BLE001  (reported to the parent, which raises it)
+    except BaseException as exc:
         messages.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
     finally:
         if rollout is not None:
             rollout.close()
 
 
+def _work(rank, rollout, policy, critic, local, flat, optimizer, shared, messages, config, steps) -> bool:
+    """The worker's loop: claim steps, collect, step the shared model, report; False if a loss
+    turned non-finite (reported to the parent)."""
+    claimed, applied = shared["claimed"], shared["applied"]
+    loss_config = config.a2c()
+    window, returns, lengths, updates = [], [], [], 0
+    while not shared["stop"].is_set():
+        claim = _claim(shared, steps, config)
+        if claim is None:
+            break
+        T, end = claim
+        if T == 0:  # the parent is evaluating or checkpointing
+            time.sleep(0.0005)
+            continue
+        local.data.copy_(flat.data)  # θ', φ' ← θ, φ
+        batch = rollout.collect(policy, T)
+        terms = a2c_loss(policy, critic, batch, loss_config)
+        if not torch.isfinite(terms.loss):
+            messages.put(("nonfinite", rank, end))
+            return False
+        grad_norm = _step_shared(local, flat, optimizer, terms.loss, config, shared)
+        with claimed.get_lock():
+            applied.value += batch.size
+            everything_applied = applied.value == claimed.value >= shared["pause_at"].value
+            now = applied.value
+        updates += 1
+        window.append(
+            (
+                terms.policy_loss.item(),
+                terms.value_loss.item(),
+                terms.entropy.item(),
+                grad_norm.item(),
+                terms.values,
+                terms.targets,
+            )
+        )
+        returns += batch.episode_returns
+        lengths += batch.episode_lengths
+        if updates % config.log_interval == 0:
+            messages.put(("log", _row(rank, updates, now, window, returns, lengths)))
+            window, returns, lengths = [], [], []
+        if everything_applied:
+            messages.put(("pause", now))
+    if window:
+        messages.put(("log", _row(rank, updates, applied.value, window, returns, lengths)))
+    return True
+
+
+def _claim(shared: dict, steps: int, config: A3CConfig) -> tuple[int, int] | None:
+    """Claim the next batch's steps: (T per environment, the step count it ends at); T = 0 while
+    the parent wants the workers still; None once the whole budget is handed out."""
+    claimed = shared["claimed"]
+    with claimed.get_lock():
+        if claimed.value >= steps:
+            return None
+        if claimed.value >= shared["pause_at"].value:
+            return 0, claimed.value
+        T = min(config.n_steps, math.ceil((steps - claimed.value) / config.num_envs))
+        claimed.value += T * config.num_envs
+        return T, claimed.value
+
+
+def _step_shared(
+    local: nn.Parameter, flat: nn.Parameter, optimizer: SharedAdam, loss: Tensor, config: A3CConfig, shared: dict
+) -> Tensor:
+    """The gradient of the worker's copy, clipped, applied to the shared parameters by Adam; its norm."""
+    local.grad.zero_()
+    loss.backward()
+    grad_norm = clip_grad_norm(local, config.max_grad_norm)
+    flat.grad = local.grad
+    if config.lock:
+        with shared["step_lock"]:
+            optimizer.step()
+    else:
+        optimizer.step()
+    return grad_norm
+
+
 def _row(rank, updates, env_steps, window, returns, lengths) -> tuple:
     policy_loss, value_loss, entropy, grad_norm = np.mean([entry[:4] for entry in window], axis=0).tolist()
-    ev = explained_variance(torch.cat([entry[4].flatten() for entry in window]),
-                            torch.cat([entry[5].flatten() for entry in window]))
-    return (rank, updates, env_steps, float(np.mean(returns)) if returns else float("nan"), len(returns),
-            float(np.mean(lengths)) if lengths else float("nan"), policy_loss, value_loss, entropy, ev, grad_norm)
+    ev = explained_variance(
+        torch.cat([entry[4].flatten() for entry in window]), torch.cat([entry[5].flatten() for entry in window])
+    )
+    return (
+        rank,
+        updates,
+        env_steps,
+        float(np.mean(returns)) if returns else float("nan"),
+        len(returns),
+        float(np.mean(lengths)) if lengths else float("nan"),
+        policy_loss,
+        value_loss,
+        entropy,
+        ev,
+        grad_norm,
+    )
 
 
-def train(env_id: str = "CartPole-v1", config: A3CConfig | None = None, *,
-          steps: int = 500_000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 100_000, resume: bool = False, tensorboard: str | Path | None = None, callback: Callable[[int, nn.Module], None] | None = None,
-          callback_every: int = 1_000, join_timeout: float = 10.0) -> Result:
+def train(
+    env_id: str = "CartPole-v1",
+    config: A3CConfig | None = None,
+    *,
+    steps: int = 500_000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 100_000,
+    resume: bool = False,
+    tensorboard: str | Path | None = None,
+    callback: Callable[[int, nn.Module], None] | None = None,
+    callback_every: int = 1_000,
+    join_timeout: float = 10.0,
+) -> Result:
     """Run A3C for exactly ``steps`` environment steps in total; return a Result with the policy.
 
     The log has one row per ``log_interval`` updates of one worker (and one for each
@@ -320,20 +413,46 @@ def train(env_id: str = "CartPole-v1", config: A3CConfig | None = None, *,
         probe = gym.make(env_id, **(env_kwargs or {}))
         probe.close()
         policy, critic, flat = _networks(probe.observation_space, probe.action_space, config)
-        flat.data.share_memory_()        # (θ, φ) in shared memory: every parameter is a view of it
+        flat.data.share_memory_()  # (θ, φ) in shared memory: every parameter is a view of it
         optimizer = SharedAdam([flat], lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
-        record = IterationRecord("a3c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=dict,
-                                 out=out, progress=progress, checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard)
+        record = IterationRecord(
+            "a3c",
+            env_id,
+            env_kwargs,
+            config,
+            seed,
+            steps,
+            columns=LOG_COLUMNS,
+            make_row=dict,
+            out=out,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            tensorboard=tensorboard,
+        )
         if record.resumed:
             load_training_state(record.resumed, policy=policy, critic=critic, optimizer=optimizer)
-        parent = _Parent(env_id, dict(env_kwargs or {}), config, seed, steps, policy, critic, flat, optimizer,
-                         record, callback, callback_every, join_timeout)
+        parent = _Parent(
+            env_id,
+            dict(env_kwargs or {}),
+            config,
+            seed,
+            steps,
+            policy,
+            critic,
+            flat,
+            optimizer,
+            record,
+            callback,
+            callback_every,
+            join_timeout,
+        )
         with record:
             try:
                 parent.run()
             finally:
                 parent.shut_down()
-        record.rows.sort(key=lambda row: row["env_steps"])     # the workers' rows interleave
+        record.rows.sort(key=lambda row: row["env_steps"])  # the workers' rows interleave
         record.advance(parent.shared["applied"].value)
         result = record.result(policy)
         result.timing["startup_seconds"] = parent.startup
@@ -344,27 +463,62 @@ class _Parent:
     """The parent's side of an A3C run: start the workers, serve their messages (rows, pauses
     for checkpoints and evaluations, errors), stop them."""
 
-    def __init__(self, env_id, env_kwargs, config, seed, steps, policy, critic, flat, optimizer, record, callback,
-                 callback_every, join_timeout):
+    def __init__(
+        self,
+        env_id,
+        env_kwargs,
+        config,
+        seed,
+        steps,
+        policy,
+        critic,
+        flat,
+        optimizer,
+        record,
+        callback,
+        callback_every,
+        join_timeout,
+    ):
         self.config, self.steps, self.record, self.join_timeout = config, steps, record, join_timeout
         self.policy, self.critic, self.flat, self.optimizer = policy, critic, flat, optimizer
         self.callback, self.callback_every = callback, callback_every
-        self.due = {}                    # what the parent does at a pause → the env step it is next due
+        self.due = {}  # what the parent does at a pause → the env step it is next due
         if callback is not None:
             self.due["callback"] = callback_every
         if record.out is not None:
             self.due["checkpoint"] = record.next_checkpoint
-        ctx = mp.get_context("spawn")    # fork after torch has started threads is unsafe
-        start = record.env_steps         # 0, or where a resumed run left off
-        self.shared = {"claimed": ctx.Value("q", start), "applied": ctx.Value("q", start),
-                       "pause_at": ctx.Value("q", min([*self.due.values(), steps])),
-                       "go": ctx.Event(), "stop": ctx.Event(), "step_lock": ctx.Lock()}
+        ctx = mp.get_context("spawn")  # fork after torch has started threads is unsafe
+        start = record.env_steps  # 0, or where a resumed run left off
+        self.shared = {
+            "claimed": ctx.Value("q", start),
+            "applied": ctx.Value("q", start),
+            "pause_at": ctx.Value("q", min([*self.due.values(), steps])),
+            "go": ctx.Event(),
+            "stop": ctx.Event(),
+            "step_lock": ctx.Lock(),
+        }
         self.messages = ctx.Queue()
-        worker_seed = seed + start       # a resumed run's workers start fresh episodes
-        self.processes = [ctx.Process(target=worker, name=f"a3c-worker-{rank}", daemon=True,
-                                      args=(rank, gym.spec(env_id), env_kwargs, config, worker_seed, steps, flat,
-                                            optimizer, self.shared, self.messages))
-                          for rank in range(config.workers)]
+        worker_seed = seed + start  # a resumed run's workers start fresh episodes
+        self.processes = [
+            ctx.Process(
+                target=worker,
+                name=f"a3c-worker-{rank}",
+                daemon=True,
+                args=(
+                    rank,
+                    gym.spec(env_id),
+                    env_kwargs,
+                    config,
+                    worker_seed,
+                    steps,
+                    flat,
+                    optimizer,
+                    self.shared,
+                    self.messages,
+                ),
+            )
+            for rank in range(config.workers)
+        ]
         self.done, self.ready, self.exited = set(), set(), set()
         self.last_callback, self.startup, self.started = None, 0.0, time.perf_counter()
 
@@ -394,7 +548,7 @@ class _Parent:
                 signal.signal(signal.SIGINT, handler)
 
     def _check_for_silent_deaths(self) -> None:
-        for rank, process in enumerate(self.processes):      # a worker that died without a word
+        for rank, process in enumerate(self.processes):  # a worker that died without a word
             if rank in self.done or process.exitcode is None:
                 continue
             if process.exitcode != 0 or rank in self.exited:
@@ -407,12 +561,12 @@ class _Parent:
             self.ready.add(message[1])
             if len(self.ready) == self.config.workers:
                 self.startup = time.perf_counter() - self.started
-                self.record.outside += self.startup          # start-up is not training time
+                self.record.outside += self.startup  # start-up is not training time
                 self.shared["go"].set()
         elif kind == "log":
             self.record.add_row(dict(zip(LOG_COLUMNS, message[1])))
             self.record.advance(message[1][2])
-        elif kind == "pause":                                # every worker is still: the model is consistent
+        elif kind == "pause":  # every worker is still: the model is consistent
             self._at_pause(message[1])
         elif kind == "done":
             self.done.add(message[1])
@@ -448,9 +602,9 @@ class _Parent:
 def _shut_down(processes, shared, messages, rows, join_timeout: float) -> None:
     """Stop the workers, join them (reading the queue meanwhile, so that none blocks on
     writing to it), and kill any still alive after ``join_timeout`` seconds."""
-    processes = [p for p in processes if p.pid is not None]   # the ones that were started
+    processes = [p for p in processes if p.pid is not None]  # the ones that were started
     shared["stop"].set()
-    shared["go"].set()                # a worker still waiting to start sees the stop at once
+    shared["go"].set()  # a worker still waiting to start sees the stop at once
     deadline = time.monotonic() + join_timeout
     while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
         try:

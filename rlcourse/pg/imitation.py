@@ -73,21 +73,21 @@ from rlcourse.run import progress_bar, seed_everything
 class Demonstrations:
     """An expert's (state, action) pairs, in the order they were played."""
 
-    observations: np.ndarray    # [n, obs_dim] float32
-    actions: np.ndarray         # [n] int64 (Discrete) or [n, act_dim] float32 (Box)
-    episode_returns: list       # the expert's return in each episode played
+    observations: np.ndarray  # [n, obs_dim] float32
+    actions: np.ndarray  # [n] int64 (Discrete) or [n, act_dim] float32 (Box)
+    episode_returns: list  # the expert's return in each episode played
 
     def __len__(self) -> int:
         return len(self.observations)
 
     def subset(self, indices) -> Demonstrations:
         """The pairs at ``indices`` (``episode_returns`` still describes the whole set)."""
-        return dataclasses.replace(self, observations=self.observations[indices],
-                                   actions=self.actions[indices])
+        return dataclasses.replace(self, observations=self.observations[indices], actions=self.actions[indices])
 
 
-def collect_demonstrations(expert, env_id: str, episodes: int, seed: int, env_kwargs=None,
-                           min_pairs: int = 0) -> Demonstrations:
+def collect_demonstrations(
+    expert, env_id: str, episodes: int, seed: int, env_kwargs=None, min_pairs: int = 0
+) -> Demonstrations:
     """Play ``expert.act(obs, rng)`` for whole episodes and keep every (s_t, a_t) pair.
 
     Episode k starts from ``reset(seed=seed + k)``, as in
@@ -113,24 +113,32 @@ def collect_demonstrations(expert, env_id: str, episodes: int, seed: int, env_kw
         returns.append(total)
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     env.close()
-    actions = (np.asarray(actions, dtype=np.int64) if discrete
-               else np.asarray(actions, dtype=np.float32).reshape(len(actions), -1))
+    actions = (
+        np.asarray(actions, dtype=np.int64)
+        if discrete
+        else np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
+    )
     return Demonstrations(np.asarray(observations, dtype=np.float32), actions, returns)
 
 
 @dataclasses.dataclass(frozen=True)
 class BCConfig:
     hidden: tuple[int, ...] = (64, 64)
-    lr: float = 1e-3            # Adam step size
-    epochs: int = 50            # passes over the demonstrations
+    lr: float = 1e-3  # Adam step size
+    epochs: int = 50  # passes over the demonstrations
     batch_size: int = 256
-    min_updates: int = 1000     # at least this many gradient steps: small data sets get more epochs
+    min_updates: int = 1000  # at least this many gradient steps: small data sets get more epochs
 
     def __post_init__(self):
-        if (not isinstance(self.hidden, tuple) or not self.hidden
-                or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden)):
-            raise ConfigError(f"BCConfig.hidden = {self.hidden!r} is out of range: it must be a "
-                              f"non-empty tuple of integers in [1, inf)")
+        if (
+            not isinstance(self.hidden, tuple)
+            or not self.hidden
+            or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden)
+        ):
+            raise ConfigError(
+                f"BCConfig.hidden = {self.hidden!r} is out of range: it must be a "
+                f"non-empty tuple of integers in [1, inf)"
+            )
         check_range(self, "lr", 0, None, low_open=True)
         check_range(self, "epochs", 1, None, integer=True)
         check_range(self, "batch_size", 1, None, integer=True)
@@ -159,8 +167,9 @@ def _fit(policy, observations, actions, discrete: bool) -> dict:
     return row
 
 
-def behaviour_cloning(demos: Demonstrations, observation_space, action_space,
-                      config: BCConfig | None = None, seed: int = 0):
+def behaviour_cloning(
+    demos: Demonstrations, observation_space, action_space, config: BCConfig | None = None, seed: int = 0
+):
     """Fit a policy to ``demos`` by maximum likelihood; return ``(policy, log)``.
 
     Discrete actions give a categorical policy, Box actions a Gaussian one
@@ -177,8 +186,10 @@ def behaviour_cloning(demos: Demonstrations, observation_space, action_space,
     rng = seed_everything(seed)
     policy = make_policy("behaviour-cloning", observation_space, action_space, config.hidden)
     if demos.observations.shape[1:] != observation_space.shape:
-        raise ValueError(f"the demonstrations' observations have shape {demos.observations.shape[1:]}, "
-                         f"but the observation space is {observation_space}")
+        raise ValueError(
+            f"the demonstrations' observations have shape {demos.observations.shape[1:]}, "
+            f"but the observation space is {observation_space}"
+        )
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     discrete = isinstance(action_space, gym.spaces.Discrete)
     observations = torch.as_tensor(demos.observations, dtype=torch.float32)
@@ -188,13 +199,13 @@ def behaviour_cloning(demos: Demonstrations, observation_space, action_space,
     epochs = max(config.epochs, math.ceil(config.min_updates / batches))
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)     # tiny networks: extra threads only wait on each other
+    torch.set_num_threads(1)  # tiny networks: extra threads only wait on each other
     rows = []
     try:
         for epoch in range(1, epochs + 1):
             order = torch.as_tensor(rng.permutation(n))
             for start in range(0, n, size):
-                idx = order[start:start + size]
+                idx = order[start : start + size]
                 # Hint: one Adam step on the loss of the pairs ``idx``.
                 ### BEGIN SOLUTION
                 loss = negative_log_likelihood(policy, observations[idx], actions[idx])
@@ -202,8 +213,7 @@ def behaviour_cloning(demos: Demonstrations, observation_space, action_space,
                 loss.backward()
                 optimizer.step()
                 ### END SOLUTION
-            rows.append({"epoch": epoch, "updates": epoch * batches,
-                         **_fit(policy, observations, actions, discrete)})
+            rows.append({"epoch": epoch, "updates": epoch * batches, **_fit(policy, observations, actions, discrete)})
     finally:
         torch.set_num_threads(threads)
     return policy.eval(), pd.DataFrame(rows)
@@ -236,13 +246,30 @@ class _Recorder:
         return self.policy.act(obs, rng)
 
 
-STUDY_COLUMNS = ["samples", "seed", "return", "expert_return", "train_error",
-                 "error_expert_states", "error_own_states", "own_states"]
+STUDY_COLUMNS = [
+    "samples",
+    "seed",
+    "return",
+    "expert_return",
+    "train_error",
+    "error_expert_states",
+    "error_own_states",
+    "own_states",
+]
 
 
-def compounding_error_study(expert, env_id: str, sample_sizes, seeds=(0,), config: BCConfig | None = None,
-                            eval_episodes: int = 10, demo_episodes: int = 20, holdout_episodes: int = 5,
-                            env_kwargs=None, progress: bool = False) -> pd.DataFrame:
+def compounding_error_study(
+    expert,
+    env_id: str,
+    sample_sizes,
+    seeds=(0,),
+    config: BCConfig | None = None,
+    eval_episodes: int = 10,
+    demo_episodes: int = 20,
+    holdout_episodes: int = 5,
+    env_kwargs=None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Behaviour cloning from n expert pairs, for each n in ``sample_sizes`` and each seed.
 
     For each seed the expert plays ``demo_episodes`` episodes (more if needed to reach
@@ -270,18 +297,25 @@ def compounding_error_study(expert, env_id: str, sample_sizes, seeds=(0,), confi
     try:
         for seed in seeds:
             base = 100_000 * seed
-            pool = collect_demonstrations(expert, env_id, demo_episodes, base, env_kwargs,
-                                          min_pairs=max(sample_sizes))
+            pool = collect_demonstrations(expert, env_id, demo_episodes, base, env_kwargs, min_pairs=max(sample_sizes))
             holdout = collect_demonstrations(expert, env_id, holdout_episodes, base + 30_000, env_kwargs)
             for n in sorted(sample_sizes):
                 train = pool.subset(slice(0, n))
                 policy, _ = behaviour_cloning(train, observation_space, action_space, config, seed)
                 driver = _Recorder(policy)
                 played = evaluate_policy(driver, env_id, eval_episodes, base + 60_000, env_kwargs=env_kwargs)
-                rows.append([n, seed, played["mean_return"], float(np.mean(pool.episode_returns)),
-                             disagreement(policy, expert, train.observations),
-                             disagreement(policy, expert, holdout.observations),
-                             disagreement(policy, expert, driver.states), len(driver.states)])
+                rows.append(
+                    [
+                        n,
+                        seed,
+                        played["mean_return"],
+                        float(np.mean(pool.episode_returns)),
+                        disagreement(policy, expert, train.observations),
+                        disagreement(policy, expert, holdout.observations),
+                        disagreement(policy, expert, driver.states),
+                        len(driver.states),
+                    ]
+                )
                 bar.update(1)
     finally:
         bar.close()

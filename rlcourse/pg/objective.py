@@ -54,8 +54,7 @@ def policy_gradient_loss(logp: Tensor, psi: Tensor, mask: Tensor | None = None) 
     ### END SOLUTION
 
 
-def importance_sampled_loss(logp: Tensor, logp_old: Tensor, psi: Tensor,
-                            mask: Tensor | None = None) -> Tensor:
+def importance_sampled_loss(logp: Tensor, logp_old: Tensor, psi: Tensor, mask: Tensor | None = None) -> Tensor:
     """−mean(π/π_old · Ψ), the ratio computed as exp(log π − log π_old)."""
     ### BEGIN SOLUTION
     ratio = torch.exp(logp - logp_old.detach())
@@ -63,8 +62,9 @@ def importance_sampled_loss(logp: Tensor, logp_old: Tensor, psi: Tensor,
     ### END SOLUTION
 
 
-def clipped_surrogate_loss(logp: Tensor, logp_old: Tensor, psi: Tensor, clip_range: float,
-                           mask: Tensor | None = None) -> Tensor:
+def clipped_surrogate_loss(
+    logp: Tensor, logp_old: Tensor, psi: Tensor, clip_range: float, mask: Tensor | None = None
+) -> Tensor:
     r"""PPO's clipped surrogate, as a loss (the paper's eq. 7), with r = π_θ/π_θold:
 
     .. math::
@@ -85,8 +85,13 @@ def clipped_surrogate_loss(logp: Tensor, logp_old: Tensor, psi: Tensor, clip_ran
     ### END SOLUTION
 
 
-def value_loss(values: Tensor, returns: Tensor, values_old: Tensor | None = None, clip_range: float | None = None,
-               mask: Tensor | None = None) -> Tensor:
+def value_loss(
+    values: Tensor,
+    returns: Tensor,
+    values_old: Tensor | None = None,
+    clip_range: float | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
     r"""The critic's regression on its targets y_t, mean over ``mask``:
     :math:`L_V = \hat{\mathbb E}_t[(V_\phi(s_t) - y_t)^2]`.
 
@@ -102,8 +107,9 @@ def value_loss(values: Tensor, returns: Tensor, values_old: Tensor | None = None
 
 
 @torch.no_grad()
-def ratio_diagnostics(logp: Tensor, logp_old: Tensor, clip_range: float,
-                      mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def ratio_diagnostics(
+    logp: Tensor, logp_old: Tensor, clip_range: float, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     r"""(approx_kl, clipfrac) of an update, detached, over ``mask``: with r = π_θ/π_θold,
     :math:`\hat{\mathbb E}[(r - 1) - \log r]` (the k3 estimator of KL[π_old, π]: unbiased,
     never negative) and the share of samples with :math:`|r - 1| > \epsilon`."""

@@ -77,13 +77,25 @@ class CategoricalPolicy(nn.Module):
 
 
 class GaussianPolicy(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64),
-                 log_std_init: float = 0.0, low=None, high=None):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...] = (64, 64),
+        log_std_init: float = 0.0,
+        low=None,
+        high=None,
+    ):
         super().__init__()
-        self.spec = {"kind": "gaussian", "obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden),
-                     "log_std_init": log_std_init,
-                     "low": None if low is None else np.asarray(low, dtype=float).tolist(),
-                     "high": None if high is None else np.asarray(high, dtype=float).tolist()}
+        self.spec = {
+            "kind": "gaussian",
+            "obs_dim": obs_dim,
+            "act_dim": act_dim,
+            "hidden": list(hidden),
+            "log_std_init": log_std_init,
+            "low": None if low is None else np.asarray(low, dtype=float).tolist(),
+            "high": None if high is None else np.asarray(high, dtype=float).tolist(),
+        }
         self.mean = mlp([obs_dim, *hidden, act_dim], output_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
@@ -133,8 +145,9 @@ class ValueFunction(nn.Module):
         return self.v(obs).squeeze(-1)
 
 
-def make_policy(algo: str, observation_space, action_space, hidden: tuple[int, ...] = (64, 64),
-                log_std_init: float = 0.0) -> nn.Module:
+def make_policy(
+    algo: str, observation_space, action_space, hidden: tuple[int, ...] = (64, 64), log_std_init: float = 0.0
+) -> nn.Module:
     """The policy for these spaces, or an error naming ``algo`` and the unsupported space."""
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UnsupportedSpaceError(f"{algo} needs a flat Box observation space, got {observation_space}")
@@ -142,8 +155,7 @@ def make_policy(algo: str, observation_space, action_space, hidden: tuple[int, .
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalPolicy(obs_dim, int(action_space.n), hidden)
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianPolicy(obs_dim, action_space.shape[0], hidden, log_std_init,
-                              action_space.low, action_space.high)
+        return GaussianPolicy(obs_dim, action_space.shape[0], hidden, log_std_init, action_space.low, action_space.high)
     raise UnsupportedSpaceError(f"{algo} supports Discrete and flat Box action spaces, got {action_space}")
 
 

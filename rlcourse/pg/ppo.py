@@ -70,8 +70,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -79,45 +80,73 @@ import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
-from rlcourse.pg import psi as psi_fns
-from rlcourse.pg.objective import (clipped_surrogate_loss, explained_variance, importance_sampled_loss,
-                                   ratio_diagnostics, value_loss)
 from rlcourse.networks import clip_grad_norm, flatten_parameters
+from rlcourse.pg import psi as psi_fns
+from rlcourse.pg.objective import (
+    clipped_surrogate_loss,
+    explained_variance,
+    importance_sampled_loss,
+    ratio_diagnostics,
+    value_loss,
+)
 from rlcourse.pg.policies import ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (
+    IterationRecord,
+    NonFiniteError,
+    Result,
+    check_device,
+    check_run_args,
+    seed_everything,
+    torch_threads,
+)
 
 SURROGATES = ("clip", "none", "adaptive-kl", "fixed-kl")
-LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "policy_loss", "value_loss",
-               "entropy", "approx_kl", "kl", "clipfrac", "explained_variance", "kl_coef", "clip_range",
-               "lr", "epochs"]
+LOG_COLUMNS = [
+    "iteration",
+    "env_steps",
+    "return",
+    "episodes",
+    "length",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "kl",
+    "clipfrac",
+    "explained_variance",
+    "kl_coef",
+    "clip_range",
+    "lr",
+    "epochs",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    surrogate: str = "clip"          # Table 1's objective: "clip", "none", "adaptive-kl" or "fixed-kl"
-    clip_range: float = 0.2          # ε of L^CLIP (also the threshold clipfrac counts)
-    anneal_clip: bool = False        # ε falls linearly towards 0 over the run (the RL Zoo's lin_0.2)
-    kl_coef: float = 1.0             # β of the KL penalty: fixed, or the first value of the adaptive one
-    kl_target: float = 0.01          # d_targ of the adaptive KL penalty
-    num_envs: int = 1                # N environments stepped together
-    n_steps: int = 2048              # T steps of each per iteration
-    batch_size: int = 64             # samples per minibatch
-    n_epochs: int = 10               # K passes over the batch per iteration
-    gamma: float = 0.99              # discount γ
-    gae_lambda: float = 0.95         # λ of GAE
-    lr: float = 3e-4                 # Adam step size α
-    anneal_lr: bool = False          # α falls linearly towards 0 over the run
-    adam_eps: float = 1e-5           # Adam's ε (SB3's policies use 1e-5, not torch's 1e-8)
-    vf_coef: float = 0.5             # c_V, weight of the critic's loss
-    ent_coef: float = 0.0            # c_H, weight of the entropy bonus
-    max_grad_norm: float = 0.5       # clip the norm of each minibatch gradient
+    surrogate: str = "clip"  # Table 1's objective: "clip", "none", "adaptive-kl" or "fixed-kl"
+    clip_range: float = 0.2  # ε of L^CLIP (also the threshold clipfrac counts)
+    anneal_clip: bool = False  # ε falls linearly towards 0 over the run (the RL Zoo's lin_0.2)
+    kl_coef: float = 1.0  # β of the KL penalty: fixed, or the first value of the adaptive one
+    kl_target: float = 0.01  # d_targ of the adaptive KL penalty
+    num_envs: int = 1  # N environments stepped together
+    n_steps: int = 2048  # T steps of each per iteration
+    batch_size: int = 64  # samples per minibatch
+    n_epochs: int = 10  # K passes over the batch per iteration
+    gamma: float = 0.99  # discount γ
+    gae_lambda: float = 0.95  # λ of GAE
+    lr: float = 3e-4  # Adam step size α
+    anneal_lr: bool = False  # α falls linearly towards 0 over the run
+    adam_eps: float = 1e-5  # Adam's ε (SB3's policies use 1e-5, not torch's 1e-8)
+    vf_coef: float = 0.5  # c_V, weight of the critic's loss
+    ent_coef: float = 0.0  # c_H, weight of the entropy bonus
+    max_grad_norm: float = 0.5  # clip the norm of each minibatch gradient
     normalize_advantages: bool = True  # standardise Â within each minibatch
     clip_range_vf: float | None = None  # clip the critic's move from V_old(s) to ±this (None: do not)
-    target_kl: float | None = None   # stop an iteration's epochs once approx_kl > 1.5 × this
+    target_kl: float | None = None  # stop an iteration's epochs once approx_kl > 1.5 × this
     hidden: tuple[int, ...] = (64, 64)
-    log_std_init: float = 0.0        # Gaussian policies: initial log σ
-    log_interval: int = 1            # iterations per log row
+    log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    log_interval: int = 1  # iterations per log row
 
     def __post_init__(self):
         check_choice(self, "surrogate", SURROGATES)
@@ -147,7 +176,7 @@ class PPOConfig:
         check_range(self, "log_interval", 1, integer=True)
 
     @classmethod
-    def for_env(cls, env_id: str) -> "PPOConfig":
+    def for_env(cls, env_id: str) -> PPOConfig:
         """The defaults with the RL Zoo's tuned values for ``env_id`` swapped in (if it has any)."""
         return cls(**RL_ZOO.get(env_id, {}))
 
@@ -155,23 +184,36 @@ class PPOConfig:
 # rl-baselines3-zoo, hyperparams/ppo.yml ("lin_x" there is x with anneal_* here). Pendulum-v1 also
 # has use_sde: True there, which we leave out (see the module's docstring).
 RL_ZOO = {
-    "CartPole-v1": dict(num_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                        ent_coef=0.0, lr=1e-3, anneal_lr=True, clip_range=0.2, anneal_clip=True),
-    "Pendulum-v1": dict(num_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
-                        lr=1e-3, clip_range=0.2),
+    "CartPole-v1": dict(
+        num_envs=8,
+        n_steps=32,
+        batch_size=256,
+        gae_lambda=0.8,
+        gamma=0.98,
+        n_epochs=20,
+        ent_coef=0.0,
+        lr=1e-3,
+        anneal_lr=True,
+        clip_range=0.2,
+        anneal_clip=True,
+    ),
+    "Pendulum-v1": dict(
+        num_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0, lr=1e-3, clip_range=0.2
+    ),
 }
 
 
 class Minibatch(NamedTuple):
     """The flat rows of one iteration's batch (or a minibatch of them) that the loss reads."""
-    obs: Tensor          # [B, obs_dim]
-    actions: Tensor      # [B] or [B, act_dim]
-    logp_old: Tensor     # [B]  log π_θold(a_t | s_t)
-    advantages: Tensor   # [B]  Â_t
-    returns: Tensor      # [B]  y_t = Â_t + V_old(s_t)
-    values_old: Tensor   # [B]  V_old(s_t)
 
-    def rows(self, index: Tensor) -> "Minibatch":
+    obs: Tensor  # [B, obs_dim]
+    actions: Tensor  # [B] or [B, act_dim]
+    logp_old: Tensor  # [B]  log π_θold(a_t | s_t)
+    advantages: Tensor  # [B]  Â_t
+    returns: Tensor  # [B]  y_t = Â_t + V_old(s_t)
+    values_old: Tensor  # [B]  V_old(s_t)
+
+    def rows(self, index: Tensor) -> Minibatch:
         return Minibatch(*(x[index] for x in self))
 
 
@@ -185,28 +227,43 @@ def gae_batch(batch: Batch, critic: nn.Module, gamma: float, gae_lambda: float) 
     T, N = batch.rewards.shape
     v_now, v_next = critic(torch.cat([batch.obs, batch.next_obs]).flatten(0, 1)).view(2 * T, N).split(T)
     adv = psi_fns.gae(batch.rewards, v_now, v_next, batch.terminated, batch.truncated, gamma, gae_lambda)
-    return Minibatch(batch.obs.flatten(0, 1), batch.actions.flatten(0, 1), batch.logp.flatten(),
-                     adv.flatten(), (adv + v_now).flatten(), v_now.flatten())
+    return Minibatch(
+        batch.obs.flatten(0, 1),
+        batch.actions.flatten(0, 1),
+        batch.logp.flatten(),
+        adv.flatten(),
+        (adv + v_now).flatten(),
+        v_now.flatten(),
+    )
 
 
 class Terms(NamedTuple):
-    loss: Tensor          # L = L^surrogate + c_V L_V − c_H H
-    policy_loss: Tensor   # L^surrogate (with the KL penalty, if any)
-    value_loss: Tensor    # L_V
-    entropy: Tensor       # mean H(π(·|s_t))
-    approx_kl: Tensor     # mean (r − 1) − log r, detached
-    clipfrac: Tensor      # share of |r − 1| > ε, detached
+    loss: Tensor  # L = L^surrogate + c_V L_V − c_H H
+    policy_loss: Tensor  # L^surrogate (with the KL penalty, if any)
+    value_loss: Tensor  # L_V
+    entropy: Tensor  # mean H(π(·|s_t))
+    approx_kl: Tensor  # mean (r − 1) − log r, detached
+    clipfrac: Tensor  # share of |r − 1| > ε, detached
 
 
-def ppo_loss(policy: nn.Module, critic: nn.Module, mb: Minibatch, config: PPOConfig,
-             clip_range: float, kl_coef: float, old_dist=None) -> Terms:
+def ppo_loss(
+    policy: nn.Module,
+    critic: nn.Module,
+    mb: Minibatch,
+    config: PPOConfig,
+    clip_range: float,
+    kl_coef: float,
+    old_dist=None,
+) -> Terms:
     """The loss of one minibatch and its terms, for the surrogate ``config.surrogate``.
 
     ``old_dist`` (π_θold's distributions at ``mb.obs``) is needed by the KL penalties only.
     """
     if old_dist is None and config.surrogate in ("adaptive-kl", "fixed-kl"):
-        raise ValueError(f"ppo_loss: surrogate {config.surrogate!r} needs old_dist, π_θold's distributions "
-                         f"at mb.obs, for its KL penalty")
+        raise ValueError(
+            f"ppo_loss: surrogate {config.surrogate!r} needs old_dist, π_θold's distributions "
+            f"at mb.obs, for its KL penalty"
+        )
     adv = psi_fns.normalize_advantages(mb.advantages) if config.normalize_advantages else mb.advantages
     dist = policy.distribution(mb.obs)
     logp = policy.log_prob(dist, mb.actions)
@@ -238,8 +295,9 @@ def adapt_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
     ### END SOLUTION
 
 
-def make_networks(algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple[int, ...],
-                  log_std_init: float) -> tuple[nn.Module, nn.Module]:
+def make_networks(
+    algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple[int, ...], log_std_init: float
+) -> tuple[nn.Module, nn.Module]:
     """A policy for the environment's spaces (or an error naming ``algo`` and the space) and a critic."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
@@ -247,11 +305,22 @@ def make_networks(algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple
     return policy, ValueFunction(probe.observation_space.shape[0], hidden)
 
 
-def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
-          steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
-          callback: Callable[[int, nn.Module], None] | None = None) -> Result:
+def train(
+    env_id: str = "CartPole-v1",
+    config: PPOConfig | None = None,
+    *,
+    steps: int = 100_000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 50_000,
+    threads: int = 1,
+    resume: bool = False,
+    tensorboard: str | Path | None = None,
+    device: str = "cpu",
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> Result:
     """Run PPO for ``steps`` environment steps; return a Result holding the policy.
 
     ``config`` defaults to ``PPOConfig.for_env(env_id)``. Each iteration collects
@@ -277,14 +346,29 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = (net.to(device) for net in make_networks("ppo", env_id, env_kwargs, config.hidden,
-                                                                  config.log_std_init))
+        policy, critic = (
+            net.to(device) for net in make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
+        )
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
         optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
-        record = IterationRecord("ppo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
-                                 out=out, progress=progress, checkpoint_every=checkpoint_every,
-                                 log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
+        record = IterationRecord(
+            "ppo",
+            env_id,
+            env_kwargs,
+            config,
+            seed,
+            steps,
+            columns=LOG_COLUMNS,
+            make_row=_row,
+            out=out,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            log_interval=config.log_interval,
+            callback=callback,
+            resume=resume,
+            tensorboard=tensorboard,
+        )
         kl_coef = config.kl_coef
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)
@@ -295,27 +379,45 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *,
                 remaining = 1.0 - (iteration - 1) / iterations
                 lr = config.lr * (remaining if config.anneal_lr else 1.0)
                 clip_range = config.clip_range * (remaining if config.anneal_clip else 1.0)
-                batch = rollout.collect(policy, min(config.n_steps, math.ceil((steps - rollout.env_steps)
-                                                                              / config.num_envs)))
+                batch = rollout.collect(
+                    policy, min(config.n_steps, math.ceil((steps - rollout.env_steps) / config.num_envs))
+                )
                 with torch_threads(threads):
                     data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
                     stats = update(policy, critic, flat, optimizer, data, config, lr, clip_range, kl_coef)
-                if not all(math.isfinite(stats[key]) for key in TERM_NAMES[1:] + ("kl",)):
+                if not all(math.isfinite(stats[key]) for key in (*TERM_NAMES[1:], "kl")):
                     raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
                 if config.surrogate == "adaptive-kl":
                     kl_coef = adapt_kl_coef(kl_coef, stats["kl"], config.kl_target)
-                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
-                                     lambda: {**training_state(rng, rollout, policy=policy, critic=critic,
-                                                               optimizer=optimizer), "kl_coef": kl_coef}, policy,
-                                     final=iteration == iterations)
+                record.end_iteration(
+                    rollout.env_steps,
+                    stats,
+                    batch.episode_returns,
+                    batch.episode_lengths,
+                    lambda kl_coef=kl_coef: {
+                        **training_state(rng, rollout, policy=policy, critic=critic, optimizer=optimizer),
+                        "kl_coef": kl_coef,
+                    },
+                    policy,
+                    final=iteration == iterations,
+                )
         return record.result(policy)
 
 
-TERM_NAMES = Terms._fields      # loss, policy_loss, value_loss, entropy, approx_kl, clipfrac
+TERM_NAMES = Terms._fields  # loss, policy_loss, value_loss, entropy, approx_kl, clipfrac
 
 
-def update(policy: nn.Module, critic: nn.Module, flat: nn.Parameter, optimizer, data: Minibatch,
-           config: PPOConfig, lr: float, clip_range: float, kl_coef: float) -> dict:
+def update(
+    policy: nn.Module,
+    critic: nn.Module,
+    flat: nn.Parameter,
+    optimizer,
+    data: Minibatch,
+    config: PPOConfig,
+    lr: float,
+    clip_range: float,
+    kl_coef: float,
+) -> dict:
     """One iteration's update: ``n_epochs`` passes of minibatch steps over the batch (fewer if
     ``target_kl`` stops them); the named numbers of the log row."""
     optimizer.param_groups[0]["lr"] = lr
@@ -326,10 +428,17 @@ def update(policy: nn.Module, critic: nn.Module, flat: nn.Parameter, optimizer, 
     for epoch in range(config.n_epochs):
         stop = False
         for index in torch.randperm(len(data.returns)).split(config.batch_size):
-            terms = ppo_loss(policy, critic, data.rows(index), config, clip_range, kl_coef,
-                             policy.rows(old_dist, index) if needs_old_dist else None)
+            terms = ppo_loss(
+                policy,
+                critic,
+                data.rows(index),
+                config,
+                clip_range,
+                kl_coef,
+                policy.rows(old_dist, index) if needs_old_dist else None,
+            )
             if config.target_kl is not None and terms.approx_kl > 1.5 * config.target_kl:
-                stop = True   # SB3's rule: this minibatch's step is not taken
+                stop = True  # SB3's rule: this minibatch's step is not taken
                 break
             flat.grad.zero_()
             terms.loss.backward()
@@ -343,8 +452,16 @@ def update(policy: nn.Module, critic: nn.Module, flat: nn.Parameter, optimizer, 
     with torch.no_grad():
         kl = float(policy.kl(old_dist, policy.distribution(data.obs)).mean())
     means = dict(zip(TERM_NAMES, (sums / max(minibatches, 1)).tolist()))
-    return {**means, "kl": kl, "values": data.values_old, "returns": data.returns, "kl_coef": kl_coef,
-            "clip_range": clip_range, "lr": lr, "epochs": epochs}
+    return {
+        **means,
+        "kl": kl,
+        "values": data.values_old,
+        "returns": data.returns,
+        "kl_coef": kl_coef,
+        "clip_range": clip_range,
+        "lr": lr,
+        "epochs": epochs,
+    }
 
 
 ROW_MEANS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "kl")
@@ -355,5 +472,11 @@ def _row(window: list[dict], returns: list, lengths: list) -> dict:
     means = np.mean([[entry[key] for key in ROW_MEANS] for entry in window], axis=0).tolist()
     ev = explained_variance(torch.cat([e["values"] for e in window]), torch.cat([e["returns"] for e in window]))
     last = window[-1]
-    return {**dict(zip(ROW_MEANS, means)), "explained_variance": ev, "kl_coef": last["kl_coef"],
-            "clip_range": last["clip_range"], "lr": last["lr"], "epochs": last["epochs"]}
+    return {
+        **dict(zip(ROW_MEANS, means)),
+        "explained_variance": ev,
+        "kl_coef": last["kl_coef"],
+        "clip_range": last["clip_range"],
+        "lr": last["lr"],
+        "epochs": last["epochs"],
+    }

@@ -56,8 +56,9 @@ def complete_episodes(starts: Tensor, terminated: Tensor, truncated: Tensor) -> 
     return started & ends
 
 
-def reward_to_go(rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: float,
-                 next_values: Tensor | None = None) -> Tensor:
+def reward_to_go(
+    rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: float, next_values: Tensor | None = None
+) -> Tensor:
     r"""Discounted return from step t to the end of its episode.
 
     .. math::
@@ -85,8 +86,7 @@ def reward_to_go(rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: 
     ### END SOLUTION
 
 
-def total_return(rewards: Tensor, terminated: Tensor, truncated: Tensor, starts: Tensor,
-                 gamma: float) -> Tensor:
+def total_return(rewards: Tensor, terminated: Tensor, truncated: Tensor, starts: Tensor, gamma: float) -> Tensor:
     r"""The whole episode's discounted return, the same for each of its steps (REINFORCE).
 
     .. math::
@@ -108,8 +108,9 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     return x.mean() if mask is None else x[mask].mean()
 
 
-def normalize_advantages(adv: Tensor, mode: str = "standardize", mask: Tensor | None = None,
-                         eps: float = 1e-8) -> Tensor:
+def normalize_advantages(
+    adv: Tensor, mode: str = "standardize", mask: Tensor | None = None, eps: float = 1e-8
+) -> Tensor:
     r"""Rescale Ψ over a batch (over ``mask``; 0 off it), the two ways policy-gradient code does:
 
     * ``"standardize"`` (PPO, TRPO, RLHF's "whitening"): :math:`(\Psi - \bar\Psi) / (\sigma_\Psi + \epsilon)`,
@@ -141,8 +142,9 @@ def constant_baseline(G: Tensor, mask: Tensor | None = None) -> Tensor:
     ### END SOLUTION
 
 
-def running_baseline(G: Tensor, rho: float | None, beta: float = 0.9,
-                     mask: Tensor | None = None) -> tuple[Tensor, float]:
+def running_baseline(
+    G: Tensor, rho: float | None, beta: float = 0.9, mask: Tensor | None = None
+) -> tuple[Tensor, float]:
     r"""Subtract a running average of past returns; return Ψ and the updated average.
 
     .. math::
@@ -209,8 +211,7 @@ def min_variance_baseline(G: Tensor, grad_sq_norms: Tensor, mask: Tensor | None 
     ### END SOLUTION
 
 
-def td_residual(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
-                gamma: float) -> Tensor:
+def td_residual(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, gamma: float) -> Tensor:
     r"""One-step TD error, the advantage estimate of TD actor-critic.
 
     .. math::
@@ -223,8 +224,9 @@ def td_residual(rewards: Tensor, values: Tensor, next_values: Tensor, terminated
     ### END SOLUTION
 
 
-def n_step_advantage(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
-                     truncated: Tensor, gamma: float, n: int) -> Tensor:
+def n_step_advantage(
+    rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, truncated: Tensor, gamma: float, n: int
+) -> Tensor:
     r"""n-step return minus V(s_t), the advantage of A2C/A3C.
 
     .. math::
@@ -258,8 +260,15 @@ def n_step_advantage(rewards: Tensor, values: Tensor, next_values: Tensor, termi
     ### END SOLUTION
 
 
-def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor,
-        truncated: Tensor, gamma: float, lam: float) -> Tensor:
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    lam: float,
+) -> Tensor:
     r"""Generalised advantage estimation, GAE(γ, λ) (Schulman et al., 2016).
 
     .. math::

@@ -55,8 +55,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -70,31 +70,58 @@ from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss
 from rlcourse.pg.policies import ValueFunction, make_policy
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (
+    IterationRecord,
+    NonFiniteError,
+    Result,
+    check_device,
+    check_run_args,
+    seed_everything,
+    torch_threads,
+)
 
-PSI = ("value-baseline", "reward-to-go", "total-return", "constant-baseline", "running-baseline",
-       "time-baseline", "min-variance-baseline")
-LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "loss", "value_loss",
-               "entropy", "explained_variance", "grad_norm", "psi_mean", "psi_std"]
+PSI = (
+    "value-baseline",
+    "reward-to-go",
+    "total-return",
+    "constant-baseline",
+    "running-baseline",
+    "time-baseline",
+    "min-variance-baseline",
+)
+LOG_COLUMNS = [
+    "iteration",
+    "env_steps",
+    "return",
+    "episodes",
+    "length",
+    "loss",
+    "value_loss",
+    "entropy",
+    "explained_variance",
+    "grad_norm",
+    "psi_mean",
+    "psi_std",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class ReinforceConfig:
     psi: str = "value-baseline"
-    gamma: float = 0.99               # discount γ
-    lr: float = 5e-3                  # policy step size α (Adam)
-    anneal_lr: bool = True            # both step sizes fall linearly to 0 over the run
-    num_envs: int = 4                 # N environments stepped together
-    steps_per_env: int = 1000         # T steps of each per iteration
+    gamma: float = 0.99  # discount γ
+    lr: float = 5e-3  # policy step size α (Adam)
+    anneal_lr: bool = True  # both step sizes fall linearly to 0 over the run
+    num_envs: int = 4  # N environments stepped together
+    steps_per_env: int = 1000  # T steps of each per iteration
     hidden: tuple[int, ...] = (64, 64)
-    value_lr: float = 1e-3            # critic step size β (Adam), value-baseline only
-    value_epochs: int = 10            # passes over the batch to fit V
-    value_minibatches: int = 8        # minibatches per pass
-    running_beta: float = 0.9         # β of the running-average baseline
+    value_lr: float = 1e-3  # critic step size β (Adam), value-baseline only
+    value_epochs: int = 10  # passes over the batch to fit V
+    value_minibatches: int = 8  # minibatches per pass
+    running_beta: float = 0.9  # β of the running-average baseline
     normalize_advantages: bool = True  # divide Ψ by its batch root mean square
-    max_grad_norm: float = 0.5        # clip the policy gradient's norm
-    entropy_coef: float = 0.0         # c_H, weight of the entropy bonus
-    log_std_init: float = 0.0         # Gaussian policies: initial log σ
+    max_grad_norm: float = 0.5  # clip the policy gradient's norm
+    entropy_coef: float = 0.0  # c_H, weight of the entropy bonus
+    log_std_init: float = 0.0  # Gaussian policies: initial log σ
 
     def __post_init__(self):
         check_choice(self, "psi", PSI)
@@ -171,8 +198,14 @@ def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x.flatten() if mask is None else x[mask]
 
 
-def fit_value(critic: nn.Module, optimizer, obs: torch.Tensor, targets: torch.Tensor,
-              config: ReinforceConfig, rng: np.random.Generator) -> float:
+def fit_value(
+    critic: nn.Module,
+    optimizer,
+    obs: torch.Tensor,
+    targets: torch.Tensor,
+    config: ReinforceConfig,
+    rng: np.random.Generator,
+) -> float:
     """Regress V_φ(s_t) on G_t: value_epochs passes of value_minibatches Adam steps; mean loss."""
     losses = []
     minibatches = min(config.value_minibatches, len(targets))
@@ -189,11 +222,21 @@ def fit_value(critic: nn.Module, optimizer, obs: torch.Tensor, targets: torch.Te
     return float(np.mean(losses))
 
 
-def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
-          steps: int = 300_000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
-          callback: Callable[[int, nn.Module], None] | None = None) -> Result:
+def train(
+    env_id: str = "CartPole-v1",
+    config: ReinforceConfig | None = None,
+    *,
+    steps: int = 300_000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 50_000,
+    resume: bool = False,
+    tensorboard: str | Path | None = None,
+    device: str = "cpu",
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> Result:
     """Run REINFORCE for ``steps`` environment steps; return a Result holding the policy.
 
     Each iteration collects ``num_envs × steps_per_env`` steps (the last one fewer, so the
@@ -220,20 +263,41 @@ def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
         value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr) if critic else None
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
-        record = IterationRecord("reinforce", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
-                                 make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
-                                 checkpoint_every=checkpoint_every, callback=callback, resume=resume, tensorboard=tensorboard)
+        record = IterationRecord(
+            "reinforce",
+            env_id,
+            env_kwargs,
+            config,
+            seed,
+            steps,
+            columns=LOG_COLUMNS,
+            make_row=lambda window, returns, lengths: window[-1],
+            out=out,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            callback=callback,
+            resume=resume,
+            tensorboard=tensorboard,
+        )
         rho = None
         if record.resumed:
-            load_training_state(record.resumed, rng, rollout, policy=policy, optimizer=optimizer, critic=critic,
-                                value_optimizer=value_optimizer)
+            load_training_state(
+                record.resumed,
+                rng,
+                rollout,
+                policy=policy,
+                optimizer=optimizer,
+                critic=critic,
+                value_optimizer=value_optimizer,
+            )
             rho = record.resumed["rho"]
         iterations = math.ceil(steps / (config.num_envs * config.steps_per_env))
         with record, rollout:
             for iteration in range(record.iteration + 1, iterations + 1):
                 frac = 1.0 - (iteration - 1) / iterations if config.anneal_lr else 1.0
-                batch = rollout.collect(policy, min(config.steps_per_env, math.ceil((steps - rollout.env_steps)
-                                                                                    / config.num_envs)))
+                batch = rollout.collect(
+                    policy, min(config.steps_per_env, math.ceil((steps - rollout.env_steps) / config.num_envs))
+                )
                 if critic is not None:
                     batch.add_values(critic)
                 psi, G, mask, rho = compute_psi(config, batch, policy, rho)
@@ -244,14 +308,30 @@ def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *,
                 stats["value_loss"] = float("nan")
                 if critic is not None:
                     value_optimizer.param_groups[0]["lr"] = frac * config.value_lr
-                    stats["value_loss"] = fit_value(critic, value_optimizer, batch.obs.flatten(0, 1), G.flatten(),
-                                                    config, rng)
+                    stats["value_loss"] = fit_value(
+                        critic, value_optimizer, batch.obs.flatten(0, 1), G.flatten(), config, rng
+                    )
                     if not math.isfinite(stats["value_loss"]):
                         raise NonFiniteError("value loss", rollout.env_steps, record.last_checkpoint)
-                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
-                                     lambda: {**training_state(rng, rollout, policy=policy, optimizer=optimizer,
-                                                               critic=critic, value_optimizer=value_optimizer),
-                                              "rho": rho}, policy, final=iteration == iterations)
+                record.end_iteration(
+                    rollout.env_steps,
+                    stats,
+                    batch.episode_returns,
+                    batch.episode_lengths,
+                    lambda rho=rho: {
+                        **training_state(
+                            rng,
+                            rollout,
+                            policy=policy,
+                            optimizer=optimizer,
+                            critic=critic,
+                            value_optimizer=value_optimizer,
+                        ),
+                        "rho": rho,
+                    },
+                    policy,
+                    final=iteration == iterations,
+                )
         return record.result(policy)
 
 
@@ -260,25 +340,33 @@ def make_networks(env_id: str, env_kwargs: dict | None, config: ReinforceConfig)
     critic when Ψ needs one (``value-baseline``)."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
-    policy = make_policy("reinforce", probe.observation_space, probe.action_space, config.hidden,
-                         config.log_std_init)
+    policy = make_policy("reinforce", probe.observation_space, probe.action_space, config.hidden, config.log_std_init)
     critic = ValueFunction(probe.observation_space.shape[0], config.hidden) if config.psi == "value-baseline" else None
     return policy, critic
 
 
-def policy_step(policy: nn.Module, optimizer, batch, psi: torch.Tensor, G: torch.Tensor, mask: torch.Tensor | None,
-                config: ReinforceConfig) -> dict:
+def policy_step(
+    policy: nn.Module,
+    optimizer,
+    batch,
+    psi: torch.Tensor,
+    G: torch.Tensor,
+    mask: torch.Tensor | None,
+    config: ReinforceConfig,
+) -> dict:
     """One gradient step on the policy-gradient loss with weights Ψ; the iteration's numbers.
 
     Without a whole episode to weigh (``mask`` all False) there is no step, and the numbers are NaN.
     """
-    stats = dict.fromkeys(("loss", "entropy", "grad_norm", "psi_mean", "psi_std", "explained_variance"),
-                          float("nan"))
+    stats = dict.fromkeys(("loss", "entropy", "grad_norm", "psi_mean", "psi_std", "explained_variance"), float("nan"))
     if mask is not None and not mask.any():
         return stats
     raw = _masked(psi, mask)
-    stats.update(psi_mean=float(raw.mean()), psi_std=float(raw.std(correction=0)),
-                 explained_variance=explained_variance(_masked(G - psi, mask), _masked(G, mask)))
+    stats.update(
+        psi_mean=float(raw.mean()),
+        psi_std=float(raw.std(correction=0)),
+        explained_variance=explained_variance(_masked(G - psi, mask), _masked(G, mask)),
+    )
     if config.normalize_advantages:
         psi = psi_fns.normalize_advantages(psi, "scale", mask)
     dist = policy.distribution(batch.obs)

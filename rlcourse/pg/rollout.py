@@ -31,16 +31,16 @@ from rlcourse.run import random_state, restore_random_state
 
 @dataclasses.dataclass
 class Batch:
-    obs: Tensor            # [T, N, obs_dim]  s_t
-    actions: Tensor        # [T, N] (Discrete) or [T, N, act_dim] (Box)
-    logp: Tensor           # [T, N]  log π_old(a_t | s_t) at collection time
-    rewards: Tensor        # [T, N]
-    terminated: Tensor     # [T, N] bool
-    truncated: Tensor      # [T, N] bool
-    next_obs: Tensor       # [T, N, obs_dim]  the real s_{t+1} (final observation at an episode's end)
-    starts: Tensor         # [T, N] bool: s_t is the first state of its episode
-    timesteps: Tensor      # [T, N] long: t's index within its episode
-    values: Tensor | None = None       # [T, N]  V(s_t), filled by add_values
+    obs: Tensor  # [T, N, obs_dim]  s_t
+    actions: Tensor  # [T, N] (Discrete) or [T, N, act_dim] (Box)
+    logp: Tensor  # [T, N]  log π_old(a_t | s_t) at collection time
+    rewards: Tensor  # [T, N]
+    terminated: Tensor  # [T, N] bool
+    truncated: Tensor  # [T, N] bool
+    next_obs: Tensor  # [T, N, obs_dim]  the real s_{t+1} (final observation at an episode's end)
+    starts: Tensor  # [T, N] bool: s_t is the first state of its episode
+    timesteps: Tensor  # [T, N] long: t's index within its episode
+    values: Tensor | None = None  # [T, N]  V(s_t), filled by add_values
     next_values: Tensor | None = None  # [T, N]  V(s_{t+1})
     episode_returns: list = dataclasses.field(default_factory=list)  # episodes that ended here
     episode_lengths: list = dataclasses.field(default_factory=list)
@@ -50,7 +50,7 @@ class Batch:
         return self.rewards.numel()
 
     @torch.no_grad()
-    def add_values(self, value_fn) -> "Batch":
+    def add_values(self, value_fn) -> Batch:
         """Fill ``values`` and ``next_values`` with one batched pass of the critic each."""
         self.values = value_fn(self.obs)
         self.next_values = value_fn(self.next_obs)
@@ -60,27 +60,32 @@ class Batch:
 class Rollout:
     """N copies of an environment, stepped together, that remember where they left off."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None,
-                 device: str | torch.device = "cpu"):
-        self.envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                                 **(env_kwargs or {}))
+    def __init__(
+        self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None, device: str | torch.device = "cpu"
+    ):
+        self.envs = gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **(env_kwargs or {}),
+        )
         self.single_action_space = self.envs.single_action_space
         self.single_observation_space = self.envs.single_observation_space
         self.continuous = isinstance(self.single_action_space, gym.spaces.Box)
         obs, _ = self.envs.reset(seed=seed)
         self.envs.action_space.seed(seed)
-        self.obs = obs                                   # where each environment stands
+        self.obs = obs  # where each environment stands
         self.starts = np.ones(num_envs, dtype=bool)
         self.timesteps = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
         self.env_steps = 0
-        self.device = torch.device(device)              # where the policy runs and the batch goes
+        self.device = torch.device(device)  # where the policy runs and the batch goes
 
     def close(self) -> None:
         self.envs.close()
 
-    def __enter__(self) -> "Rollout":
+    def __enter__(self) -> Rollout:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -88,15 +93,21 @@ class Rollout:
 
     def state_dict(self) -> dict:
         """Where every environment stands (the environments themselves, pickled), for a checkpoint."""
-        return {"envs": self.envs.envs, "obs": self.obs.copy(), "starts": self.starts.copy(),
-                "timesteps": self.timesteps.copy(), "episode_return": self.episode_return.copy(),
-                "env_steps": self.env_steps}
+        return {
+            "envs": self.envs.envs,
+            "obs": self.obs.copy(),
+            "starts": self.starts.copy(),
+            "timesteps": self.timesteps.copy(),
+            "episode_return": self.episode_return.copy(),
+            "env_steps": self.env_steps,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Go on from a :meth:`state_dict`: the same environments, in the same state."""
         self.envs.close()
-        self.envs = gym.vector.SyncVectorEnv([functools.partial(_same, env) for env in state["envs"]],
-                                             autoreset_mode=AutoresetMode.SAME_STEP)
+        self.envs = gym.vector.SyncVectorEnv(
+            [functools.partial(_same, env) for env in state["envs"]], autoreset_mode=AutoresetMode.SAME_STEP
+        )
         self.obs, self.starts, self.timesteps = state["obs"], state["starts"], state["timesteps"]
         self.episode_return, self.env_steps = state["episode_return"], state["env_steps"]
 
@@ -108,8 +119,9 @@ class Rollout:
         # the policy's forward pass.
         obs = np.empty((steps, *self.obs.shape), dtype=np.float32)
         next_obs = np.empty_like(obs)
-        actions = np.empty((steps, n, *self.single_action_space.shape),
-                           dtype=np.float32 if self.continuous else np.int64)
+        actions = np.empty(
+            (steps, n, *self.single_action_space.shape), dtype=np.float32 if self.continuous else np.int64
+        )
         logp = np.empty((steps, n), dtype=np.float32)
         rewards = np.empty((steps, n), dtype=np.float32)
         terminated = np.empty((steps, n), dtype=bool)
@@ -138,8 +150,10 @@ class Rollout:
                 self.starts = done
                 self.obs = new_obs
         self.env_steps += steps * n
-        tensors = (torch.from_numpy(x).to(self.device) for x in (obs, actions, logp, rewards, terminated, truncated, next_obs,
-                                                 starts, timesteps))
+        tensors = (
+            torch.from_numpy(x).to(self.device)
+            for x in (obs, actions, logp, rewards, terminated, truncated, next_obs, starts, timesteps)
+        )
         return Batch(*tensors, episode_returns=finished_returns, episode_lengths=finished_lengths)
 
 
@@ -162,8 +176,9 @@ def training_state(rng: np.random.Generator | None = None, rollout: Rollout | No
     return state
 
 
-def load_training_state(state: dict, rng: np.random.Generator | None = None, rollout: Rollout | None = None,
-                        **parts) -> None:
+def load_training_state(
+    state: dict, rng: np.random.Generator | None = None, rollout: Rollout | None = None, **parts
+) -> None:
     """Go on from a :func:`training_state`: every part as it was saved (tensors in place)."""
     for name, part in parts.items():
         if isinstance(part, torch.Tensor):

@@ -62,45 +62,66 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
-from rlcourse.pg.objective import explained_variance, importance_sampled_loss
 from rlcourse.networks import flatten_parameters
+from rlcourse.pg.objective import explained_variance, importance_sampled_loss
 from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
 from rlcourse.pg.psi import normalize_advantages
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_device, check_run_args, seed_everything, torch_threads)
+from rlcourse.run import (
+    IterationRecord,
+    NonFiniteError,
+    Result,
+    check_device,
+    check_run_args,
+    seed_everything,
+    torch_threads,
+)
 
 METHODS = ("trpo", "npg")
-LOG_COLUMNS = ["iteration", "env_steps", "return", "episodes", "length", "surrogate", "improvement", "kl",
-               "step_fraction", "backtracks", "value_loss", "entropy", "explained_variance"]
+LOG_COLUMNS = [
+    "iteration",
+    "env_steps",
+    "return",
+    "episodes",
+    "length",
+    "surrogate",
+    "improvement",
+    "kl",
+    "step_fraction",
+    "backtracks",
+    "value_loss",
+    "entropy",
+    "explained_variance",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class TRPOConfig:
-    method: str = "trpo"             # "trpo" (with the line search) or "npg" (the plain natural step)
-    max_kl: float = 0.01             # δ, the bound on the mean KL (sb3-contrib: target_kl)
-    cg_iters: int = 15               # conjugate-gradient iterations for x = H⁻¹g
-    cg_damping: float = 0.1          # λ added to H's diagonal
-    backtrack_coef: float = 0.8      # α of the line search's steps αʲΔ
-    backtrack_iters: int = 10        # tries before the line search gives up
-    num_envs: int = 1                # N environments stepped together
-    n_steps: int = 2048              # T steps of each per iteration
-    gamma: float = 0.99              # discount γ
-    gae_lambda: float = 0.95         # λ of GAE
+    method: str = "trpo"  # "trpo" (with the line search) or "npg" (the plain natural step)
+    max_kl: float = 0.01  # δ, the bound on the mean KL (sb3-contrib: target_kl)
+    cg_iters: int = 15  # conjugate-gradient iterations for x = H⁻¹g
+    cg_damping: float = 0.1  # λ added to H's diagonal
+    backtrack_coef: float = 0.8  # α of the line search's steps αʲΔ
+    backtrack_iters: int = 10  # tries before the line search gives up
+    num_envs: int = 1  # N environments stepped together
+    n_steps: int = 2048  # T steps of each per iteration
+    gamma: float = 0.99  # discount γ
+    gae_lambda: float = 0.95  # λ of GAE
     normalize_advantages: bool = True  # standardise Â over the batch
-    critic_lr: float = 1e-3          # Adam step size of the critic
-    critic_epochs: int = 10          # passes of the critic's regression per iteration
-    critic_batch_size: int = 128     # samples per critic minibatch
+    critic_lr: float = 1e-3  # Adam step size of the critic
+    critic_epochs: int = 10  # passes of the critic's regression per iteration
+    critic_batch_size: int = 128  # samples per critic minibatch
     hidden: tuple[int, ...] = (64, 64)
-    log_std_init: float = 0.0        # Gaussian policies: initial log σ
-    log_interval: int = 1            # iterations per log row
+    log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    log_interval: int = 1  # iterations per log row
 
     def __post_init__(self):
         check_choice(self, "method", METHODS)
@@ -122,7 +143,7 @@ class TRPOConfig:
         check_range(self, "log_interval", 1, integer=True)
 
     @classmethod
-    def for_env(cls, env_id: str) -> "TRPOConfig":
+    def for_env(cls, env_id: str) -> TRPOConfig:
         """The defaults with the RL Zoo's tuned values for ``env_id`` swapped in (if it has any)."""
         return cls(**RL_ZOO.get(env_id, {}))
 
@@ -131,8 +152,16 @@ class TRPOConfig:
 # critic_lr, critic_batch_size and critic_epochs here). Its Pendulum-v1 entry also has use_sde: True,
 # which we do not implement: with a plain Gaussian, seed 0 reaches -144 in 200,000 steps.
 RL_ZOO = {
-    "CartPole-v1": dict(num_envs=2, n_steps=512, critic_batch_size=512, cg_damping=1e-3, gae_lambda=0.98,
-                        gamma=0.99, critic_lr=1e-3, critic_epochs=20),
+    "CartPole-v1": dict(
+        num_envs=2,
+        n_steps=512,
+        critic_batch_size=512,
+        cg_damping=1e-3,
+        gae_lambda=0.98,
+        gamma=0.99,
+        critic_lr=1e-3,
+        critic_epochs=20,
+    ),
     "Pendulum-v1": dict(num_envs=2, n_steps=1024, gamma=0.9, critic_epochs=15),
 }
 
@@ -171,8 +200,7 @@ def conjugate_gradient(hvp: Callable[[Tensor], Tensor], g: Tensor, iters: int, t
     ### END SOLUTION
 
 
-def fisher_vector_product(policy: nn.Module, obs: Tensor, old_dist, damping: float = 0.0
-                          ) -> Callable[[Tensor], Tensor]:
+def fisher_vector_product(policy: nn.Module, obs: Tensor, old_dist, damping: float = 0.0) -> Callable[[Tensor], Tensor]:
     r"""v ↦ (H + λI)v with H the Hessian of the mean KL[π_old, π_θ] at θ (the Fisher matrix
     at θ = θ_old), over the flat vector of ``policy``'s parameters.
 
@@ -187,6 +215,7 @@ def fisher_vector_product(policy: nn.Module, obs: Tensor, old_dist, damping: flo
     def product(v: Tensor) -> Tensor:
         hv = torch.autograd.grad(grad @ v, params, retain_graph=True)
         return torch.cat([h.reshape(-1) for h in hv]) + damping * v
+
     ### END SOLUTION
     return product
 
@@ -222,25 +251,32 @@ def policy_update(policy: nn.Module, theta: nn.Parameter, data: Minibatch, confi
     dist = policy.distribution(data.obs)
     surrogate = -importance_sampled_loss(policy.log_prob(dist, data.actions), data.logp_old, adv)
     g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surrogate, params)])
-    step = natural_step(g, fisher_vector_product(policy, data.obs, old_dist, config.cg_damping),
-                        config.max_kl, config.cg_iters)
+    step = natural_step(
+        g, fisher_vector_product(policy, data.obs, old_dist, config.cg_damping), config.max_kl, config.cg_iters
+    )
     theta_old = theta.detach().clone()
     surrogate_old, _ = surrogate_and_kl(policy, data, adv, old_dist)
     ### BEGIN SOLUTION
     tries = 1 if config.method == "npg" else config.backtrack_iters
     for j in range(tries):
-        fraction = config.backtrack_coef ** j
+        fraction = config.backtrack_coef**j
         theta.data.copy_(theta_old + fraction * step)
         surrogate_new, kl = surrogate_and_kl(policy, data, adv, old_dist)
         if config.method == "npg" or (kl <= config.max_kl and surrogate_new > surrogate_old):
             break
-    else:   # no step passed: stay at θ_old
+    else:  # no step passed: stay at θ_old
         theta.data.copy_(theta_old)
         fraction, surrogate_new, kl, j = 0.0, surrogate_old, 0.0, tries
     ### END SOLUTION
     entropy = float(policy.entropy(old_dist).mean())
-    return {"surrogate": surrogate_old, "improvement": surrogate_new - surrogate_old, "kl": kl,
-            "step_fraction": fraction, "backtracks": j, "entropy": entropy}
+    return {
+        "surrogate": surrogate_old,
+        "improvement": surrogate_new - surrogate_old,
+        "kl": kl,
+        "step_fraction": fraction,
+        "backtracks": j,
+        "entropy": entropy,
+    }
 
 
 def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch, config: TRPOConfig) -> Tensor:
@@ -256,11 +292,22 @@ def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch,
     return total / max(count, 1)
 
 
-def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
-          steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False, tensorboard: str | Path | None = None, device: str = "cpu",
-          callback: Callable[[int, nn.Module], None] | None = None) -> Result:
+def train(
+    env_id: str = "CartPole-v1",
+    config: TRPOConfig | None = None,
+    *,
+    steps: int = 100_000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 50_000,
+    threads: int = 1,
+    resume: bool = False,
+    tensorboard: str | Path | None = None,
+    device: str = "cpu",
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> Result:
     """Run TRPO (or NPG) for ``steps`` environment steps; return a Result holding the policy.
 
     ``config`` defaults to ``TRPOConfig.for_env(env_id)``. Each iteration collects
@@ -276,21 +323,38 @@ def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = (net.to(device) for net in make_networks(config.method, env_id, env_kwargs, config.hidden,
-                                                                  config.log_std_init))
+        policy, critic = (
+            net.to(device)
+            for net in make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init)
+        )
         theta, phi = flatten_parameters(policy), flatten_parameters(critic)
         optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
-        record = IterationRecord("trpo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
-                                 make_row=_row, out=out, progress=progress, checkpoint_every=checkpoint_every,
-                                 log_interval=config.log_interval, callback=callback, resume=resume, tensorboard=tensorboard)
+        record = IterationRecord(
+            "trpo",
+            env_id,
+            env_kwargs,
+            config,
+            seed,
+            steps,
+            columns=LOG_COLUMNS,
+            make_row=_row,
+            out=out,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            log_interval=config.log_interval,
+            callback=callback,
+            resume=resume,
+            tensorboard=tensorboard,
+        )
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)
         iterations = math.ceil(steps / (config.num_envs * config.n_steps))
         with record, rollout:
             for iteration in range(record.iteration + 1, iterations + 1):
-                batch = rollout.collect(policy, min(config.n_steps, math.ceil((steps - rollout.env_steps)
-                                                                              / config.num_envs)))
+                batch = rollout.collect(
+                    policy, min(config.n_steps, math.ceil((steps - rollout.env_steps) / config.num_envs))
+                )
                 with torch_threads(threads):
                     data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
                     update = policy_update(policy, theta, data, config)
@@ -298,10 +362,15 @@ def train(env_id: str = "CartPole-v1", config: TRPOConfig | None = None, *,
                 if not all(math.isfinite(x) for x in (update["surrogate"], update["kl"], value_loss)):
                     raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
                 stats = {**update, "value_loss": value_loss, "values": data.values_old, "returns": data.returns}
-                record.end_iteration(rollout.env_steps, stats, batch.episode_returns, batch.episode_lengths,
-                                     lambda: training_state(rng, rollout, policy=policy, critic=critic,
-                                                            optimizer=optimizer), policy,
-                                     final=iteration == iterations)
+                record.end_iteration(
+                    rollout.env_steps,
+                    stats,
+                    batch.episode_returns,
+                    batch.episode_lengths,
+                    lambda: training_state(rng, rollout, policy=policy, critic=critic, optimizer=optimizer),
+                    policy,
+                    final=iteration == iterations,
+                )
         return record.result(policy)
 
 

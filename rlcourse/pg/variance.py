@@ -68,17 +68,19 @@ class MDP:
     """A finite-horizon MDP: s_0 ~ d0, then H steps of a_t ~ π(·∣s_t), s_{t+1} ~ P[s_t, a_t],
     reward R[s_t, a_t, s_{t+1}] (random given (s, a), since it depends on where you land)."""
 
-    P: np.ndarray      # [S, A, S] transition probabilities
-    R: np.ndarray      # [S, A, S] rewards
-    d0: np.ndarray     # [S] initial distribution
+    P: np.ndarray  # [S, A, S] transition probabilities
+    R: np.ndarray  # [S, A, S] rewards
+    d0: np.ndarray  # [S] initial distribution
     H: int = 4
     gamma: float = 0.9
 
     def __post_init__(self):
         S, A, S2 = np.shape(self.P)
         if S2 != S or np.shape(self.R) != (S, A, S) or np.shape(self.d0) != (S,):
-            raise ValueError(f"P and R must be [S, A, S] and d0 [S]; got P {np.shape(self.P)}, "
-                             f"R {np.shape(self.R)}, d0 {np.shape(self.d0)}")
+            raise ValueError(
+                f"P and R must be [S, A, S] and d0 [S]; got P {np.shape(self.P)}, "
+                f"R {np.shape(self.R)}, d0 {np.shape(self.d0)}"
+            )
         if (np.asarray(self.P) < 0).any() or not np.allclose(np.sum(self.P, axis=-1), 1.0):
             raise ValueError("P[s, a] must be a probability distribution over next states")
         if (np.asarray(self.d0) < 0).any() or not np.isclose(np.sum(self.d0), 1.0):
@@ -100,11 +102,11 @@ class MDP:
 def small_mdp() -> MDP:
     """The lesson's MDP: 3 states, 2 actions, horizon 4, γ = 0.9, all rewards positive (so
     that Ψ without a baseline is far from zero, the case where baselines matter)."""
-    P = np.array([[[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]],
-                  [[0.3, 0.5, 0.2], [0.1, 0.2, 0.7]],
-                  [[0.5, 0.1, 0.4], [0.2, 0.3, 0.5]]])
-    action_reward = np.array([[0.0, 1.0], [1.0, 2.0], [3.0, 1.0]])   # [s, a]
-    landing_bonus = np.array([0.0, 0.5, 1.0])                         # [s']
+    P = np.array(
+        [[[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]], [[0.3, 0.5, 0.2], [0.1, 0.2, 0.7]], [[0.5, 0.1, 0.4], [0.2, 0.3, 0.5]]]
+    )
+    action_reward = np.array([[0.0, 1.0], [1.0, 2.0], [3.0, 1.0]])  # [s, a]
+    landing_bonus = np.array([0.0, 0.5, 1.0])  # [s']
     R = action_reward[:, :, None] + landing_bonus[None, None, :]
     return MDP(P=P, R=R, d0=np.array([0.6, 0.3, 0.1]), H=4, gamma=0.9)
 
@@ -122,9 +124,9 @@ def softmax_policy(theta: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class Trajectories:
-    states: np.ndarray          # [H+1, N] s_0 … s_H
-    actions: np.ndarray         # [H, N]
-    rewards: np.ndarray         # [H, N]
+    states: np.ndarray  # [H+1, N] s_0 … s_H
+    actions: np.ndarray  # [H, N]
+    rewards: np.ndarray  # [H, N]
     prob: np.ndarray | None = None  # [N] p_θ(τ), for the enumerated set
 
     @property
@@ -178,7 +180,7 @@ def expected_return(mdp: MDP, theta: np.ndarray) -> float:
 def scores(mdp: MDP, theta: np.ndarray, traj: Trajectories) -> np.ndarray:
     """∇_θ log π(a_t ∣ s_t) = e_{s_t, a_t} − π(·∣s_t) in row s_t: [H, N, S, A]."""
     pi = softmax_policy(theta)
-    row = np.eye(mdp.n_states)[traj.states[:-1]]                   # [H, N, S]
+    row = np.eye(mdp.n_states)[traj.states[:-1]]  # [H, N, S]
     diff = np.eye(mdp.n_actions)[traj.actions] - pi[traj.states[:-1]]  # [H, N, A]
     return row[..., :, None] * diff[..., None, :]
 
@@ -186,7 +188,7 @@ def scores(mdp: MDP, theta: np.ndarray, traj: Trajectories) -> np.ndarray:
 def exact_gradient(mdp: MDP, theta: np.ndarray) -> np.ndarray:
     """∇J(θ) = Σ_τ p_θ(τ) R(τ) ∇ log p_θ(τ), summed over every trajectory: [S, A]."""
     traj = enumerate_trajectories(mdp, theta)
-    grad_log_p = scores(mdp, theta, traj).sum(axis=0)             # [N, S, A]
+    grad_log_p = scores(mdp, theta, traj).sum(axis=0)  # [N, S, A]
     return np.einsum("n,n,nsa->sa", traj.prob, discounted_returns(mdp, traj), grad_log_p)
 
 
@@ -232,13 +234,14 @@ def _fitted_on_reference(fn, G: torch.Tensor, G_ref: torch.Tensor, *extra) -> to
     mask keeps the reference columns), so no sample weighs itself."""
     both = torch.cat([G_ref, G], dim=1)
     mask = torch.zeros_like(both, dtype=torch.bool)
-    mask[:, :G_ref.shape[1]] = True
+    mask[:, : G_ref.shape[1]] = True
     extra = [torch.cat([e_ref, e], dim=1) for e_ref, e in extra]
-    return fn(both, *extra, mask=mask)[:, G_ref.shape[1]:]
+    return fn(both, *extra, mask=mask)[:, G_ref.shape[1] :]
 
 
-def psi_weights(mdp: MDP, theta: np.ndarray, traj: Trajectories, psi: str,
-                reference: Trajectories | None = None) -> torch.Tensor:
+def psi_weights(
+    mdp: MDP, theta: np.ndarray, traj: Trajectories, psi: str, reference: Trajectories | None = None
+) -> torch.Tensor:
     """Ψ_t for every step of every trajectory, [H, N], including the γ^t factor of the
     exact gradient for the causal estimators (all but the total return)."""
     if psi not in PSI:
@@ -271,16 +274,24 @@ def psi_weights(mdp: MDP, theta: np.ndarray, traj: Trajectories, psi: str,
     return out.to(torch.float64) * torch.tensor(gamma, dtype=torch.float64) ** t
 
 
-def per_trajectory_gradients(mdp: MDP, theta: np.ndarray, traj: Trajectories, psi: str,
-                             reference: Trajectories | None = None) -> np.ndarray:
+def per_trajectory_gradients(
+    mdp: MDP, theta: np.ndarray, traj: Trajectories, psi: str, reference: Trajectories | None = None
+) -> np.ndarray:
     """Σ_t ∇ log π(a_t | s_t) Ψ_t for each trajectory: [N, S, A]."""
     weights = psi_weights(mdp, theta, traj, psi, reference).numpy()
     return np.einsum("tn,tnsa->nsa", weights, scores(mdp, theta, traj))
 
 
-def gradient_estimates(mdp: MDP, theta: np.ndarray, psi: str, m: int, rng: np.random.Generator,
-                       batches: int = 1000, reference: Trajectories | None = None,
-                       reference_size: int = 100) -> np.ndarray:
+def gradient_estimates(
+    mdp: MDP,
+    theta: np.ndarray,
+    psi: str,
+    m: int,
+    rng: np.random.Generator,
+    batches: int = 1000,
+    reference: Trajectories | None = None,
+    reference_size: int = 100,
+) -> np.ndarray:
     r"""``batches`` independent estimates :math:`\frac1m \sum_i \sum_t \nabla\log\pi\,\Psi_t`,
     each from m fresh trajectories: [batches, S, A].
 
@@ -295,8 +306,9 @@ def gradient_estimates(mdp: MDP, theta: np.ndarray, psi: str, m: int, rng: np.ra
     return g.reshape(batches, m, *g.shape[1:]).mean(axis=1)
 
 
-def exact_moments(mdp: MDP, theta: np.ndarray, psi: str,
-                  reference: Trajectories | None = None) -> tuple[np.ndarray, float]:
+def exact_moments(
+    mdp: MDP, theta: np.ndarray, psi: str, reference: Trajectories | None = None
+) -> tuple[np.ndarray, float]:
     """Mean and total variance (trace of the covariance) of the single-trajectory estimator,
     summed over every trajectory (exact, given the reference batch)."""
     traj = enumerate_trajectories(mdp, theta)
@@ -305,8 +317,13 @@ def exact_moments(mdp: MDP, theta: np.ndarray, psi: str,
     return mean, float(np.einsum("n,nsa->", traj.prob, (g - mean) ** 2))
 
 
-def variance_table(mdp: MDP | None = None, theta: np.ndarray | None = None, samples: int = 20_000,
-                   seed: int = 0, reference_size: int = 100) -> pd.DataFrame:
+def variance_table(
+    mdp: MDP | None = None,
+    theta: np.ndarray | None = None,
+    samples: int = 20_000,
+    seed: int = 0,
+    reference_size: int = 100,
+) -> pd.DataFrame:
     """One row per Ψ: the bias and total variance of the single-trajectory estimator.
 
     ``bias_norm`` is ‖mean − ∇J‖ over ``samples`` sampled trajectories (it shrinks like
@@ -325,11 +342,16 @@ def variance_table(mdp: MDP | None = None, theta: np.ndarray | None = None, samp
         g = gradient_estimates(mdp, theta, key, 1, rng, batches=samples, reference=reference)
         g = g.reshape(samples, -1)
         variance = float(g.var(axis=0, ddof=1).sum())
-        rows.append({"estimator": label, "psi": key,
-                     "bias_norm": float(np.linalg.norm(g.mean(axis=0) - exact.ravel())),
-                     "stderr_norm": float(np.sqrt(variance / samples)),
-                     "total_variance": variance,
-                     "exact_variance": exact_moments(mdp, theta, key, reference)[1]})
+        rows.append(
+            {
+                "estimator": label,
+                "psi": key,
+                "bias_norm": float(np.linalg.norm(g.mean(axis=0) - exact.ravel())),
+                "stderr_norm": float(np.sqrt(variance / samples)),
+                "total_variance": variance,
+                "exact_variance": exact_moments(mdp, theta, key, reference)[1],
+            }
+        )
     table = pd.DataFrame(rows)
     table.insert(5, "relative_variance", table["total_variance"] / table["total_variance"].iloc[0])
     return table

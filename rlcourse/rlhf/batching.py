@@ -20,7 +20,8 @@ that.)
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -29,9 +30,9 @@ from rlcourse.rlhf.model import position_ids_from_mask
 
 
 class TokenBatch(NamedTuple):
-    input_ids: Tensor        # [B, L]
-    attention_mask: Tensor   # [B, L]
-    response_mask: Tensor    # [B, L]
+    input_ids: Tensor  # [B, L]
+    attention_mask: Tensor  # [B, L]
+    response_mask: Tensor  # [B, L]
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
@@ -39,23 +40,24 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return [tokenizer.bos_token_id, *tokenizer.encode(prompt), tokenizer.sep_token_id]
 
 
-def encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int | None = None
-           ) -> TokenBatch:
+def encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int | None = None) -> TokenBatch:
     """The right-padded batch of ``prompt + response + <eos>`` sequences."""
     if len(prompts) != len(responses):
         raise ValueError(f"encode: {len(prompts)} prompts but {len(responses)} responses")
-    pieces = [(prompt_ids(tokenizer, p), [*tokenizer.encode(r), tokenizer.eos_token_id])
-              for p, r in zip(prompts, responses)]
+    pieces = [
+        (prompt_ids(tokenizer, p), [*tokenizer.encode(r), tokenizer.eos_token_id]) for p, r in zip(prompts, responses)
+    ]
     return from_pieces(pieces, tokenizer.pad_token_id, max_length)
 
 
-def from_pieces(pieces: Sequence[tuple[list[int], list[int]]], pad_id: int, max_length: int | None = None
-                ) -> TokenBatch:
+def from_pieces(
+    pieces: Sequence[tuple[list[int], list[int]]], pad_id: int, max_length: int | None = None
+) -> TokenBatch:
     """A right-padded batch from (prompt ids, response ids) pairs; responses cut to fit ``max_length``."""
     rows = []
     for prompt, response in pieces:
         if max_length is not None:
-            response = response[:max(0, max_length - len(prompt))]
+            response = response[: max(0, max_length - len(prompt))]
         rows.append((prompt, response))
     length = max(len(p) + len(r) for p, r in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
@@ -63,15 +65,21 @@ def from_pieces(pieces: Sequence[tuple[list[int], list[int]]], pad_id: int, max_
     response_mask = torch.zeros((len(rows), length), dtype=torch.long)
     for i, (prompt, response) in enumerate(rows):
         n, m = len(prompt), len(response)
-        input_ids[i, :n + m] = torch.tensor(prompt + response, dtype=torch.long)
-        attention_mask[i, :n + m] = 1
-        response_mask[i, n:n + m] = 1
+        input_ids[i, : n + m] = torch.tensor(prompt + response, dtype=torch.long)
+        attention_mask[i, : n + m] = 1
+        response_mask[i, n : n + m] = 1
     return TokenBatch(input_ids, attention_mask, response_mask)
 
 
 @torch.no_grad()
-def sample(model: nn.Module, tokenizer, prompts: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
-           generator: torch.Generator | None = None) -> TokenBatch:
+def sample(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> TokenBatch:
     """Sample one response per prompt, token by token, from softmax(logits / temperature).
 
     The prompts are left-padded while generating, so every row's next token sits in the
@@ -88,13 +96,16 @@ def sample(model: nn.Module, tokenizer, prompts: Sequence[str], max_new_tokens: 
     ids = torch.full((len(prompts), width), pad, dtype=torch.long, device=device)
     mask = torch.zeros_like(ids)
     for i, p in enumerate(prompts_ids):
-        ids[i, width - len(p):] = torch.tensor(p, device=device)
-        mask[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = torch.tensor(p, device=device)
+        mask[i, width - len(p) :] = 1
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     generated = []
     for _ in range(max_new_tokens):
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                       use_cache=False).logits[:, -1].float()
+        logits = (
+            model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False)
+            .logits[:, -1]
+            .float()
+        )
         token = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(-1)
         token = torch.where(done, torch.full_like(token, pad), token)
         generated.append(token)
@@ -108,7 +119,7 @@ def sample(model: nn.Module, tokenizer, prompts: Sequence[str], max_new_tokens: 
     for i, p in enumerate(prompts_ids):
         row = new[i].tolist()
         if tokenizer.eos_token_id in row:
-            row = row[:row.index(tokenizer.eos_token_id) + 1]
+            row = row[: row.index(tokenizer.eos_token_id) + 1]
         pieces.append((p, row))
     return from_pieces(pieces, pad)
 

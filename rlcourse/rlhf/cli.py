@@ -29,10 +29,10 @@ import numpy as np
 
 from rlcourse.config import ConfigError, UsageError, apply_overrides, parse_overrides
 
-TOY_MODEL = dict(n_embd=32, n_layer=2, n_head=2)      # the policy of the toy task (as in the pipeline)
+TOY_MODEL = dict(n_embd=32, n_layer=2, n_head=2)  # the policy of the toy task (as in the pipeline)
 TOY_REWARD_MODEL = dict(n_embd=64, n_layer=2, n_head=4)
-TRAIN_CONFIG = "train_config.json"   # the stage's config (config.json is the model's own)
-TRAINING_FAILED = 1                  # the exit status of a stage stopped by a non-finite loss
+TRAIN_CONFIG = "train_config.json"  # the stage's config (config.json is the model's own)
+TRAINING_FAILED = 1  # the exit status of a stage stopped by a non-finite loss
 
 
 def add_parser(sub, parser_class) -> None:
@@ -45,8 +45,14 @@ def add_parser(sub, parser_class) -> None:
         p.add_argument("--out", required=True, help="the directory to write into")
         if model_help:
             p.add_argument("--model", default="toy", help=model_help)
-        p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                       help="override config fields, e.g. --set lr=1e-3 epochs=2")
+        p.add_argument(
+            "--set",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override config fields, e.g. --set lr=1e-3 epochs=2",
+        )
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
         return p
@@ -64,8 +70,11 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("--rows", type=int, default=4000, help="rows of the toy corpus when --data is not given")
     p.set_defaults(func=cmd_sft)
 
-    p = stage("reward", "fit a reward model to prompt/chosen/rejected rows",
-              "toy (a fresh tiny GPT-2 body), or an LM directory or name whose body it starts from")
+    p = stage(
+        "reward",
+        "fit a reward model to prompt/chosen/rejected rows",
+        "toy (a fresh tiny GPT-2 body), or an LM directory or name whose body it starts from",
+    )
     p.add_argument("--data", required=True, help="preference JSONL file")
     p.add_argument("--heldout", type=float, default=0.1, help="share of the pairs kept out for accuracy")
     p.set_defaults(func=cmd_reward)
@@ -75,8 +84,9 @@ def add_parser(sub, parser_class) -> None:
     p.set_defaults(func=cmd_dpo)
 
     p = stage("ppo", "PPO-RLHF against a reward model", "the SFT model's directory (or gpt2)")
-    p.add_argument("--reward-model", required=True,
-                   help="a reward model directory, or ground-truth (the toy task's own reward)")
+    p.add_argument(
+        "--reward-model", required=True, help="a reward model directory, or ground-truth (the toy task's own reward)"
+    )
     p.add_argument("--prompts", help="JSONL file whose rows have a prompt (default: toy prompts)")
     p.set_defaults(func=cmd_ppo)
 
@@ -110,22 +120,28 @@ def _device(args):
 
     from rlcourse.rlhf import distributed
 
-    logging.disable_progress_bar()           # no "Writing model shards" bar for every save
+    logging.disable_progress_bar()  # no "Writing model shards" bar for every save
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available")
     return distributed.setup(cuda=None if args.device == "auto" else args.device == "cuda")
 
 
-def _load_lm(name: str, device: torch.device, seed: int = 0):
+def _load_lm(name: str, device, seed: int = 0):
     """(model, tokenizer) for ``toy``, a hub name or a directory."""
     from rlcourse.rlhf.model import load_model, tiny_gpt2
     from rlcourse.rlhf.tokenizer import WordTokenizer, load_tokenizer
 
     if name == "toy":
         tokenizer = WordTokenizer.toy()
-        model = tiny_gpt2(tokenizer.vocab_size, seed=seed, bos_token_id=tokenizer.bos_token_id,
-                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TOY_MODEL)
+        model = tiny_gpt2(
+            tokenizer.vocab_size,
+            seed=seed,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **TOY_MODEL,
+        )
         return model.to(device), tokenizer
     path = Path(name)
     if not path.is_dir() and str(path.parent) != "." and path.parent.is_dir():
@@ -221,20 +237,26 @@ def cmd_reward(args) -> int:
     config = _config(RewardConfig(epochs=6, seed=args.seed), args.set)
     pairs = _read(read_preferences, args.data)
     order = np.random.default_rng(args.seed).permutation(len(pairs))
-    n_heldout = int(round(args.heldout * len(pairs)))
+    n_heldout = round(args.heldout * len(pairs))
     heldout, train = [pairs[i] for i in order[:n_heldout]], [pairs[i] for i in order[n_heldout:]]
     device = _device(args)
     if args.model == "toy":
         from rlcourse.rlhf.tokenizer import WordTokenizer
 
         tokenizer = WordTokenizer.toy()
-        body = tiny_gpt2(tokenizer.vocab_size, seed=args.seed, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TOY_REWARD_MODEL)
+        body = tiny_gpt2(
+            tokenizer.vocab_size,
+            seed=args.seed,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **TOY_REWARD_MODEL,
+        )
     else:
         body, tokenizer = _load_lm(args.model, device)
     import torch
 
-    torch.manual_seed(args.seed)                   # the head's initial weights
+    torch.manual_seed(args.seed)  # the head's initial weights
     rm = RewardModel.from_lm(body).to(device)
     try:
         log = train_reward(rm, tokenizer, train, config)
@@ -263,8 +285,11 @@ def cmd_dpo(args) -> int:
         log = train_dpo(policy, reference, tokenizer, pairs, config)
     except NonFiniteError as err:
         return _failed(err)
-    result = {"steps": len(log), "loss": float(log["loss"].iloc[-1]),
-              "reward_accuracy": float(log["reward_accuracy"].tail(20).mean())}
+    result = {
+        "steps": len(log),
+        "loss": float(log["loss"].iloc[-1]),
+        "reward_accuracy": float(log["reward_accuracy"].tail(20).mean()),
+    }
     return _finish(Path(args.out), policy, tokenizer, log, config, result)
 
 
@@ -277,8 +302,11 @@ def cmd_ppo(args) -> int:
     from rlcourse.run import NonFiniteError
 
     config = _config(PPOConfig(iterations=40, batch_size=32, minibatch_size=16, seed=args.seed), args.set)
-    prompts = (_read(read_prompts, args.prompts) if args.prompts
-               else task.sample_prompts(2048, np.random.default_rng(args.seed + 4)))
+    prompts = (
+        _read(read_prompts, args.prompts)
+        if args.prompts
+        else task.sample_prompts(2048, np.random.default_rng(args.seed + 4))
+    )
     device = _device(args)
     policy, tokenizer = _load_lm(args.model, device, args.seed)
     if args.reward_model == "ground-truth":

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -67,9 +67,13 @@ def _text(row: dict, field: str, where: str) -> str:
 
 def read_sft(path: str | os.PathLike) -> list[dict[str, str]]:
     """Rows ``{"prompt", "completion"}`` of an SFT file."""
-    return [{"prompt": _text(row, "prompt", f"{path}, line {n}"),
-             "completion": _text(row, "completion", f"{path}, line {n}")}
-            for n, row in _rows(path)]
+    return [
+        {
+            "prompt": _text(row, "prompt", f"{path}, line {n}"),
+            "completion": _text(row, "completion", f"{path}, line {n}"),
+        }
+        for n, row in _rows(path)
+    ]
 
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
@@ -82,8 +86,11 @@ def expand_ranking(prompt: str, responses: list[str]) -> list[dict[str, str]]:
 
     In order: (0 ≻ 1), (0 ≻ 2), ..., (0 ≻ K−1), (1 ≻ 2), ..., (K−2 ≻ K−1).
     """
-    return [{"prompt": prompt, "chosen": responses[i], "rejected": responses[j]}
-            for i in range(len(responses)) for j in range(i + 1, len(responses))]
+    return [
+        {"prompt": prompt, "chosen": responses[i], "rejected": responses[j]}
+        for i in range(len(responses))
+        for j in range(i + 1, len(responses))
+    ]
 
 
 def read_preferences(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -95,8 +102,7 @@ def read_preferences(path: str | os.PathLike) -> list[dict[str, str]]:
         if "responses" in row:
             responses = row["responses"]
             if not isinstance(responses, list) or len(responses) < 2:
-                raise DataError(f"{where}: field 'responses' must be a list of at least 2 "
-                                f"responses ranked best first")
+                raise DataError(f"{where}: field 'responses' must be a list of at least 2 responses ranked best first")
             for k, response in enumerate(responses):
                 if not isinstance(response, str) or not response.strip():
                     raise DataError(f"{where}: responses[{k}] must be a non-empty string")
@@ -118,8 +124,9 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return Path(path)
 
 
-def toy_pairs(n: int, rng: np.random.Generator, noise_temperature: float | None = None,
-              max_tries: int = 100) -> list[dict[str, str]]:
+def toy_pairs(
+    n: int, rng: np.random.Generator, noise_temperature: float | None = None, max_tries: int = 100
+) -> list[dict[str, str]]:
     """``n`` preference rows for the toy task, the DPO paper's way.
 
     For each prompt, two responses are drawn from the SFT corpus's distribution
@@ -139,8 +146,13 @@ def toy_pairs(n: int, rng: np.random.Generator, noise_temperature: float | None 
     return rows
 
 
-def make_toy_files(directory: str | os.PathLike, n_sft: int = 2000, n_pairs: int = 2000,
-                   seed: int = 0, noise_temperature: float | None = None) -> dict[str, Path]:
+def make_toy_files(
+    directory: str | os.PathLike,
+    n_sft: int = 2000,
+    n_pairs: int = 2000,
+    seed: int = 0,
+    noise_temperature: float | None = None,
+) -> dict[str, Path]:
     """Write the toy task's ``sft.jsonl`` and ``preferences.jsonl`` into ``directory``.
 
     Returns ``{"sft": path, "preferences": path}``. The same seed writes the same files.

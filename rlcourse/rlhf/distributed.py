@@ -48,7 +48,7 @@ this process) and :func:`teardown` at the end. :func:`~rlcourse.rlhf.sft.train_s
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -109,7 +109,7 @@ def shard(index: Sequence[int]) -> list[int]:
     """This rank's contiguous slice of a global minibatch: rank k of K gets
     ``index[k·n // K : (k+1)·n // K]`` (sizes differ by at most one; some may be empty)."""
     n, k, size = len(index), rank(), world_size()
-    return list(index[k * n // size:(k + 1) * n // size])
+    return list(index[k * n // size : (k + 1) * n // size])
 
 
 def all_reduce_sum(x: Tensor) -> Tensor:

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -55,15 +55,22 @@ LOSS_TYPES = ("sigmoid", "ipo")
 
 
 class DPOLoss(NamedTuple):
-    loss: Tensor              # scalar, to minimise
-    chosen_rewards: Tensor    # [B] β(log π_θ(y_w|p) − log π_ref(y_w|p)), detached
+    loss: Tensor  # scalar, to minimise
+    chosen_rewards: Tensor  # [B] β(log π_θ(y_w|p) − log π_ref(y_w|p)), detached
     rejected_rewards: Tensor  # [B] β(log π_θ(y_l|p) − log π_ref(y_l|p)), detached
-    reward_accuracy: Tensor   # share of pairs whose chosen implicit reward is the larger
-    reward_margin: Tensor     # mean chosen − rejected implicit reward
+    reward_accuracy: Tensor  # share of pairs whose chosen implicit reward is the larger
+    reward_margin: Tensor  # mean chosen − rejected implicit reward
 
 
-def dpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor,
-             beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0) -> DPOLoss:
+def dpo_loss(
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    ref_chosen: Tensor,
+    ref_rejected: Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> DPOLoss:
     """The DPO (or cDPO, or IPO) loss of a batch of pairs from summed response log-probs, each of shape [B]."""
     if not beta > 0:
         raise ConfigError(f"dpo_loss: beta = {beta!r} is out of range: it must be in (0, inf)")
@@ -84,8 +91,7 @@ def dpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor,
     chosen_rewards = beta * chosen_logratio.detach()
     rejected_rewards = beta * rejected_logratio.detach()
     margin = chosen_rewards - rejected_rewards
-    return DPOLoss(losses.mean(), chosen_rewards, rejected_rewards,
-                   (margin > 0).to(margin.dtype).mean(), margin.mean())
+    return DPOLoss(losses.mean(), chosen_rewards, rejected_rewards, (margin > 0).to(margin.dtype).mean(), margin.mean())
     ### END SOLUTION
 
 
@@ -114,9 +120,10 @@ def concatenated_logprobs(model: nn.Module, chosen_batch, rejected_batch) -> tup
     pad_id = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
     input_ids, attention_mask, response_mask = (
         torch.cat([_pad_right(c, length, value), _pad_right(r, length, value)])
-        for c, r, value in zip(chosen, rejected, (pad_id, 0, 0)))
+        for c, r, value in zip(chosen, rejected, (pad_id, 0, 0))
+    )
     logps = sequence_logprobs(model, input_ids, attention_mask, response_mask)
-    return logps[:len(chosen[0])], logps[len(chosen[0]):]
+    return logps[: len(chosen[0])], logps[len(chosen[0]) :]
 
 
 # ---------------------------------------------------------------- training
@@ -126,31 +133,34 @@ def concatenated_logprobs(model: nn.Module, chosen_batch, rejected_batch) -> tup
 class DPOConfig:
     """Hyperparameters of :func:`train_dpo`. The defaults fit the toy task's tiny GPT-2."""
 
-    beta: float = 0.1                  # β: strength of the implicit KL penalty to π_ref
-    loss_type: str = "sigmoid"         # "sigmoid" (DPO, cDPO with label_smoothing) or "ipo"
-    label_smoothing: float = 0.0       # ε of cDPO: the assumed probability that a label is flipped
-    lr: float = 1e-3                   # AdamW step size
-    epochs: int = 2                    # passes over the pairs
-    batch_size: int = 32               # pairs per minibatch (2 × that many sequences per forward pass)
-    max_length: int = 32               # tokens per sequence; longer responses are cut
-    weight_decay: float = 0.0          # AdamW's decoupled weight decay
-    max_grad_norm: float = 1.0         # clip the gradient's global norm to this
+    beta: float = 0.1  # β: strength of the implicit KL penalty to π_ref
+    loss_type: str = "sigmoid"  # "sigmoid" (DPO, cDPO with label_smoothing) or "ipo"
+    label_smoothing: float = 0.0  # ε of cDPO: the assumed probability that a label is flipped
+    lr: float = 1e-3  # AdamW step size
+    epochs: int = 2  # passes over the pairs
+    batch_size: int = 32  # pairs per minibatch (2 × that many sequences per forward pass)
+    max_length: int = 32  # tokens per sequence; longer responses are cut
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    max_grad_norm: float = 1.0  # clip the gradient's global norm to this
     precompute_reference: bool = True  # log π_ref of every pair once up front, then no reference model
-    seed: int = 0                      # order of the minibatches (and dropout, if the model has any)
+    seed: int = 0  # order of the minibatches (and dropout, if the model has any)
 
     def __post_init__(self):
         check_range(self, "beta", 0, None, low_open=True)
         check_choice(self, "loss_type", LOSS_TYPES)
         check_range(self, "label_smoothing", 0, 0.5, high_open=True)
         if self.loss_type == "ipo" and self.label_smoothing != 0:
-            raise ConfigError(f"DPOConfig.label_smoothing = {self.label_smoothing!r} is not allowed with "
-                              f"loss_type 'ipo': it must be 0")
+            raise ConfigError(
+                f"DPOConfig.label_smoothing = {self.label_smoothing!r} is not allowed with "
+                f"loss_type 'ipo': it must be 0"
+            )
         check_choice(self, "precompute_reference", (True, False))
         check_training_fields(self)
 
 
-def encode_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None = None, device=None
-                 ) -> tuple[TokenBatch, TokenBatch]:
+def encode_pairs(
+    tokenizer, pairs: Sequence[dict], max_length: int | None = None, device=None
+) -> tuple[TokenBatch, TokenBatch]:
     """The chosen and the rejected sequences of preference rows, as two right-padded batches."""
     prompts = [pair["prompt"] for pair in pairs]
     chosen = encode(tokenizer, prompts, [pair["chosen"] for pair in pairs], max_length)
@@ -159,8 +169,9 @@ def encode_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None = None
 
 
 @torch.no_grad()
-def reference_logprobs(reference: nn.Module, tokenizer, pairs: Sequence[dict], batch_size: int,
-                       max_length: int | None = None) -> tuple[Tensor, Tensor]:
+def reference_logprobs(
+    reference: nn.Module, tokenizer, pairs: Sequence[dict], batch_size: int, max_length: int | None = None
+) -> tuple[Tensor, Tensor]:
     """log π_ref(y_w | p) and log π_ref(y_l | p) of every pair, each [N] in float32, computed in
     minibatches under ``no_grad`` (and :func:`~rlcourse.rlhf.model.autocast`): DPO's reference
     terms are constants, so they can be computed once. (Data-parallel, every rank computes
@@ -169,15 +180,25 @@ def reference_logprobs(reference: nn.Module, tokenizer, pairs: Sequence[dict], b
     chosen, rejected = [], []
     for start in range(0, len(pairs), batch_size):
         with autocast(device):
-            c, r = concatenated_logprobs(reference, *encode_pairs(tokenizer, pairs[start:start + batch_size],
-                                                                  max_length, device))
+            c, r = concatenated_logprobs(
+                reference, *encode_pairs(tokenizer, pairs[start : start + batch_size], max_length, device)
+            )
         chosen.append(c)
         rejected.append(r)
     return torch.cat(chosen), torch.cat(rejected)
 
 
-def dpo_step(policy: nn.Module, reference: nn.Module, optimizer, tokenizer, pairs: Sequence[dict], index: list,
-             ref_all: tuple[Tensor, Tensor] | None, config: DPOConfig, step: int) -> dict:
+def dpo_step(
+    policy: nn.Module,
+    reference: nn.Module,
+    optimizer,
+    tokenizer,
+    pairs: Sequence[dict],
+    index: list,
+    ref_all: tuple[Tensor, Tensor] | None,
+    config: DPOConfig,
+    step: int,
+) -> dict:
     """One optimiser step on the minibatch ``index`` of ``pairs``; the numbers of its log row.
 
     ``ref_all``: the reference's log-probabilities of every pair, precomputed (else the
@@ -185,7 +206,7 @@ def dpo_step(policy: nn.Module, reference: nn.Module, optimizer, tokenizer, pair
     every number is that of the global batch.
     """
     device = next(policy.parameters()).device
-    mine = distributed.shard(index)       # this rank's pairs (all of them in one process)
+    mine = distributed.shard(index)  # this rank's pairs (all of them in one process)
     # sums over this rank's pairs of: chosen reward, rejected reward, correct ranking, margin
     sums = torch.zeros(4, device=device)
     if mine:
@@ -197,24 +218,47 @@ def dpo_step(policy: nn.Module, reference: nn.Module, optimizer, tokenizer, pair
             else:
                 with torch.no_grad():
                     ref_chosen, ref_rejected = concatenated_logprobs(reference, chosen, rejected)
-        terms = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta,
-                         config.loss_type, config.label_smoothing)
-        share = terms.loss * (len(mine) / len(index))   # n_k / N; exactly 1 in one process
+        terms = dpo_loss(
+            policy_chosen,
+            policy_rejected,
+            ref_chosen,
+            ref_rejected,
+            config.beta,
+            config.loss_type,
+            config.label_smoothing,
+        )
+        share = terms.loss * (len(mine) / len(index))  # n_k / N; exactly 1 in one process
         margin = terms.chosen_rewards - terms.rejected_rewards
-        sums = torch.stack([terms.chosen_rewards.sum(), terms.rejected_rewards.sum(),
-                            (margin > 0).sum().to(margin.dtype), margin.sum()])
-    else:                                 # an empty slice still joins the all-reduces, with no gradient
+        sums = torch.stack(
+            [
+                terms.chosen_rewards.sum(),
+                terms.rejected_rewards.sum(),
+                (margin > 0).sum().to(margin.dtype),
+                margin.sum(),
+            ]
+        )
+    else:  # an empty slice still joins the all-reduces, with no gradient
         share = torch.zeros((), device=device, requires_grad=True)
     grad_norm = optimizer_step(policy, optimizer, share, config.max_grad_norm, "DPO loss", step, all_reduce=True)
     chosen_reward, rejected_reward, accuracy, margin = (distributed.all_reduce_sum(sums) / len(index)).tolist()
-    return {"loss": distributed.all_reduce_sum(share.detach()).item(), "chosen_reward": chosen_reward,
-            "rejected_reward": rejected_reward, "reward_accuracy": accuracy, "reward_margin": margin,
-            "grad_norm": grad_norm}
+    return {
+        "loss": distributed.all_reduce_sum(share.detach()).item(),
+        "chosen_reward": chosen_reward,
+        "rejected_reward": rejected_reward,
+        "reward_accuracy": accuracy,
+        "reward_margin": margin,
+        "grad_norm": grad_norm,
+    }
 
 
-def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: Sequence[dict],
-              config: DPOConfig = DPOConfig(), callback: Callable[[int, nn.Module], None] | None = None
-              ) -> pd.DataFrame:
+def train_dpo(
+    policy: nn.Module,
+    reference: nn.Module | None,
+    tokenizer,
+    pairs: Sequence[dict],
+    config: DPOConfig = DPOConfig(),
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> pd.DataFrame:
     r"""Fit ``policy`` in place to preference rows ``{"prompt", "chosen", "rejected"}`` by DPO; return the log.
 
     Each step takes a minibatch of pairs, computes log π_θ(y_w | p) and log π_θ(y_l | p) in one
@@ -254,10 +298,11 @@ def train_dpo(policy: nn.Module, reference: nn.Module | None, tokenizer, pairs: 
         raise ValueError("train_dpo: a reference model is needed (frozen_copy of the policy before DPO)")
     if reference is policy:
         raise ValueError("train_dpo: the reference must be a separate model (rlcourse.rlhf.model.frozen_copy(policy))")
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in policy.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     generator = torch.Generator().manual_seed(config.seed)
-    distributed.broadcast_parameters(policy)      # data-parallel: every rank starts from rank 0's weights
+    distributed.broadcast_parameters(policy)  # data-parallel: every rank starts from rank 0's weights
     distributed.broadcast_parameters(reference)
     log, start = [], time.perf_counter()
     with training_mode(config.seed, policy):

@@ -20,7 +20,7 @@ Reward against KL, over a sweep of β, is the frontier the DPO paper plots.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -32,8 +32,14 @@ from rlcourse.rlhf.model import token_logprobs
 
 
 @torch.no_grad()
-def generate_and_score(model: nn.Module, tokenizer, prompts: Sequence[str], max_new_tokens: int = 12,
-                       temperature: float = 1.0, seed: int = 0) -> tuple[list[str], np.ndarray]:
+def generate_and_score(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 12,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> tuple[list[str], np.ndarray]:
     """Sample one response per prompt and score it with the ground truth: ``(responses, rewards)``.
 
     Sampling is plain softmax(logits / temperature) (:func:`~rlcourse.rlhf.batching.sample`)
@@ -62,13 +68,16 @@ def win_rate(rewards_a, rewards_b) -> float:
     """
     a, b = np.asarray(rewards_a, dtype=float), np.asarray(rewards_b, dtype=float)
     if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"win_rate: the rewards must be two non-empty arrays of the same shape, "
-                         f"got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"win_rate: the rewards must be two non-empty arrays of the same shape, got {a.shape} and {b.shape}"
+        )
     return float(np.mean((a > b) + 0.5 * (a == b)))
 
 
 @torch.no_grad()
-def _log_ratios(policy: nn.Module, reference: nn.Module, batch: TokenBatch, temperature: float) -> tuple[Tensor, Tensor]:
+def _log_ratios(
+    policy: nn.Module, reference: nn.Module, batch: TokenBatch, temperature: float
+) -> tuple[Tensor, Tensor]:
     """log π(x_t | x_<t) − log π_ref(x_t | x_<t) per token, [B, L − 1], and the response mask [B, L − 1]."""
     device = next(policy.parameters()).device
     input_ids, attention_mask, response_mask = (t.to(device) for t in batch)

@@ -48,22 +48,40 @@ from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 
-def tiny_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 64, n_layer: int = 2, n_head: int = 2,
-              seed: int = 0, bos_token_id: int = 0, eos_token_id: int = 0, pad_token_id: int = 0,
-              dropout: float = 0.0) -> GPT2LMHeadModel:
+def tiny_gpt2(
+    vocab_size: int,
+    n_positions: int = 64,
+    n_embd: int = 64,
+    n_layer: int = 2,
+    n_head: int = 2,
+    seed: int = 0,
+    bos_token_id: int = 0,
+    eos_token_id: int = 0,
+    pad_token_id: int = 0,
+    dropout: float = 0.0,
+) -> GPT2LMHeadModel:
     """A small randomly initialised GPT-2 (weights seeded by ``seed``), for tests and the toy task.
 
     The special-token ids must lie inside the vocabulary (transformers warns otherwise).
     Dropout is off by default, as RLHF practice has it (TRL disables it): with dropout on,
     the policy and its frozen reference would disagree even before the first update.
     """
-    for name, token in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id),
-                        ("pad_token_id", pad_token_id)):
+    for name, token in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
         if not 0 <= token < vocab_size:
             raise ValueError(f"tiny_gpt2: {name} = {token!r} is out of range: it must be in [0, {vocab_size - 1}]")
-    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                        n_head=n_head, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
-                        bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return GPT2LMHeadModel(config)
@@ -109,8 +127,7 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def token_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
-                   temperature: float = 1.0) -> Tensor:
+def token_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, temperature: float = 1.0) -> Tensor:
     r"""log π(x_t | x_<t) of each actual next token, from one forward pass: shape [B, L − 1].
 
     Column t − 1 holds the log-probability of token x_t (t = 1, …, L − 1), computed as
@@ -120,20 +137,23 @@ def token_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
     padding hold meaningless numbers: mask them. ``temperature`` must match the one used for
     sampling, so that the scores are those of the distribution the tokens were drawn from.
     """
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+    )
     logits = out.logits[:, :-1]
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    with torch.autocast(logits.device.type, enabled=False):   # log-softmax in float32, autocast or not
+    with torch.autocast(logits.device.type, enabled=False):  # log-softmax in float32, autocast or not
         if temperature != 1.0:
             logits = logits / temperature
         targets = input_ids[:, 1:].unsqueeze(-1)
         return logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)
 
 
-def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
-                      response_mask: Tensor) -> Tensor:
+def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor) -> Tensor:
     r"""log π(y | p) = Σ_t m_t log π(x_t | x_<t) for each sequence of the batch: shape [B].
 
     ``response_mask`` (shape [B, L], aligned with ``input_ids``) is 1 on the response's

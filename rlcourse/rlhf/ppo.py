@@ -80,8 +80,8 @@ Pseudocode::
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -99,8 +99,20 @@ from rlcourse.rlhf.sft import sft_loss
 from rlcourse.run import NonFiniteError, torch_threads
 
 KL_CONTROLS = ("fixed", "proportional", "halve-double")
-LOG_COLUMNS = ["iteration", "score", "kl", "kl_coef", "reward", "response_length", "policy_loss",
-               "value_loss", "ptx_loss", "approx_kl", "clipfrac", "entropy"]
+LOG_COLUMNS = [
+    "iteration",
+    "score",
+    "kl",
+    "kl_coef",
+    "reward",
+    "response_length",
+    "policy_loss",
+    "value_loss",
+    "ptx_loss",
+    "approx_kl",
+    "clipfrac",
+    "entropy",
+]
 
 #: score(prompts, responses) -> Tensor[B]: the reward R(x, y) of each response.
 Score = Callable[[Sequence[str], Sequence[str]], Tensor]
@@ -108,25 +120,25 @@ Score = Callable[[Sequence[str], Sequence[str]], Tensor]
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    iterations: int = 40             # K: sample-then-update rounds
-    batch_size: int = 64             # prompts (= responses) sampled per iteration
-    max_new_tokens: int = 8          # the longest response (it ends earlier at <eos>)
-    temperature: float = 1.0         # τ of sampling AND of every log-probability (see the docstring)
-    kl_coef: float = 0.05            # β of the per-token KL penalty (the first value if adapted)
-    kl_control: str = "fixed"        # "fixed", "proportional" (Ziegler et al.) or "halve-double" (PPO paper)
-    kl_target: float = 1.0           # d_targ, sequence-level KL in nats, for the adaptive controls
-    kl_horizon: int = 10_000         # the proportional controller's horizon (samples)
-    ppo_epochs: int = 4              # passes over each batch
-    minibatch_size: int = 16         # sequences per gradient step
-    clip_range: float = 0.2          # ε of L^CLIP
-    vf_coef: float = 0.1             # c_V, weight of the value loss
+    iterations: int = 40  # K: sample-then-update rounds
+    batch_size: int = 64  # prompts (= responses) sampled per iteration
+    max_new_tokens: int = 8  # the longest response (it ends earlier at <eos>)
+    temperature: float = 1.0  # τ of sampling AND of every log-probability (see the docstring)
+    kl_coef: float = 0.05  # β of the per-token KL penalty (the first value if adapted)
+    kl_control: str = "fixed"  # "fixed", "proportional" (Ziegler et al.) or "halve-double" (PPO paper)
+    kl_target: float = 1.0  # d_targ, sequence-level KL in nats, for the adaptive controls
+    kl_horizon: int = 10_000  # the proportional controller's horizon (samples)
+    ppo_epochs: int = 4  # passes over each batch
+    minibatch_size: int = 16  # sequences per gradient step
+    clip_range: float = 0.2  # ε of L^CLIP
+    vf_coef: float = 0.1  # c_V, weight of the value loss
     clip_range_vf: float | None = 0.2  # clip V's move from V_old to ±this (None: do not)
-    gamma: float = 1.0               # discount over the tokens of a response
-    lam: float = 0.95                # λ of GAE
-    lr: float = 1e-3                 # Adam's step size
-    max_grad_norm: float = 1.0       # clip the norm of each minibatch gradient
-    whiten_advantages: bool = True   # standardise Â over the batch's response tokens
-    ptx_coef: float = 0.0            # γ_ptx of the PPO-ptx term (0: off)
+    gamma: float = 1.0  # discount over the tokens of a response
+    lam: float = 0.95  # λ of GAE
+    lr: float = 1e-3  # Adam's step size
+    max_grad_norm: float = 1.0  # clip the norm of each minibatch gradient
+    whiten_advantages: bool = True  # standardise Â over the batch's response tokens
+    ptx_coef: float = 0.0  # γ_ptx of the PPO-ptx term (0: off)
     seed: int = 0
 
     def __post_init__(self):
@@ -155,6 +167,7 @@ class PPOConfig:
 
 # ---------------------------------------------------------------- the policy and its value head
 
+
 class PolicyWithValue(nn.Module):
     """A GPT-2 language model (``lm``) and a scalar value head on its last hidden states.
 
@@ -171,17 +184,22 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.v_head.bias)
         self.v_head.to(next(lm.parameters()).dtype)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, temperature: float = 1.0
-                ) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, temperature: float = 1.0
+    ) -> tuple[Tensor, Tensor, Tensor]:
         r"""One forward pass: (log π(x_{t+1} ∣ x_{≤t}), V(x_{≤t}), H(π(·∣x_{≤t}))), each [B, L − 1].
 
         Column t scores the token at t + 1 from the state at t, the layout of
         :func:`rlcourse.rlhf.model.token_logprobs` (which these log-probs equal), with
         logits z/τ. Columns whose target is padding hold meaningless numbers: mask them.
         """
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask,
-                      position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-                      output_hidden_states=True)
+        out = self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+            output_hidden_states=True,
+        )
         logits = out.logits[:, :-1]
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
@@ -198,6 +216,7 @@ class PolicyWithValue(nn.Module):
 
 # ---------------------------------------------------------------- rewards and advantages
 
+
 def action_mask(batch: TokenBatch) -> Tensor:
     """[B, L − 1] booleans: column t is an action when the token at t + 1 is a response token."""
     return batch.response_mask[:, 1:].bool()
@@ -209,8 +228,7 @@ def last_index(mask: Tensor) -> Tensor:
     return (columns * mask.long()).argmax(-1)
 
 
-def per_token_rewards(logp: Tensor, ref_logp: Tensor, scores: Tensor, mask: Tensor, kl_coef: float
-                      ) -> Tensor:
+def per_token_rewards(logp: Tensor, ref_logp: Tensor, scores: Tensor, mask: Tensor, kl_coef: float) -> Tensor:
     r"""r_t = −β (log π(a_t∣s_t) − log π_ref(a_t∣s_t)) on the masked tokens, plus R(x, y) on each row's last.
 
     ``logp``, ``ref_logp``, ``mask`` are [B, T]; ``scores`` is [B]. Unmasked entries are 0.
@@ -224,8 +242,7 @@ def per_token_rewards(logp: Tensor, ref_logp: Tensor, scores: Tensor, mask: Tens
     ### END SOLUTION
 
 
-def token_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
-                     ) -> tuple[Tensor, Tensor]:
+def token_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
     r"""GAE(γ, λ) on the token grid: (Â, G = Â + V), both [B, T] and 0 off the mask.
 
     The batch-major [B, T] tensors are transposed to the time-major [T, B] grid of
@@ -259,14 +276,15 @@ def sequence_kl(logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------- scores
 
+
 def ground_truth_score(prompts: Sequence[str], responses: Sequence[str]) -> Tensor:
     """The toy task's r(x, y) (:func:`rlcourse.rlhf.task.reward`) of each response: [B] float32."""
-    return torch.tensor([task.reward(p, r) for p, r in zip(prompts, responses, strict=True)],
-                        dtype=torch.float32)
+    return torch.tensor([task.reward(p, r) for p, r in zip(prompts, responses, strict=True)], dtype=torch.float32)
 
 
-def reward_model_score(reward_model: nn.Module, tokenizer, max_length: int | None = None,
-                       shift: float = 0.0, scale: float = 1.0) -> Score:
+def reward_model_score(
+    reward_model: nn.Module, tokenizer, max_length: int | None = None, shift: float = 0.0, scale: float = 1.0
+) -> Score:
     """A ``score`` function that encodes (prompt, response) pairs and runs a trained RewardModel.
 
     It returns (r_φ(x, y) − ``shift``) / ``scale``. A Bradley–Terry reward is defined only up to
@@ -283,40 +301,58 @@ def reward_model_score(reward_model: nn.Module, tokenizer, max_length: int | Non
         device = next(reward_model.parameters()).device
         raw = reward_model(batch.input_ids.to(device), batch.attention_mask.to(device)).float().cpu()
         return (raw - shift) / scale
+
     return score
 
 
-def normalisation(reward_model: nn.Module, tokenizer, prompts: Sequence[str], responses: Sequence[str],
-                  max_length: int | None = None, batch_size: int = 256) -> tuple[float, float]:
+def normalisation(
+    reward_model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int | None = None,
+    batch_size: int = 256,
+) -> tuple[float, float]:
     """``(shift, scale)``: the mean and standard deviation of r_φ over (prompt, response) samples,
     for :func:`reward_model_score`."""
     raw = reward_model_score(reward_model, tokenizer, max_length)
-    scores = torch.cat([raw(prompts[i:i + batch_size], responses[i:i + batch_size])
-                        for i in range(0, len(prompts), batch_size)])
+    scores = torch.cat(
+        [raw(prompts[i : i + batch_size], responses[i : i + batch_size]) for i in range(0, len(prompts), batch_size)]
+    )
     return scores.mean().item(), scores.std().clamp(min=1e-8).item()
 
 
 # ---------------------------------------------------------------- one batch of experience
 
+
 class Experience(NamedTuple):
     """One iteration's samples and everything the epochs read (tensors [B, L − 1] unless noted)."""
-    batch: TokenBatch
-    mask: Tensor         # the response (action) tokens
-    logp_old: Tensor     # log π_θold(a_t|s_t)
-    ref_logp: Tensor     # log π_ref(a_t|s_t)
-    values_old: Tensor   # V_old(s_t)
-    advantages: Tensor   # Â_t (whitened if the config says so)
-    returns: Tensor      # G_t = Â_t + V_old(s_t), unwhitened
-    scores: Tensor       # [B] R(x, y)
-    kl: Tensor           # [B] k1(x, y)
 
-    def rows(self, index: Tensor) -> "Experience":
+    batch: TokenBatch
+    mask: Tensor  # the response (action) tokens
+    logp_old: Tensor  # log π_θold(a_t|s_t)
+    ref_logp: Tensor  # log π_ref(a_t|s_t)
+    values_old: Tensor  # V_old(s_t)
+    advantages: Tensor  # Â_t (whitened if the config says so)
+    returns: Tensor  # G_t = Â_t + V_old(s_t), unwhitened
+    scores: Tensor  # [B] R(x, y)
+    kl: Tensor  # [B] k1(x, y)
+
+    def rows(self, index: Tensor) -> Experience:
         return Experience(TokenBatch(*(t[index] for t in self.batch)), *(t[index] for t in self[1:]))
 
 
 @torch.no_grad()
-def collect(policy: PolicyWithValue, reference: nn.Module, tokenizer, prompts: Sequence[str], score: Score,
-            config: PPOConfig, kl_coef: float, generator: torch.Generator | None = None) -> Experience:
+def collect(
+    policy: PolicyWithValue,
+    reference: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    score: Score,
+    config: PPOConfig,
+    kl_coef: float,
+    generator: torch.Generator | None = None,
+) -> Experience:
     """Sample one response per prompt at temperature τ and score it: rewards, Â, G (see the module docstring).
 
     log π_θold and log π_ref both come from :func:`token_logprobs` at the same τ as the
@@ -332,30 +368,35 @@ def collect(policy: PolicyWithValue, reference: nn.Module, tokenizer, prompts: S
     scores = torch.as_tensor(score(list(prompts), response_text(tokenizer, batch)), dtype=torch.float32)
     scores = scores.to(device)
     if scores.shape != (len(prompts),):
-        raise ValueError(f"score returned shape {tuple(scores.shape)}: it must return one number per "
-                         f"response, shape ({len(prompts)},)")
+        raise ValueError(
+            f"score returned shape {tuple(scores.shape)}: it must return one number per "
+            f"response, shape ({len(prompts)},)"
+        )
     rewards = per_token_rewards(logp, ref_logp, scores, mask, kl_coef)
     advantages, returns = token_advantages(rewards, values, mask, config.gamma, config.lam)
     if config.whiten_advantages:
         advantages = normalize_advantages(advantages, "standardize", mask)
-    return Experience(batch, mask, logp, ref_logp, values * mask, advantages, returns, scores,
-                      sequence_kl(logp, ref_logp, mask))
+    return Experience(
+        batch, mask, logp, ref_logp, values * mask, advantages, returns, scores, sequence_kl(logp, ref_logp, mask)
+    )
 
 
 # ---------------------------------------------------------------- the loss
 
+
 class Terms(NamedTuple):
-    loss: Tensor         # L = L^CLIP + c_V L_V + γ_ptx L_ptx
+    loss: Tensor  # L = L^CLIP + c_V L_V + γ_ptx L_ptx
     policy_loss: Tensor  # L^CLIP
-    value_loss: Tensor   # L_V
-    ptx_loss: Tensor     # −mean log π on the SFT rows (0 if off)
-    approx_kl: Tensor    # mean (r − 1) − log r over the response tokens, detached
-    clipfrac: Tensor     # share of response tokens with |r − 1| > ε, detached
-    entropy: Tensor      # mean H(π(·|s_t)) over the response tokens, detached
+    value_loss: Tensor  # L_V
+    ptx_loss: Tensor  # −mean log π on the SFT rows (0 if off)
+    approx_kl: Tensor  # mean (r − 1) − log r over the response tokens, detached
+    clipfrac: Tensor  # share of response tokens with |r − 1| > ε, detached
+    entropy: Tensor  # mean H(π(·|s_t)) over the response tokens, detached
 
 
-def ppo_rlhf_loss(policy: PolicyWithValue, mb: Experience, config: PPOConfig,
-                  ptx_batch: TokenBatch | None = None) -> Terms:
+def ppo_rlhf_loss(
+    policy: PolicyWithValue, mb: Experience, config: PPOConfig, ptx_batch: TokenBatch | None = None
+) -> Terms:
     """The loss of one minibatch of sequences and its terms (the module docstring's L)."""
     logp, values, entropy = policy(mb.batch.input_ids, mb.batch.attention_mask, config.temperature)
     mask = mb.mask
@@ -388,6 +429,7 @@ def next_kl_coef(kl_coef: float, kl: float, config: PPOConfig) -> float:
 
 # ---------------------------------------------------------------- training
 
+
 class _Batches:
     """Endless TokenBatches for PPO-ptx: a list (or other re-iterable) restarts, an iterator must not run out."""
 
@@ -400,15 +442,23 @@ class _Batches:
             return next(self.it)
         except StopIteration:
             if iter(self.source) is self.source:
-                raise ValueError("train_ppo: ptx_batches ran out; pass a list, or an endless iterator "
-                                 "(itertools.cycle)") from None
+                raise ValueError(
+                    "train_ppo: ptx_batches ran out; pass a list, or an endless iterator (itertools.cycle)"
+                ) from None
             self.it = iter(self.source)
             return next(self.it)
 
 
-def train_ppo(policy: nn.Module, reference: nn.Module, tokenizer, prompts: Sequence[str], score: Score,
-              config: PPOConfig | None = None, ptx_batches: Iterable[TokenBatch] | None = None,
-              callback: Callable[[int, PolicyWithValue], None] | None = None) -> pd.DataFrame:
+def train_ppo(
+    policy: nn.Module,
+    reference: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    score: Score,
+    config: PPOConfig | None = None,
+    ptx_batches: Iterable[TokenBatch] | None = None,
+    callback: Callable[[int, PolicyWithValue], None] | None = None,
+) -> pd.DataFrame:
     """Run PPO-RLHF for ``config.iterations`` iterations; train ``policy`` in place and return the log.
 
     ``policy`` is a GPT-2 language model (a zero-initialised value head is put on it) or a
@@ -456,14 +506,13 @@ def _train(model, reference, tokenizer, prompts, score, config, ptx_batches, cal
     rows = []
     for iteration in range(1, config.iterations + 1):
         chosen = rng.choice(len(prompts), config.batch_size, replace=len(prompts) < config.batch_size)
-        with autocast(device):          # bf16 forward passes on CUDA; nothing on the CPU
-            exp = collect(model, reference, tokenizer, [prompts[i] for i in chosen], score, config, kl_coef,
-                          generator)
+        with autocast(device):  # bf16 forward passes on CUDA; nothing on the CPU
+            exp = collect(model, reference, tokenizer, [prompts[i] for i in chosen], score, config, kl_coef, generator)
         terms = []
         for _ in range(config.ppo_epochs):
             order = torch.as_tensor(rng.permutation(config.batch_size))
             for start in range(0, config.batch_size, config.minibatch_size):
-                mb = exp.rows(order[start:start + config.minibatch_size].to(exp.mask.device))
+                mb = exp.rows(order[start : start + config.minibatch_size].to(exp.mask.device))
                 with autocast(device):
                     t = ppo_rlhf_loss(model, mb, config, ptx.next() if ptx else None)
                 if not torch.isfinite(t.loss):
@@ -479,8 +528,17 @@ def _train(model, reference, tokenizer, prompts, score, config, ptx_batches, cal
         means = torch.stack(terms).mean(0).tolist()
         kl = exp.kl.mean().item()
         score_mean = exp.scores.mean().item()
-        rows.append((iteration, score_mean, kl, kl_coef, score_mean - kl_coef * kl,
-                     exp.mask.sum(-1).float().mean().item(), *means))
+        rows.append(
+            (
+                iteration,
+                score_mean,
+                kl,
+                kl_coef,
+                score_mean - kl_coef * kl,
+                exp.mask.sum(-1).float().mean().item(),
+                *means,
+            )
+        )
         kl_coef = next_kl_coef(kl_coef, kl, config)
         if callback is not None:
             callback(iteration, model)

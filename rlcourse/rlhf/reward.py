@@ -27,8 +27,9 @@ import copy
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -55,12 +56,12 @@ class RewardModel(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     @classmethod
-    def from_config(cls, config: GPT2Config) -> "RewardModel":
+    def from_config(cls, config: GPT2Config) -> RewardModel:
         """A randomly initialised body."""
         return cls(GPT2Model(config))
 
     @classmethod
-    def from_lm(cls, lm: GPT2LMHeadModel) -> "RewardModel":
+    def from_lm(cls, lm: GPT2LMHeadModel) -> RewardModel:
         """A copy of a language model's body (the SFT model's, say); ``lm`` itself is left untouched."""
         return cls(copy.deepcopy(lm.transformer))
 
@@ -72,20 +73,26 @@ class RewardModel(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "RewardModel":
+    def load(cls, directory: str | os.PathLike) -> RewardModel:
         """The reward model :meth:`save` wrote."""
         directory = Path(directory)
         if not (directory / HEAD_FILE).is_file():
-            raise FileNotFoundError(f"{directory} holds no reward model (no {HEAD_FILE}); "
-                                    f"train one with `rlcourse rlhf reward --out {directory}`")
+            raise FileNotFoundError(
+                f"{directory} holds no reward model (no {HEAD_FILE}); "
+                f"train one with `rlcourse rlhf reward --out {directory}`"
+            )
         rm = cls(GPT2Model.from_pretrained(directory))
         rm.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))
         return rm
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """r_φ(x) for each sequence: shape [B]."""
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
-                           position_ids=position_ids_from_mask(attention_mask), use_cache=False).last_hidden_state
+        hidden = self.body(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        ).last_hidden_state
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         last = (positions * attention_mask.long()).argmax(-1)
         h_last = hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]
@@ -93,9 +100,9 @@ class RewardModel(nn.Module):
 
 
 class RewardLoss(NamedTuple):
-    loss: Tensor      # −mean log σ(r_w − r_l)
+    loss: Tensor  # −mean log σ(r_w − r_l)
     accuracy: Tensor  # share of pairs with r_w > r_l (detached)
-    margin: Tensor    # mean r_w − r_l (detached)
+    margin: Tensor  # mean r_w − r_l (detached)
 
 
 def reward_loss(r_chosen: Tensor, r_rejected: Tensor) -> RewardLoss:
@@ -125,35 +132,45 @@ def ranking_pairs(k: int) -> list[tuple[int, int]]:
 class RewardConfig:
     """Hyperparameters of :func:`train_reward`. The defaults fit the toy task's tiny GPT-2."""
 
-    lr: float = 1e-3            # AdamW step size
-    epochs: int = 2             # passes over the pairs (InstructGPT: 1, more overfits)
-    batch_size: int = 32        # pairs per minibatch (2 × that many sequences per forward pass)
-    max_length: int = 32        # tokens per sequence; longer responses are cut
-    weight_decay: float = 0.0   # AdamW's decoupled weight decay
+    lr: float = 1e-3  # AdamW step size
+    epochs: int = 2  # passes over the pairs (InstructGPT: 1, more overfits)
+    batch_size: int = 32  # pairs per minibatch (2 × that many sequences per forward pass)
+    max_length: int = 32  # tokens per sequence; longer responses are cut
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
     max_grad_norm: float = 1.0  # clip the gradient's global norm to this
-    seed: int = 0               # order of the minibatches (and dropout, if the model has any)
+    seed: int = 0  # order of the minibatches (and dropout, if the model has any)
 
     def __post_init__(self):
         check_training_fields(self)
 
 
-def pair_scores(rm: RewardModel, tokenizer, pairs: Sequence[dict], max_length: int | None = None
-                ) -> tuple[Tensor, Tensor]:
+def pair_scores(
+    rm: RewardModel, tokenizer, pairs: Sequence[dict], max_length: int | None = None
+) -> tuple[Tensor, Tensor]:
     """r_φ(p, y_w) and r_φ(p, y_l), each [B], from ONE forward pass over the 2B sequences.
 
     The chosen and rejected sequences are encoded as one right-padded batch, chosen first,
     so both halves are padded alike and the body runs once.
     """
     prompts = [pair["prompt"] for pair in pairs]
-    batch = encode(tokenizer, prompts + prompts, [pair["chosen"] for pair in pairs] +
-                   [pair["rejected"] for pair in pairs], max_length)
+    batch = encode(
+        tokenizer,
+        prompts + prompts,
+        [pair["chosen"] for pair in pairs] + [pair["rejected"] for pair in pairs],
+        max_length,
+    )
     device = next(rm.parameters()).device
     scores = rm(batch.input_ids.to(device), batch.attention_mask.to(device))
-    return scores[:len(pairs)], scores[len(pairs):]
+    return scores[: len(pairs)], scores[len(pairs) :]
 
 
-def train_reward(rm: RewardModel, tokenizer, pairs: Sequence[dict], config: RewardConfig = RewardConfig(),
-                 callback: Callable[[int, nn.Module], None] | None = None) -> pd.DataFrame:
+def train_reward(
+    rm: RewardModel,
+    tokenizer,
+    pairs: Sequence[dict],
+    config: RewardConfig = RewardConfig(),
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> pd.DataFrame:
     r"""Fit ``rm`` in place to preference rows ``{"prompt", "chosen", "rejected"}``; return the log.
 
     Each step takes a minibatch of pairs, scores chosen and rejected in one forward pass
@@ -170,26 +187,37 @@ def train_reward(rm: RewardModel, tokenizer, pairs: Sequence[dict], config: Rewa
     if not pairs:
         raise ValueError("train_reward: no pairs to train on")
     device = next(rm.parameters()).device
-    optimizer = torch.optim.AdamW([p for p in rm.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in rm.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     generator = torch.Generator().manual_seed(config.seed)
     log, start = [], time.perf_counter()
     with training_mode(config.seed, rm):
         for step, (epoch, index) in enumerate(minibatches(len(pairs), config.batch_size, config.epochs, generator), 1):
-            with autocast(device):      # bf16 forward pass on CUDA; nothing on the CPU
+            with autocast(device):  # bf16 forward pass on CUDA; nothing on the CPU
                 r_chosen, r_rejected = pair_scores(rm, tokenizer, [pairs[i] for i in index], config.max_length)
             terms = reward_loss(r_chosen.float(), r_rejected.float())
             grad_norm = optimizer_step(rm, optimizer, terms.loss, config.max_grad_norm, "reward-model loss", step)
-            log.append({"step": step, "epoch": epoch, "loss": terms.loss.item(), "accuracy": terms.accuracy.item(),
-                        "margin": terms.margin.item(), "grad_norm": grad_norm, "time": time.perf_counter() - start})
+            log.append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": terms.loss.item(),
+                    "accuracy": terms.accuracy.item(),
+                    "margin": terms.margin.item(),
+                    "grad_norm": grad_norm,
+                    "time": time.perf_counter() - start,
+                }
+            )
             if callback is not None:
                 callback(step, rm)
     return pd.DataFrame(log)
 
 
 @torch.no_grad()
-def evaluate_reward_model(rm: RewardModel, tokenizer, pairs: Sequence[dict], batch_size: int = 256,
-                          max_length: int | None = None) -> dict[str, float]:
+def evaluate_reward_model(
+    rm: RewardModel, tokenizer, pairs: Sequence[dict], batch_size: int = 256, max_length: int | None = None
+) -> dict[str, float]:
     """``{"accuracy", "margin"}`` of ``rm`` on (held-out) pairs: the share with r_w > r_l and the mean r_w − r_l."""
     if not pairs:
         raise ValueError("evaluate_reward_model: no pairs to evaluate on")
@@ -197,7 +225,7 @@ def evaluate_reward_model(rm: RewardModel, tokenizer, pairs: Sequence[dict], bat
     rm.eval()
     differences = []
     for start in range(0, len(pairs), batch_size):
-        r_chosen, r_rejected = pair_scores(rm, tokenizer, pairs[start:start + batch_size], max_length)
+        r_chosen, r_rejected = pair_scores(rm, tokenizer, pairs[start : start + batch_size], max_length)
         differences.append((r_chosen - r_rejected).float().cpu())
     rm.train(was_training)
     difference = torch.cat(differences)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -65,13 +65,13 @@ def check_training_fields(config) -> None:
 class SFTConfig:
     """Hyperparameters of :func:`train_sft`. The defaults fit the toy task's tiny GPT-2."""
 
-    lr: float = 1e-3            # AdamW step size
-    epochs: int = 3             # passes over the demonstrations
-    batch_size: int = 32        # demonstrations per minibatch
-    max_length: int = 32        # tokens per sequence; longer responses are cut
-    weight_decay: float = 0.0   # AdamW's decoupled weight decay
+    lr: float = 1e-3  # AdamW step size
+    epochs: int = 3  # passes over the demonstrations
+    batch_size: int = 32  # demonstrations per minibatch
+    max_length: int = 32  # tokens per sequence; longer responses are cut
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
     max_grad_norm: float = 1.0  # clip the gradient's global norm to this
-    seed: int = 0               # order of the minibatches (and dropout, if the model has any)
+    seed: int = 0  # order of the minibatches (and dropout, if the model has any)
 
     def __post_init__(self):
         check_training_fields(self)
@@ -84,8 +84,15 @@ def minibatches(n: int, batch_size: int, epochs: int, generator: torch.Generator
             yield epoch, index.tolist()
 
 
-def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-                   max_grad_norm: float, what: str, step: int, all_reduce: bool = False) -> float:
+def optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    max_grad_norm: float,
+    what: str,
+    step: int,
+    all_reduce: bool = False,
+) -> float:
     """Back-propagate ``loss``, clip the gradient's norm, step; return the norm before clipping.
 
     Raises :class:`~rlcourse.run.NonFiniteError` naming ``what`` and ``step`` when the loss or
@@ -135,8 +142,13 @@ class training_mode:
         self.rng.__exit__(*exc)
 
 
-def train_sft(model: nn.Module, tokenizer, rows: Sequence[dict], config: SFTConfig = SFTConfig(),
-              callback: Callable[[int, nn.Module], None] | None = None) -> pd.DataFrame:
+def train_sft(
+    model: nn.Module,
+    tokenizer,
+    rows: Sequence[dict],
+    config: SFTConfig = SFTConfig(),
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> pd.DataFrame:
     """Fine-tune ``model`` in place on demonstrations ``{"prompt", "completion"}``; return the log.
 
     Each step takes a minibatch of rows, encodes ``<bos> prompt <sep> completion <eos>``
@@ -156,31 +168,42 @@ def train_sft(model: nn.Module, tokenizer, rows: Sequence[dict], config: SFTConf
     if not rows:
         raise ValueError("train_sft: no rows to train on")
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     generator = torch.Generator().manual_seed(config.seed)
-    distributed.broadcast_parameters(model)       # data-parallel: every rank starts from rank 0's weights
+    distributed.broadcast_parameters(model)  # data-parallel: every rank starts from rank 0's weights
     log, start = [], time.perf_counter()
     with training_mode(config.seed, model):
         for step, (epoch, index) in enumerate(minibatches(len(rows), config.batch_size, config.epochs, generator), 1):
-            mine = distributed.shard(index)       # this rank's rows (all of them in one process)
+            mine = distributed.shard(index)  # this rank's rows (all of them in one process)
             if mine:
-                batch = encode(tokenizer, [rows[i]["prompt"] for i in mine], [rows[i]["completion"] for i in mine],
-                               config.max_length)
+                batch = encode(
+                    tokenizer,
+                    [rows[i]["prompt"] for i in mine],
+                    [rows[i]["completion"] for i in mine],
+                    config.max_length,
+                )
                 batch = [t.to(device) for t in batch]
                 tokens = batch[2][:, 1:].sum()
                 with autocast(device):
                     loss = sft_loss(model, *batch)
-            else:                                 # an empty slice still joins the all-reduces, with no gradient
+            else:  # an empty slice still joins the all-reduces, with no gradient
                 tokens = torch.zeros((), dtype=torch.long, device=device)
                 loss = torch.zeros((), device=device, requires_grad=True)
             total_tokens = distributed.all_reduce_sum(tokens)
-            share = loss * (tokens / total_tokens.clamp(min=1))   # n_k / N; exactly 1 in one process
-            grad_norm = optimizer_step(model, optimizer, share, config.max_grad_norm, "SFT loss", step,
-                                       all_reduce=True)
-            log.append({"step": step, "epoch": epoch, "loss": distributed.all_reduce_sum(share.detach()).item(),
-                        "tokens": int(total_tokens), "grad_norm": grad_norm,
-                        "time": time.perf_counter() - start})
+            share = loss * (tokens / total_tokens.clamp(min=1))  # n_k / N; exactly 1 in one process
+            grad_norm = optimizer_step(model, optimizer, share, config.max_grad_norm, "SFT loss", step, all_reduce=True)
+            log.append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": distributed.all_reduce_sum(share.detach()).item(),
+                    "tokens": int(total_tokens),
+                    "grad_norm": grad_norm,
+                    "time": time.perf_counter() - start,
+                }
+            )
             if callback is not None:
                 callback(step, model)
     return pd.DataFrame(log)

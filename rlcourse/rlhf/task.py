@@ -35,7 +35,7 @@ Everything random takes a ``numpy.random.Generator``: same generator state, same
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -43,12 +43,50 @@ PRAISE, CRITICISE = "praise", "criticise"
 #: The instruction word a prompt begins with, and the sign it gives the reward.
 INSTRUCTIONS = {PRAISE: +1, CRITICISE: -1}
 
-POSITIVE = ("good", "great", "excellent", "wonderful", "lovely", "brilliant", "delightful",
-            "superb", "happy", "pleasant", "charming", "fantastic", "beautiful", "perfect",
-            "fine", "nice", "amazing", "enjoyable", "fresh", "friendly")
-NEGATIVE = ("bad", "awful", "terrible", "horrible", "poor", "boring", "dull", "ugly", "nasty",
-            "sad", "dreadful", "weak", "rude", "stale", "broken", "annoying", "bland", "messy",
-            "painful", "worst")
+POSITIVE = (
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "lovely",
+    "brilliant",
+    "delightful",
+    "superb",
+    "happy",
+    "pleasant",
+    "charming",
+    "fantastic",
+    "beautiful",
+    "perfect",
+    "fine",
+    "nice",
+    "amazing",
+    "enjoyable",
+    "fresh",
+    "friendly",
+)
+NEGATIVE = (
+    "bad",
+    "awful",
+    "terrible",
+    "horrible",
+    "poor",
+    "boring",
+    "dull",
+    "ugly",
+    "nasty",
+    "sad",
+    "dreadful",
+    "weak",
+    "rude",
+    "stale",
+    "broken",
+    "annoying",
+    "bland",
+    "messy",
+    "painful",
+    "worst",
+)
 #: What a prompt asks about, and modifiers that may come before it.
 TOPICS = ("food", "film", "book", "service", "room", "music", "staff", "place", "story", "game")
 MODIFIERS = ("old", "new", "small", "big", "local")
@@ -83,8 +121,10 @@ def prompt_sign(prompt: str | Sequence[str]) -> int:
     prompt_words = words(prompt)
     if not prompt_words or prompt_words[0] not in INSTRUCTIONS:
         first = prompt_words[0] if prompt_words else "nothing"
-        raise ValueError(f"prompt {' '.join(prompt_words)!r} begins with {first!r}: a prompt must "
-                         f"begin with an instruction word, one of {', '.join(INSTRUCTIONS)}")
+        raise ValueError(
+            f"prompt {' '.join(prompt_words)!r} begins with {first!r}: a prompt must "
+            f"begin with an instruction word, one of {', '.join(INSTRUCTIONS)}"
+        )
     return INSTRUCTIONS[prompt_words[0]]
 
 
@@ -113,8 +153,7 @@ def _check_count(name: str, value) -> None:
 
 def _check_rng(rng) -> None:
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                        f"not {type(rng).__name__}")
+        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), not {type(rng).__name__}")
 
 
 def _pick(options: Sequence[str], rng: np.random.Generator) -> str:
@@ -139,9 +178,14 @@ def sample_prompts(n: int, rng: np.random.Generator) -> list[str]:
     return prompts
 
 
-def sample_completion(prompt: str | Sequence[str], rng: np.random.Generator, *,
-                      length: tuple[int, int] = (4, 8), p_aligned: float = 0.2,
-                      p_opposed: float = 0.4) -> str:
+def sample_completion(
+    prompt: str | Sequence[str],
+    rng: np.random.Generator,
+    *,
+    length: tuple[int, int] = (4, 8),
+    p_aligned: float = 0.2,
+    p_opposed: float = 0.4,
+) -> str:
     """One response to ``prompt`` drawn the way the SFT corpus is.
 
     The length is uniform on ``length`` (both ends included). Each word is, independently,
@@ -166,18 +210,27 @@ def sample_completion(prompt: str | Sequence[str], rng: np.random.Generator, *,
     return " ".join(out)
 
 
-def sft_corpus(n: int, rng: np.random.Generator, *, length: tuple[int, int] = (4, 8),
-               p_aligned: float = 0.2, p_opposed: float = 0.4) -> list[dict[str, str]]:
+def sft_corpus(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    length: tuple[int, int] = (4, 8),
+    p_aligned: float = 0.2,
+    p_opposed: float = 0.4,
+) -> list[dict[str, str]]:
     """``n`` SFT rows ``{"prompt": ..., "completion": ...}`` (TRL's field names).
 
     The completions are mildly negative with respect to their instruction: with the default
     probabilities E[r] = 0.2 − 0.4 = −0.2. See :func:`sample_completion` for the arguments.
     """
     prompts = sample_prompts(n, rng)
-    return [{"prompt": prompt,
-             "completion": sample_completion(prompt, rng, length=length, p_aligned=p_aligned,
-                                             p_opposed=p_opposed)}
-            for prompt in prompts]
+    return [
+        {
+            "prompt": prompt,
+            "completion": sample_completion(prompt, rng, length=length, p_aligned=p_aligned, p_opposed=p_opposed),
+        }
+        for prompt in prompts
+    ]
 
 
 def _sigmoid(z):
@@ -186,10 +239,14 @@ def _sigmoid(z):
 
 def _check_temperature(noise_temperature) -> None:
     if noise_temperature is not None and not (
-            isinstance(noise_temperature, (int, float)) and not isinstance(noise_temperature, bool)
-            and math.isfinite(noise_temperature) and noise_temperature > 0):
-        raise ValueError(f"noise_temperature = {noise_temperature!r} is out of range: "
-                         f"it must be None (no noise) or in (0, inf)")
+        isinstance(noise_temperature, (int, float))
+        and not isinstance(noise_temperature, bool)
+        and math.isfinite(noise_temperature)
+        and noise_temperature > 0
+    ):
+        raise ValueError(
+            f"noise_temperature = {noise_temperature!r} is out of range: it must be None (no noise) or in (0, inf)"
+        )
 
 
 def preference_probability(r_a, r_b, noise_temperature: float | None = None):
@@ -217,8 +274,9 @@ def bt_accuracy_ceiling(r_a, r_b, noise_temperature: float | None = None) -> flo
     return float(np.mean(np.maximum(p, 1.0 - p)))
 
 
-def label_pair(prompt: str | Sequence[str], a: str, b: str, rng: np.random.Generator,
-               noise_temperature: float | None = None) -> tuple[str, str]:
+def label_pair(
+    prompt: str | Sequence[str], a: str, b: str, rng: np.random.Generator, noise_temperature: float | None = None
+) -> tuple[str, str]:
     """Label responses ``a`` and ``b`` to ``prompt``; return ``(chosen, rejected)``.
 
     ``a`` is chosen with probability P(a ≻ b) = σ((r_a − r_b) / T), r the ground truth. With

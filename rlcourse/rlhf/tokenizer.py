@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rlcourse.rlhf import task
 from rlcourse.run import atomic_write
@@ -47,7 +47,7 @@ class WordTokenizer:
         self.eos_token_id, self.sep_token_id = self.ids[EOS], self.ids[SEP]
 
     @classmethod
-    def toy(cls) -> "WordTokenizer":
+    def toy(cls) -> WordTokenizer:
         """The tokenizer of the shipped task (:data:`rlcourse.rlhf.task.VOCABULARY`)."""
         return cls(task.VOCABULARY)
 
@@ -68,8 +68,10 @@ class WordTokenizer:
         ids = []
         for position, word in enumerate(items):
             if word not in self.ids:
-                raise ValueError(f"unknown word {word!r} at position {position} of {' '.join(map(str, items))!r}: "
-                                 f"it is not in the tokenizer's vocabulary of {self.vocab_size} tokens")
+                raise ValueError(
+                    f"unknown word {word!r} at position {position} of {' '.join(map(str, items))!r}: "
+                    f"it is not in the tokenizer's vocabulary of {self.vocab_size} tokens"
+                )
             ids.append(self.ids[word])
         return ids
 
@@ -94,15 +96,16 @@ class WordTokenizer:
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "WordTokenizer":
+    def load(cls, directory: str | os.PathLike) -> WordTokenizer:
         """Read back a tokenizer written by :meth:`save`."""
         path = Path(directory) / FILENAME
         data = json.loads(path.read_text(encoding="utf-8"))
         tokens = data.get("tokens") if isinstance(data, dict) else None
-        if not isinstance(tokens, list) or tuple(tokens[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
-            raise ValueError(f"{path} is not a WordTokenizer file: it must hold "
-                             f"{{\"tokens\": [{', '.join(SPECIAL_TOKENS)}, ...]}}")
-        return cls(tokens[len(SPECIAL_TOKENS):])
+        if not isinstance(tokens, list) or tuple(tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise ValueError(
+                f'{path} is not a WordTokenizer file: it must hold {{"tokens": [{", ".join(SPECIAL_TOKENS)}, ...]}}'
+            )
+        return cls(tokens[len(SPECIAL_TOKENS) :])
 
     def __repr__(self) -> str:
         return f"WordTokenizer(vocab_size={self.vocab_size})"
@@ -126,6 +129,6 @@ def load_tokenizer(name_or_dir: str | os.PathLike = "toy"):
     tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.sep_token is None:       # GPT-2 has one special token, <|endoftext|>, for all of these
+    if tokenizer.sep_token is None:  # GPT-2 has one special token, <|endoftext|>, for all of these
         tokenizer.sep_token = tokenizer.eos_token
     return tokenizer

@@ -46,8 +46,7 @@ def check_policy(pi, n_states: int, n_actions: int) -> np.ndarray:
     """``pi`` as a float array [S, A] whose rows are probability distributions."""
     pi = np.asarray(pi, dtype=float)
     if pi.shape != (n_states, n_actions):
-        raise ValueError(f"pi has shape {pi.shape}: it must be (n_states, n_actions) = "
-                         f"{(n_states, n_actions)}")
+        raise ValueError(f"pi has shape {pi.shape}: it must be (n_states, n_actions) = {(n_states, n_actions)}")
     if (pi < 0).any() or not np.allclose(pi.sum(axis=1), 1):
         raise ValueError("pi must hold non-negative action probabilities with rows that sum to 1")
     return pi
@@ -113,8 +112,10 @@ def solve_bellman(T: np.ndarray, R: np.ndarray, pi: np.ndarray, gamma: float) ->
     A = np.eye(len(r_pi)) - gamma * P_pi
     ### END SOLUTION
     if gamma == 1 and np.linalg.matrix_rank(A) < len(r_pi):
-        raise ValueError("the Bellman system is singular: the policy never terminates from some "
-                         "state, so with gamma = 1 its value is undefined; use gamma < 1")
+        raise ValueError(
+            "the Bellman system is singular: the policy never terminates from some "
+            "state, so with gamma = 1 its value is undefined; use gamma < 1"
+        )
     return np.linalg.solve(A, r_pi)
 
 
@@ -133,7 +134,7 @@ def exact_evaluation(P, pi, gamma: float) -> np.ndarray:
 
 
 class ValueEstimate(NamedTuple):
-    V: np.ndarray        # final estimate, [S]
+    V: np.ndarray  # final estimate, [S]
     history: np.ndarray  # the estimate after each episode, [episodes, S]
 
 
@@ -164,8 +165,9 @@ def _check_sampling(env, pi, gamma: float, episodes: int, alpha: float | None) -
     return np.cumsum(pi, axis=1)
 
 
-def mc_evaluation(env, pi, gamma: float, episodes: int, *, first_visit: bool = True,
-                  alpha: float | None = None, seed: int = 0) -> ValueEstimate:
+def mc_evaluation(
+    env, pi, gamma: float, episodes: int, *, first_visit: bool = True, alpha: float | None = None, seed: int = 0
+) -> ValueEstimate:
     r"""Monte-Carlo prediction: move V(s) toward the returns that follow visits to s.
 
     The return from step t is computed backwards through the episode,
@@ -225,8 +227,7 @@ def mc_evaluation(env, pi, gamma: float, episodes: int, *, first_visit: bool = T
     return ValueEstimate(V, history)
 
 
-def td0_evaluation(env, pi, gamma: float, episodes: int, *, alpha: float = 0.1,
-                   seed: int = 0) -> ValueEstimate:
+def td0_evaluation(env, pi, gamma: float, episodes: int, *, alpha: float = 0.1, seed: int = 0) -> ValueEstimate:
     r"""TD(0) prediction: after every step, move V(s_t) toward the one-step target.
 
     .. math::

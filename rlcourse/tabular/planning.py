@@ -29,18 +29,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rlcourse.tabular.evaluation import (check_count, check_gamma, greedy_policy_matrix, model_arrays,
-                                         solve_bellman)
+from rlcourse.tabular.evaluation import check_count, check_gamma, greedy_policy_matrix, model_arrays, solve_bellman
 
 TIE_TOLERANCE = 1e-9
 
 
 class Plan(NamedTuple):
-    V: np.ndarray       # state values, [S]
-    Q: np.ndarray       # action values, [S, A]
+    V: np.ndarray  # state values, [S]
+    Q: np.ndarray  # action values, [S, A]
     policy: np.ndarray  # greedy action of each state, [S]
     iterations: int
-    history: list       # per iteration: max |ΔV| (value iteration) or actions changed (policy iteration)
+    history: list  # per iteration: max |ΔV| (value iteration) or actions changed (policy iteration)
 
 
 def q_from_v(T: np.ndarray, R: np.ndarray, V: np.ndarray, gamma: float) -> np.ndarray:
@@ -60,7 +59,7 @@ def greedy_actions(Q: np.ndarray) -> np.ndarray:
     # Hint: mark the actions within TIE_TOLERANCE of each row's max; np.argmax of a boolean
     # array returns the first True.
     ### BEGIN SOLUTION
-    return np.argmax(Q >= Q.max(axis=1, keepdims=True) - TIE_TOLERANCE, axis=1)
+    return np.argmax(Q.max(axis=1, keepdims=True) - TIE_TOLERANCE <= Q, axis=1)
     ### END SOLUTION
 
 
@@ -91,7 +90,7 @@ def value_iteration(P, gamma: float, *, tol: float = 1e-10, max_iterations: int 
     T, R = model_arrays(P)
     V = np.zeros(len(R))
     history = []
-    for iteration in range(1, max_iterations + 1):
+    for _ in range(max_iterations):
         # Hint: one backup of every state at once with q_from_v; delta is the largest change.
         ### BEGIN SOLUTION
         V_new = q_from_v(T, R, V, gamma).max(axis=1)
@@ -102,10 +101,14 @@ def value_iteration(P, gamma: float, *, tol: float = 1e-10, max_iterations: int 
         if delta < tol:
             break
     else:
-        warnings.warn(f"value iteration stopped after max_iterations = {max_iterations} sweeps "
-                      f"with max |ΔV| = {delta:.3g} >= tol = {tol:g}", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"value iteration stopped after max_iterations = {max_iterations} sweeps "
+            f"with max |ΔV| = {delta:.3g} >= tol = {tol:g}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     Q = q_from_v(T, R, V, gamma)
-    return Plan(V, Q, greedy_actions(Q), iteration, history)
+    return Plan(V, Q, greedy_actions(Q), len(history), history)
 
 
 def policy_iteration(P, gamma: float, *, max_iterations: int = 1_000) -> Plan:
@@ -138,7 +141,7 @@ def policy_iteration(P, gamma: float, *, max_iterations: int = 1_000) -> Plan:
     n_actions = R.shape[1]
     policy = np.zeros(len(R), dtype=int)
     history = []
-    for iteration in range(1, max_iterations + 1):
+    for _ in range(max_iterations):
         # Hint: evaluate the current policy exactly (solve_bellman needs it as a one-hot
         # matrix), then improve: the greedy actions of its one-step lookahead.
         ### BEGIN SOLUTION
@@ -152,6 +155,9 @@ def policy_iteration(P, gamma: float, *, max_iterations: int = 1_000) -> Plan:
         if changed == 0:
             break
     else:
-        warnings.warn(f"policy iteration stopped after max_iterations = {max_iterations} "
-                      f"with {changed} actions still changing", RuntimeWarning, stacklevel=2)
-    return Plan(V, Q, policy, iteration, history)
+        warnings.warn(
+            f"policy iteration stopped after max_iterations = {max_iterations} with {changed} actions still changing",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return Plan(V, Q, policy, len(history), history)

@@ -86,11 +86,12 @@ class QTable:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         atomic_write(directory / self.file_name, lambda f: np.save(f, self.values))
-        atomic_write(directory / "actions.json",
-                     lambda f: f.write(json.dumps(list(self.action_names)) + "\n"), mode="w")
+        atomic_write(
+            directory / "actions.json", lambda f: f.write(json.dumps(list(self.action_names)) + "\n"), mode="w"
+        )
 
     @classmethod
-    def load(cls, directory: str | Path) -> "QTable":
+    def load(cls, directory: str | Path) -> QTable:
         directory = Path(directory)
         names = json.loads((directory / "actions.json").read_text())
         return cls(np.load(directory / cls.file_name), tuple(names))

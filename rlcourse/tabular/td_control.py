@@ -36,9 +36,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+
 from rlcourse.config import check_choice, check_range
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, check_run_args, require_discrete,
-                          seed_everything)
+from rlcourse.run import IterationRecord, NonFiniteError, Result, check_run_args, require_discrete, seed_everything
 from rlcourse.tabular.qtable import QTable, action_names_for, epsilon_greedy
 
 METHODS = ("q-learning", "sarsa", "expected-sarsa")
@@ -47,12 +47,12 @@ METHODS = ("q-learning", "sarsa", "expected-sarsa")
 @dataclasses.dataclass(frozen=True)
 class TDControlConfig:
     method: str = "q-learning"
-    alpha: float = 0.1                # step size α
-    gamma: float = 0.99               # discount γ
+    alpha: float = 0.1  # step size α
+    gamma: float = 0.99  # discount γ
     epsilon_start: float = 1.0
     epsilon_end: float = 0.05
     exploration_fraction: float = 0.5  # share of the steps over which ε falls
-    q_init: float = 0.0               # initial value of every Q(s, a)
+    q_init: float = 0.0  # initial value of every Q(s, a)
 
     def __post_init__(self):
         check_choice(self, "method", METHODS)
@@ -77,8 +77,9 @@ def epsilon_at(config: TDControlConfig, step: int, total_steps: int) -> float:
     ### END SOLUTION
 
 
-def td_target(config: TDControlConfig, q_next, next_action: int, reward: float,
-              terminated: bool, epsilon: float) -> float:
+def td_target(
+    config: TDControlConfig, q_next, next_action: int, reward: float, terminated: bool, epsilon: float
+) -> float:
     """The one-step target y_t of the chosen method (``q_next`` is the row Q(s_{t+1}, ·))."""
     # Hint: a terminated step has nothing to bootstrap from. Otherwise the three methods
     # Hint: differ only in the value of s_{t+1} they use (see the module docstring): the
@@ -95,16 +96,25 @@ def td_target(config: TDControlConfig, q_next, next_action: int, reward: float,
     else:  # expected SARSA under the ε-greedy policy, ties sharing the greedy mass
         best = max(q_next)
         ties = sum(value == best for value in q_next)
-        bootstrap = sum(value * (epsilon / len(q_next) + (1 - epsilon) * (value == best) / ties)
-                        for value in q_next)
+        bootstrap = sum(value * (epsilon / len(q_next) + (1 - epsilon) * (value == best) / ties) for value in q_next)
     return reward + config.gamma * float(bootstrap)
     ### END SOLUTION
 
 
-def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None = None, *,
-          steps: int = 3000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 10_000, resume: bool = False, tensorboard: str | Path | None = None, callback=None) -> Result:
+def train(
+    env_id: str = "rlcourse/Corridor-v0",
+    config: TDControlConfig | None = None,
+    *,
+    steps: int = 3000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 10_000,
+    resume: bool = False,
+    tensorboard: str | Path | None = None,
+    callback=None,
+) -> Result:
     """Run TD control for ``steps`` environment steps; return a Result with a QTable.
 
     The log has one row per finished episode: ``episode``, ``env_steps``, ``return``,
@@ -121,9 +131,22 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
     q = [[float(config.q_init)] * n_actions for _ in range(n_states)]  # Q[s][a], synced to policy.values
     policy = QTable(np.array(q), action_names_for(env))
     alpha, sarsa = config.alpha, config.method == "sarsa"
-    record = IterationRecord(config.method, env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
-                             make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
-                             checkpoint_every=checkpoint_every, callback=callback, resume=resume, tensorboard=tensorboard)
+    record = IterationRecord(
+        config.method,
+        env_id,
+        env_kwargs,
+        config,
+        seed,
+        steps,
+        columns=LOG_COLUMNS,
+        make_row=lambda window, returns, lengths: window[-1],
+        out=out,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        callback=callback,
+        resume=resume,
+        tensorboard=tensorboard,
+    )
     if record.resumed:
         q, env, obs, action, epsilon = _load(record.resumed, rng)
     else:
@@ -153,13 +176,30 @@ def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None =
             if terminated or truncated:
                 obs, _ = env.reset()
                 action = epsilon_greedy(q[obs], epsilon, rng)
-                stats = {"episode": len(record.rows), "return": episode_return, "length": episode_length,
-                         "epsilon": epsilon, "mean_abs_td_error": abs_td / episode_length}
+                stats = {
+                    "episode": len(record.rows),
+                    "return": episode_return,
+                    "length": episode_length,
+                    "epsilon": epsilon,
+                    "mean_abs_td_error": abs_td / episode_length,
+                }
                 if callback is not None:
                     policy.values[:] = q
-                record.end_iteration(step, stats, [], [], lambda: {"q": [list(row) for row in q], "env": env,
-                                                                   "obs": obs, "action": action, "epsilon": epsilon,
-                                                                   "rng": rng.bit_generator.state}, policy)
+                record.end_iteration(
+                    step,
+                    stats,
+                    [],
+                    [],
+                    lambda obs=obs, action=action, epsilon=epsilon: {
+                        "q": [list(row) for row in q],
+                        "env": env,
+                        "obs": obs,
+                        "action": action,
+                        "epsilon": epsilon,
+                        "rng": rng.bit_generator.state,
+                    },
+                    policy,
+                )
                 episode_return, episode_length, abs_td = 0.0, 0, 0.0
             else:
                 obs = next_obs

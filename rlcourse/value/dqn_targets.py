@@ -46,10 +46,8 @@ class DuelingQNetwork(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64)):
         super().__init__()
-        self.spec = {"kind": "q", "obs_dim": obs_dim, "n_actions": n_actions,
-                     "hidden": list(hidden), "dueling": True}
-        self.trunk = nn.Sequential(mlp([obs_dim, *hidden], activation=nn.ReLU),
-                                   nn.ReLU() if hidden else nn.Identity())
+        self.spec = {"kind": "q", "obs_dim": obs_dim, "n_actions": n_actions, "hidden": list(hidden), "dueling": True}
+        self.trunk = nn.Sequential(mlp([obs_dim, *hidden], activation=nn.ReLU), nn.ReLU() if hidden else nn.Identity())
         width = hidden[-1] if hidden else obs_dim
         self.value = mlp([width, 1])
         self.advantage = mlp([width, n_actions])
@@ -60,20 +58,25 @@ class DuelingQNetwork(nn.Module):
         return self.value(features) + advantage - advantage.mean(-1, keepdim=True)
 
 
-def q_network(obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
-              dueling: bool = False) -> nn.Module:
+def q_network(obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64), dueling: bool = False) -> nn.Module:
     """An MLP with ReLUs mapping ``[B, obs_dim]`` observations to ``[B, n_actions]`` Q-values."""
     if dueling:
         return DuelingQNetwork(obs_dim, n_actions, hidden)
     net = mlp([obs_dim, *hidden, n_actions], activation=nn.ReLU)
-    net.spec = {"kind": "q", "obs_dim": obs_dim, "n_actions": n_actions,
-                "hidden": list(hidden), "dueling": False}
+    net.spec = {"kind": "q", "obs_dim": obs_dim, "n_actions": n_actions, "hidden": list(hidden), "dueling": False}
     return net
 
 
 @torch.no_grad()
-def dqn_target(rewards: Tensor, next_obs: Tensor, terminated: Tensor, target_net: nn.Module,
-               gamma: float, double: bool = False, online_net: nn.Module | None = None) -> Tensor:
+def dqn_target(
+    rewards: Tensor,
+    next_obs: Tensor,
+    terminated: Tensor,
+    target_net: nn.Module,
+    gamma: float,
+    double: bool = False,
+    online_net: nn.Module | None = None,
+) -> Tensor:
     """The TD target y for each transition of a batch (no gradient flows through it).
 
     ``double=True`` is double DQN and needs ``online_net`` to pick the next action.

@@ -69,8 +69,15 @@ import gymnasium as gym
 import numpy as np
 
 from rlcourse.config import check_range
-from rlcourse.run import (IterationRecord, NonFiniteError, Result, UnsupportedSpaceError, atomic_write, check_run_args,
-                          seed_everything)
+from rlcourse.run import (
+    IterationRecord,
+    NonFiniteError,
+    Result,
+    UnsupportedSpaceError,
+    atomic_write,
+    check_run_args,
+    seed_everything,
+)
 from rlcourse.tabular.evaluation import check_count, check_gamma, check_policy, sample_action
 from rlcourse.tabular.qtable import epsilon_greedy
 from rlcourse.value.dqn_targets import linear_epsilon
@@ -83,8 +90,10 @@ def _box(name: str, low, high) -> tuple[np.ndarray, np.ndarray]:
     if low.ndim != 1 or low.shape != high.shape:
         raise ValueError(f"{name}: low and high must be 1-D and of one shape, got {low.shape} and {high.shape}")
     if not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()):
-        raise ValueError(f"{name}: low = {low.tolist()} and high = {high.tolist()} must be finite, "
-                         f"with low < high in every dimension")
+        raise ValueError(
+            f"{name}: low = {low.tolist()} and high = {high.tolist()} must be finite, "
+            f"with low < high in every dimension"
+        )
     return low, high
 
 
@@ -115,15 +124,19 @@ class TileCoder:
         check_count("TileCoder.tilings", tilings)
         dims = len(self.low)
         self.tilings = int(tilings)
-        self.scale = tiles_per_dim / (self.high - self.low)          # observation → tile units
-        displacement = 2 * np.arange(dims) + 1                       # (1, 3, 5, …)
-        self.offsets = (np.arange(tilings)[:, None] * displacement / tilings) % 1.0   # [tilings, dims]
+        self.scale = tiles_per_dim / (self.high - self.low)  # observation → tile units
+        displacement = 2 * np.arange(dims) + 1  # (1, 3, 5, …)
+        self.offsets = (np.arange(tilings)[:, None] * displacement / tilings) % 1.0  # [tilings, dims]
         self.strides = (tiles_per_dim + 1) ** np.arange(dims)
         self.tiles_per_tiling = (tiles_per_dim + 1) ** dims
         self.tiling_starts = np.arange(tilings) * self.tiles_per_tiling
         self.n_features = self.tilings * self.tiles_per_tiling
-        self.spec = {"low": self.low.tolist(), "high": self.high.tolist(),
-                     "tiles_per_dim": int(tiles_per_dim), "tilings": self.tilings}
+        self.spec = {
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+            "tiles_per_dim": int(tiles_per_dim),
+            "tilings": self.tilings,
+        }
 
     def active(self, obs) -> np.ndarray:
         """The index of the active tile of each tiling, [tilings] integers."""
@@ -159,12 +172,17 @@ class RadialBasis:
         self.centers = np.stack(np.meshgrid(*[grid] * len(self.low), indexing="ij"), -1).reshape(-1, len(self.low))
         self.width, self.bias = float(width), bool(bias)
         self.n_features = len(self.centers) + self.bias
-        self.spec = {"low": self.low.tolist(), "high": self.high.tolist(),
-                     "centers_per_dim": int(centers_per_dim), "width": self.width, "bias": self.bias}
+        self.spec = {
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+            "centers_per_dim": int(centers_per_dim),
+            "width": self.width,
+            "bias": self.bias,
+        }
 
     def __call__(self, obs) -> np.ndarray:
         x = (np.clip(np.asarray(obs, float), self.low, self.high) - self.low) / (self.high - self.low)
-        phi = np.exp(-((x - self.centers) ** 2).sum(axis=1) / (2 * self.width ** 2))
+        phi = np.exp(-((x - self.centers) ** 2).sum(axis=1) / (2 * self.width**2))
         return np.append(phi, 1.0) if self.bias else phi
 
 
@@ -176,8 +194,7 @@ def linear_value(w: np.ndarray, phi: np.ndarray):
     return phi @ w
 
 
-def semi_gradient_td0_update(w, phi_s, reward: float, phi_next, terminated: bool, alpha: float,
-                             gamma: float) -> float:
+def semi_gradient_td0_update(w, phi_s, reward: float, phi_next, terminated: bool, alpha: float, gamma: float) -> float:
     """One semi-gradient TD(0) step on ``w`` (in place); return the TD error δ."""
     # Hint: δ = target − φ(s)ᵀw, where the target is r alone after a terminal step and
     # Hint: r + γ φ(s')ᵀw otherwise (truncated steps bootstrap); then w += α δ φ(s).
@@ -199,8 +216,9 @@ def gradient_mc_update(w, phi_s, G: float, alpha: float) -> float:
     ### END SOLUTION
 
 
-def linear_q_learning_update(W, phi_s, action: int, reward: float, phi_next, terminated: bool,
-                             alpha: float, gamma: float) -> float:
+def linear_q_learning_update(
+    W, phi_s, action: int, reward: float, phi_next, terminated: bool, alpha: float, gamma: float
+) -> float:
     """One linear Q-learning step on column ``action`` of W [features, actions] (in place); return δ."""
     # Hint: φ(s')ᵀW is the row of action values at s'; only W[:, action] moves, along φ(s).
     ### BEGIN SOLUTION
@@ -212,7 +230,7 @@ def linear_q_learning_update(W, phi_s, action: int, reward: float, phi_next, ter
 
 
 class LinearEstimate(NamedTuple):
-    w: np.ndarray        # final weights, [n_features]
+    w: np.ndarray  # final weights, [n_features]
     history: np.ndarray  # the weights after each episode, [episodes, n_features]
 
 
@@ -228,8 +246,9 @@ def _prediction_setup(env, policy, gamma: float, episodes: int, alpha: float):
     return lambda obs, rng: sample_action(cdf, obs, rng)
 
 
-def semi_gradient_td0(env, policy, features, gamma: float, episodes: int, *, alpha: float = 0.1,
-                      seed: int = 0) -> LinearEstimate:
+def semi_gradient_td0(
+    env, policy, features, gamma: float, episodes: int, *, alpha: float = 0.1, seed: int = 0
+) -> LinearEstimate:
     """Semi-gradient TD(0) prediction of v_π with ``features``; updates after every step.
 
     ``policy`` is a callable ``policy(obs, rng) -> action`` (such as a trained policy's
@@ -253,8 +272,9 @@ def semi_gradient_td0(env, policy, features, gamma: float, episodes: int, *, alp
     return LinearEstimate(w, history)
 
 
-def gradient_mc(env, policy, features, gamma: float, episodes: int, *, alpha: float = 0.01,
-                seed: int = 0) -> LinearEstimate:
+def gradient_mc(
+    env, policy, features, gamma: float, episodes: int, *, alpha: float = 0.01, seed: int = 0
+) -> LinearEstimate:
     """Every-visit gradient Monte-Carlo prediction of v_π with ``features``.
 
     After each episode the returns are accumulated backwards, :math:`G_t = r_{t+1} + \\gamma
@@ -284,12 +304,12 @@ def gradient_mc(env, policy, features, gamma: float, episodes: int, *, alpha: fl
 
 @dataclasses.dataclass(frozen=True)
 class LinearQConfig:
-    alpha: float = 0.5 / 8             # step size α; α · tilings is the share of δ that Q(s, a) moves
-    gamma: float = 1.0                 # discount γ (MountainCar's episodes end at the goal)
+    alpha: float = 0.5 / 8  # step size α; α · tilings is the share of δ that Q(s, a) moves
+    gamma: float = 1.0  # discount γ (MountainCar's episodes end at the goal)
     epsilon_start: float = 0.1
     epsilon_end: float = 0.0
     exploration_fraction: float = 0.5  # share of the steps over which ε falls
-    tiles_per_dim: int = 8             # tile coding of Box observations; Discrete ones are one-hot
+    tiles_per_dim: int = 8  # tile coding of Box observations; Discrete ones are one-hot
     tilings: int = 8
 
     def __post_init__(self):
@@ -321,7 +341,7 @@ class LinearQPolicy:
         atomic_write(directory / "features.json", lambda f: f.write(json.dumps(spec) + "\n"), mode="w")
 
     @classmethod
-    def load(cls, directory) -> "LinearQPolicy":
+    def load(cls, directory) -> LinearQPolicy:
         directory = Path(directory)
         spec = json.loads((directory / "features.json").read_text())
         features = FEATURE_MAPS[spec.pop("features")](**spec)
@@ -336,22 +356,34 @@ def features_for(env, config: LinearQConfig):
     if isinstance(space, gym.spaces.Discrete):
         return OneHot(int(space.n))
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise UnsupportedSpaceError(f"linear-q needs a Discrete or a flat Box observation space, "
-                                    f"but {name} has {space}")
+        raise UnsupportedSpaceError(
+            f"linear-q needs a Discrete or a flat Box observation space, but {name} has {space}"
+        )
     if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
-        raise UnsupportedSpaceError(f"linear-q tiles a bounded Box, but {name} has {space} with "
-                                    f"infinite bounds")
+        raise UnsupportedSpaceError(f"linear-q tiles a bounded Box, but {name} has {space} with infinite bounds")
     n = config.tilings * (config.tiles_per_dim + 1) ** space.shape[0]
     if n > MAX_FEATURES:
-        raise UnsupportedSpaceError(f"linear-q: tile coding the {space.shape[0]}-dimensional {space} of {name} "
-                                    f"needs {n:,} features (at most {MAX_FEATURES:,}); lower tiles_per_dim")
+        raise UnsupportedSpaceError(
+            f"linear-q: tile coding the {space.shape[0]}-dimensional {space} of {name} "
+            f"needs {n:,} features (at most {MAX_FEATURES:,}); lower tiles_per_dim"
+        )
     return TileCoder(space.low, space.high, config.tiles_per_dim, config.tilings)
 
 
-def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *,
-          steps: int = 150_000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None, callback=None) -> Result:
+def train(
+    env_id: str = "MountainCar-v0",
+    config: LinearQConfig | None = None,
+    *,
+    steps: int = 150_000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 50_000,
+    resume: bool = False,
+    tensorboard: str | Path | None = None,
+    callback=None,
+) -> Result:
     """Run linear Q-learning for ``steps`` env steps; return a Result holding a LinearQPolicy.
 
     The log has one row per finished episode, the columns of tabular TD control:
@@ -372,13 +404,30 @@ def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *
     rng = seed_everything(seed)
     W = np.zeros((features.n_features, int(env.action_space.n)))
     policy = LinearQPolicy(W, features)
-    record = IterationRecord("linear-q", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
-                             make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
-                             checkpoint_every=checkpoint_every, callback=callback, resume=resume, tensorboard=tensorboard)
+    record = IterationRecord(
+        "linear-q",
+        env_id,
+        env_kwargs,
+        config,
+        seed,
+        steps,
+        columns=LOG_COLUMNS,
+        make_row=lambda window, returns, lengths: window[-1],
+        out=out,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        callback=callback,
+        resume=resume,
+        tensorboard=tensorboard,
+    )
     schedule = (config.epsilon_start, config.epsilon_end, config.exploration_fraction, steps)
     if record.resumed:
-        W[:], env, obs, epsilon = record.resumed["W"], record.resumed["env"], record.resumed["obs"], \
-            record.resumed["epsilon"]
+        W[:], env, obs, epsilon = (
+            record.resumed["W"],
+            record.resumed["env"],
+            record.resumed["obs"],
+            record.resumed["epsilon"],
+        )
         rng.bit_generator.state = record.resumed["rng"]
     else:
         obs, _ = env.reset(seed=seed)
@@ -391,8 +440,9 @@ def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *
             action = epsilon_greedy(linear_value(W, phi).tolist(), epsilon, rng)
             obs, reward, terminated, truncated, _ = env.step(action)
             phi_next = features(obs)
-            td_error = linear_q_learning_update(W, phi, action, float(reward), phi_next, terminated,
-                                                config.alpha, config.gamma)
+            td_error = linear_q_learning_update(
+                W, phi, action, float(reward), phi_next, terminated, config.alpha, config.gamma
+            )
             if not math.isfinite(td_error):
                 raise NonFiniteError("TD error", step, record.last_checkpoint)
             episode_return += reward
@@ -403,11 +453,23 @@ def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *
             if terminated or truncated:
                 obs, _ = env.reset()
                 phi_next = features(obs)
-                stats = {"episode": len(record.rows), "return": episode_return, "length": episode_length,
-                         "epsilon": epsilon, "mean_abs_td_error": abs_td / episode_length}
-                record.end_iteration(step, stats, [], [], lambda: {"W": W.copy(), "env": env, "obs": obs,
-                                                                   "epsilon": epsilon, "rng": rng.bit_generator.state},
-                                     policy)
+                stats = {
+                    "episode": len(record.rows),
+                    "return": episode_return,
+                    "length": episode_length,
+                    "epsilon": epsilon,
+                    "mean_abs_td_error": abs_td / episode_length,
+                }
+                record.end_iteration(
+                    step,
+                    stats,
+                    [],
+                    [],
+                    lambda obs=obs, epsilon=epsilon: {
+                        "W": W.copy(), "env": env, "obs": obs, "epsilon": epsilon, "rng": rng.bit_generator.state
+                    },
+                    policy,
+                )
                 episode_return, episode_length, abs_td = 0.0, 0, 0.0
             phi = phi_next
     record.advance(completed)

@@ -36,8 +36,15 @@ from rlcourse.config import ConfigError, check_range
 class ReplayBuffer:
     """The last ``capacity`` transitions (obs, action, reward, next_obs, terminated, truncated)."""
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype=np.float32,
-                 action_shape: tuple[int, ...] = (), action_dtype=np.int64, seed: int | None = None):
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype=np.float32,
+        action_shape: tuple[int, ...] = (),
+        action_dtype=np.int64,
+        seed: int | None = None,
+    ):
         self.capacity = capacity
         check_range(self, "capacity", 1, integer=True)
         self.obs_shape = tuple(obs_shape)
@@ -48,8 +55,8 @@ class ReplayBuffer:
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=bool)
         self.truncated = np.zeros(capacity, dtype=bool)
-        self.pos = 0    # where the next transition goes
-        self.size = 0   # how many are stored
+        self.pos = 0  # where the next transition goes
+        self.size = 0  # how many are stored
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -72,10 +79,10 @@ class ReplayBuffer:
             "truncated": np.asarray(truncated).reshape(n),
         }
         ### BEGIN SOLUTION
-        keep = min(n, self.capacity)    # more than capacity at once: only the last ones survive
+        keep = min(n, self.capacity)  # more than capacity at once: only the last ones survive
         index = (self.pos + np.arange(n - keep, n)) % self.capacity
         for name, values in columns.items():
-            getattr(self, name)[index] = values[n - keep:]
+            getattr(self, name)[index] = values[n - keep :]
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         ### END SOLUTION
@@ -83,37 +90,52 @@ class ReplayBuffer:
     def sample(self, batch_size: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """A minibatch of transitions drawn uniformly, with replacement."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ConfigError(f"ReplayBuffer.sample batch_size = {batch_size!r} is out of range: "
-                              f"it must be an integer in [1, inf)")
+            raise ConfigError(
+                f"ReplayBuffer.sample batch_size = {batch_size!r} is out of range: it must be an integer in [1, inf)"
+            )
         if self.size == 0:
-            raise ConfigError(f"ReplayBuffer.sample batch_size = {batch_size!r}: the buffer is empty, "
-                              f"add transitions first")
+            raise ConfigError(
+                f"ReplayBuffer.sample batch_size = {batch_size!r}: the buffer is empty, add transitions first"
+            )
         ### BEGIN SOLUTION
         index = self.rng.integers(self.size, size=batch_size)
         ### END SOLUTION
-        return {name: torch.as_tensor(getattr(self, name)[index], device=device)
-                for name in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")}
+        return {
+            name: torch.as_tensor(getattr(self, name)[index], device=device)
+            for name in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
+        }
 
     def state_dict(self) -> dict:
         """Everything needed to resume: the stored transitions, positions and the sampler's
         random state. Plain tensors, ints and strings, so ``torch.load(weights_only=True)``
         reads it back."""
-        arrays = {name: torch.from_numpy(getattr(self, name)[:self.size].copy())
-                  for name in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")}
-        return {**arrays, "capacity": self.capacity, "pos": self.pos, "size": self.size,
-                "rng": self.rng.bit_generator.state}
+        arrays = {
+            name: torch.from_numpy(getattr(self, name)[: self.size].copy())
+            for name in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
+        }
+        return {
+            **arrays,
+            "capacity": self.capacity,
+            "pos": self.pos,
+            "size": self.size,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:
-            raise ConfigError(f"ReplayBuffer.capacity = {self.capacity} does not match the saved "
-                              f"buffer's capacity {state['capacity']}")
+            raise ConfigError(
+                f"ReplayBuffer.capacity = {self.capacity} does not match the saved "
+                f"buffer's capacity {state['capacity']}"
+            )
         for name in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated"):
             array = getattr(self, name)
             saved = state[name].numpy()
             if saved.shape[1:] != array.shape[1:]:
-                raise ConfigError(f"ReplayBuffer.{name} has shape {array.shape[1:]} per transition, "
-                                  f"the saved buffer {saved.shape[1:]}")
+                raise ConfigError(
+                    f"ReplayBuffer.{name} has shape {array.shape[1:]} per transition, "
+                    f"the saved buffer {saved.shape[1:]}"
+                )
             array[:] = 0
-            array[:len(saved)] = saved
+            array[: len(saved)] = saved
         self.pos, self.size = int(state["pos"]), int(state["size"])
         self.rng.bit_generator.state = state["rng"]
