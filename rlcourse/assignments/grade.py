@@ -48,7 +48,7 @@ markers =
 addopts = -p no:cacheprovider -p no:xdist -p no:randomly -q --tb=no -W ignore::DeprecationWarning
 """
 TIMINGS = "timings.json"
-LIMIT_MULTIPLE, LIMIT_FLOOR = 5.0, 6.0  # a test's limit: max(floor, multiple × the reference's time)
+LIMIT_MULTIPLE, LIMIT_FLOOR = 10.0, 4.0  # a test's limit: max(floor, multiple × the reference's time)
 MAX_SUBMISSION_FILES, MAX_SUBMISSION_BYTES = 2_000, 50 << 20
 
 
@@ -333,7 +333,18 @@ def _not_run(report: GradeReport, message: str) -> GradeReport:
 class _Run:
     """The harness processes of one grading, their reports, their deadline and their end."""
 
-    def __init__(self, report, work, trusted, level, limits, memory_mb, jobs, deadline, modules):
+    def __init__(
+        self,
+        report: GradeReport,
+        work: Path,
+        trusted: Path,
+        level: str,
+        limits: dict[str, float],
+        memory_mb: int,
+        jobs: int,
+        deadline: float,
+        modules: list[str],
+    ) -> None:
         self.report, self.work, self.trusted, self.level, self.modules = report, work, trusted, level, modules
         self.limits, self.memory_mb, self.deadline = limits, memory_mb, time.monotonic() + deadline
         self.deadline_s = deadline
@@ -341,7 +352,7 @@ class _Run:
         self.results: dict[str, list[dict]] = {t.title: [] for t in report.tests}
         self.collected: dict[str, bool] = {}
         self.harnesses: list[subprocess.Popen] = []
-        self.uids: list[int] = []
+        self.uids: list[tuple[int, int]] = []  # (uid, the fd of its lock)
         self.problems: dict = {}
         self.errors: list[str] = []
         self.token = secrets.token_hex(16)
