@@ -16,7 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+ConfigT = TypeVar("ConfigT", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -28,7 +36,16 @@ class UsageError(Exception):
     pair): ``rlcourse`` and ``rlcourse rlhf`` report it in one line with exit status 2."""
 
 
-def check_range(config, field: str, low=None, high=None, *, low_open=False, high_open=False, integer=False):
+def check_range(
+    config: object,
+    field: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> None:
     """Raise ConfigError unless ``config.field`` lies in the interval given.
 
     ``low``/``high`` of None mean unbounded; ``*_open`` excludes that end point.
@@ -51,7 +68,7 @@ def check_range(config, field: str, low=None, high=None, *, low_open=False, high
         raise ConfigError(f"{name} = {value!r} is out of range: it must be in {left}{lo}, {hi}{right}")
 
 
-def check_layers(config, field: str = "hidden"):
+def check_layers(config: object, field: str = "hidden") -> None:
     """Raise ConfigError unless ``config.field`` is a tuple of hidden-layer sizes, each >= 1."""
     value = getattr(config, field)
     if not isinstance(value, tuple) or not all(
@@ -63,7 +80,7 @@ def check_layers(config, field: str = "hidden"):
         )
 
 
-def check_choice(config, field: str, choices):
+def check_choice(config: object, field: str, choices: Collection[object]) -> None:
     """Raise ConfigError unless ``config.field`` is one of ``choices``."""
     value = getattr(config, field)
     if value not in choices:
@@ -71,9 +88,10 @@ def check_choice(config, field: str, choices):
         raise ConfigError(f"{type(config).__name__}.{field} = {value!r} is not allowed: it must be one of {allowed}")
 
 
-def _parse(text: str, kind, name: str):
+def _parse(text: str, kind: Any, name: str) -> object:
+    """``text`` converted to the type ``kind`` (a field's type hint) of the field ``name``."""
     origin = typing.get_origin(kind)
-    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+    if origin is typing.Union or origin is types.UnionType:
         options = [k for k in typing.get_args(kind) if k is not type(None)]
         if text.lower() in ("none", "null"):
             return None
@@ -102,7 +120,7 @@ def _parse(text: str, kind, name: str):
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
     """``["alpha=0.5", "gamma=1"]`` → ``{"alpha": "0.5", "gamma": "1"}``; the values stay text
     (:func:`apply_overrides` converts them to the fields' types)."""
-    overrides = {}
+    overrides: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -111,7 +129,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
-def apply_overrides(config, overrides: dict[str, str]):
+def apply_overrides(config: ConfigT, overrides: Mapping[str, str]) -> ConfigT:
     """Return a copy of ``config`` with fields replaced by parsed ``overrides``.
 
     Unknown keys raise ConfigError listing the fields that exist; the new config runs
@@ -119,7 +137,7 @@ def apply_overrides(config, overrides: dict[str, str]):
     """
     hints = typing.get_type_hints(type(config))
     fields = {f.name for f in dataclasses.fields(config)}
-    changes = {}
+    changes: dict[str, object] = {}
     for key, text in overrides.items():
         if key not in fields:
             raise ConfigError(
@@ -129,10 +147,10 @@ def apply_overrides(config, overrides: dict[str, str]):
     return dataclasses.replace(config, **changes)
 
 
-def config_from_dict(cls, values: dict):
+def config_from_dict(cls: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
     """Rebuild a config saved with ``dataclasses.asdict`` (tuples came back as lists)."""
     hints = typing.get_type_hints(cls)
-    fixed = {}
+    fixed: dict[str, Any] = {}
     for key, value in values.items():
         if typing.get_origin(hints.get(key)) is tuple and isinstance(value, list):
             value = tuple(value)

@@ -3,6 +3,7 @@
 * :func:`mlp` — linear layers with an activation between them, orthogonally initialised;
 * :func:`flatten_parameters` — one contiguous parameter vector (and gradient) for a
   network, so that an optimiser step or a gradient clip is one operation, not one per tensor;
+* :func:`flat_grad` — that vector's gradient;
 * :func:`clip_grad_norm` — scale the flat gradient to a maximum norm;
 * :func:`save_module` / :func:`read_module` — a network's weights and the ``spec`` that says
   how to rebuild it, written atomically; each lesson rebuilds its own kinds from them;
@@ -24,13 +25,13 @@ from torch import nn
 from rlcourse.run import atomic_write
 
 
-def mlp(sizes: list[int], activation=nn.Tanh, output_gain: float = 1.0) -> nn.Sequential:
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh, output_gain: float = 1.0) -> nn.Sequential:
     """Linear layers of the given sizes with ``activation`` between them.
 
     Orthogonal initialisation (gain √2 for hidden layers, ``output_gain`` for the last),
     zero biases: the usual choice for policy-gradient networks.
     """
-    layers = []
+    layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         linear = nn.Linear(n_in, n_out)
         last = i == len(sizes) - 2
@@ -61,10 +62,18 @@ def flatten_parameters(module: nn.Module) -> nn.Parameter:
     return flat
 
 
+def flat_grad(flat: nn.Parameter) -> torch.Tensor:
+    """The flat gradient :func:`flatten_parameters` gave ``flat``: backward writes into it."""
+    if flat.grad is None:
+        raise ValueError("this parameter has no gradient vector: flatten_parameters gives it one")
+    return flat.grad
+
+
 def clip_grad_norm(flat: nn.Parameter, max_norm: float) -> torch.Tensor:
     """Scale the gradient g of a flat parameter to g · min(1, max_norm / ‖g‖); return ‖g‖."""
-    norm = torch.linalg.vector_norm(flat.grad)
-    flat.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    grad = flat_grad(flat)
+    norm = torch.linalg.vector_norm(grad)
+    grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
     return norm
 
 

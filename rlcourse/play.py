@@ -60,7 +60,9 @@ def evaluate_policy(
     """
     env = _environment(env_id, env_kwargs or {}, render, episodes)
     rng = np.random.default_rng(seed)
-    returns, lengths, frames = [], [], []
+    returns: list[float] = []
+    lengths: list[int] = []
+    frames: list[np.ndarray] = []  # the first episode's pictures, for a video
     for episode in range(episodes):
         show = print_fn if render == "ansi" else None
         record = frames if render in VIDEO_FORMATS and episode == 0 else None

@@ -38,6 +38,8 @@ os.umask(_UMASK)
 class NonFiniteError(FloatingPointError):
     """Training produced NaN or inf; carries the env step at which it happened."""
 
+    iteration: int | None = None  # the iteration, for a trainer that counts them (PPO-RLHF)
+
     def __init__(self, what: str, step: int, checkpoint: Path | None = None):
         self.step = step
         where = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint else ""
@@ -363,7 +365,7 @@ class IterationRecord:
         stats: dict,
         returns: list,
         lengths: list,
-        checkpoint: Callable[[], dict],
+        checkpoint: Callable[..., dict],  # called with no arguments; "..." admits a lambda that binds loop variables
         model,
         final: bool = False,
     ) -> None:

@@ -21,12 +21,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
 from rlcourse.assignments import isolation, sandbox
 from rlcourse.assignments.plain import WireError
-from rlcourse.assignments.sandbox import SandboxError, Slot, StudentError, TimeLimit
+from rlcourse.assignments.sandbox import SandboxError, Session, Slot, StudentError, TimeLimit
 
 SETTINGS: dict = {}
 
@@ -36,7 +37,7 @@ class Harness:
 
     def __init__(self, slot: Slot, limits: dict, default_limit: float):
         self.slot, self.limits, self.default_limit = slot, limits, default_limit
-        self.session = None
+        self.session: Session | None = None
         self.limit, self.deadline = 0.0, 0.0
         self.started: dict[str, float] = {}
         self.error: str = ""
@@ -46,7 +47,7 @@ class Harness:
         self.limit = float(self.limits.get(title, self.default_limit))
         self.deadline = self.started.setdefault(title, time.monotonic()) + self.limit
 
-    def session_for_test(self):
+    def session_for_test(self) -> Session:
         if self.error:
             raise SandboxError(self.error)
         if self.session is None:
@@ -62,10 +63,11 @@ class Harness:
 
 
 HARNESS: Harness | None = None
-_REPORTS = None
+_REPORTS: TextIO | None = None  # where the events go: the report pipe pytest_configure opens
 
 
 def _send(**fields) -> None:
+    assert _REPORTS is not None, "pytest_configure opens the report pipe first"
     _REPORTS.write(json.dumps(fields) + "\n")
     _REPORTS.flush()
 
@@ -115,6 +117,7 @@ def pytest_collectreport(report) -> None:
 
 def pytest_collection_finish(session) -> None:
     """Start the sandbox once the tests are in memory (and, without a sandbox user, off the disk)."""
+    assert HARNESS is not None, "pytest_configure makes the harness first"
     titles = sorted({title_of(item) for item in session.items})
     _send(event="collected", titles=titles)
     tests_dir = Path(SETTINGS["tests_dir"]).resolve()

@@ -378,7 +378,12 @@ def _launch(config: dict) -> None:
         except BaseException as error:
             print(f"rlcourse sandbox launcher: {error}", file=sys.stderr, flush=True)
         os._exit(70)
-    signal.signal(signal.SIGTERM, lambda *_: (os.kill(pid, signal.SIGKILL), os._exit(1)))
+
+    def kill_sandbox(*_: object) -> None:
+        os.kill(pid, signal.SIGKILL)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, kill_sandbox)
     print(pid, flush=True)
     _, status = os.waitpid(pid, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)

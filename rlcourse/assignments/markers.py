@@ -14,7 +14,6 @@ drops hidden blocks. Both fail loudly on an unbalanced or nested marker.
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -44,7 +43,8 @@ def find_blocks(source: str, begin_marker: str, end_marker: str, where: str = "<
         elif text == end_marker:
             if open_at is None:
                 raise MarkerError(f"{where}:{number + 1}: {end_marker} without {begin_marker}")
-            blocks.append(Block(open_at, number, re.match(r"\s*", source.splitlines()[open_at]).group()))
+            opening = source.splitlines()[open_at]
+            blocks.append(Block(open_at, number, opening[: len(opening) - len(opening.lstrip())]))
             open_at = None
     if open_at is not None:
         raise MarkerError(f"{where}:{open_at + 1}: {begin_marker} is never closed by {end_marker}")

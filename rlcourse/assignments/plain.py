@@ -132,7 +132,8 @@ class Decoder:
         _require(type(x) is dict and len(x) == 1, f"an unexpected value {str(x)[:80]}")
         ((tag, body),) = x.items()
         handler = getattr(self, "tag" + tag.replace("__", "_"), None) if tag.startswith("__") else None
-        _require(handler is not None, f"an unknown tag {tag[:40]!r}")
+        if handler is None:
+            raise WireError(f"an unknown tag {tag[:40]!r}")
         return handler(body, depth)
 
     def tag_nd_(self, body, depth):

@@ -158,7 +158,8 @@ def _copy_lessons(root: Path, out: Path, lessons: list[int]) -> None:
 def secret_lines(root: Path) -> set[str]:
     """Lines that appear only inside solution blocks or hidden tests (a line the reference also
     shows outside a block is public anyway)."""
-    secrets, public = set(), set()
+    secrets: set[str] = set()
+    public: set[str] = set()
     sources = list((root / "rlcourse").rglob("*.py")) + list((root / "notebooks").glob("*.py"))
     for path in sources:
         source = path.read_text()

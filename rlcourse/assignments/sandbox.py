@@ -51,13 +51,22 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Protocol
 
 from rlcourse.assignments import isolation
 from rlcourse.assignments.plain import Decoder, WireError, kind_of, restore
 from rlcourse.assignments.sandbox_worker import rng_changed, rng_snapshot, rng_to_send
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
-HARNESS = None  # the Harness when this process runs graded tests for `rlcourse grade`
+
+
+class _Harness(Protocol):
+    """What this module asks of :class:`rlcourse.assignments.harness.Harness` (which imports it)."""
+
+    def session_for_test(self) -> Session: ...
+
+
+HARNESS: _Harness | None = None  # the Harness when this process runs graded tests for `rlcourse grade`
 LOCAL_MODULES: set[str] = set()  # the test files' modules: what they define stays in the harness
 DECLARED: list[str] = []  # every module a test asked for, in order (the zygote imports them)
 
@@ -214,7 +223,8 @@ class _Pickler(pickle.Pickler):
 
     def __init__(self, file, callbacks: dict):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.callbacks, self.storages = callbacks, {}
+        self.callbacks = callbacks
+        self.storages: dict[int, int] = {}
 
     def persistent_id(self, obj):
         if type(obj) in _PLAIN_TYPES:
@@ -297,11 +307,13 @@ class _Arguments:
             return x
         if isinstance(x, StudentObject):
             x = object.__getattribute__(x, "_obj")
-            return self.stateful(kind_of(x) if kind_of(x) in ("module", "optimizer") else "object", x)
+            kind = kind_of(x)
+            return self.stateful(kind if kind in ("module", "optimizer") else "object", x)
         if isinstance(x, torch.Tensor):
             return self.tensor(x)
-        if kind_of(x) is not None:
-            return self.stateful(kind_of(x), x)
+        kind = kind_of(x)
+        if kind is not None:
+            return self.stateful(kind, x)
         return self.container(x, depth)
 
     def container(self, x, depth: int):
@@ -332,7 +344,8 @@ def _prepare(args, kwargs, self_obj, rng: dict | None) -> tuple[Prepared, bytes]
         rng=rng,
         grad_inputs=[walk.leaves.get(id(t), t) for t in walk.grad_inputs],
     )
-    buffer, callbacks = io.BytesIO(), {}
+    buffer = io.BytesIO()
+    callbacks: dict[int, tuple[int, object]] = {}  # id(x) → (its handle, x): what stays in the harness
     try:
         _Pickler(buffer, callbacks).dump(payload)
     except (pickle.PicklingError, TypeError, AttributeError) as error:
@@ -459,7 +472,7 @@ class Session:
         if time.monotonic() >= self.deadline:
             raise self._timed_out()
 
-    def _timed_out(self) -> TimeLimit:
+    def _timed_out(self) -> SandboxError:
         if self.ended is None:
             self.ended = TimeLimit(f"timed out after {self.limit:g} s")
             self.slot.end_child()
@@ -530,14 +543,15 @@ class Session:
     def _serve_callback(self, header: dict, blob: bytes, prepared: Prepared) -> None:
         """The student's code used an object of the test's: call it, or get or set an attribute."""
         objects = {i: x for i, x in prepared.callbacks.values()}
-        index, action, name = header.get("id"), header.get("action"), header.get("name")
+        index, action = header.get("id"), header.get("action")
         if index not in objects or action not in ("call", "getattr", "setattr"):
             raise WireError("the sandbox asked for an object it was not given")
         decoder = Decoder(blob)
         args, kwargs = decoder.decode(header.get("args")), decoder.decode(header.get("kwargs"))
         if not isinstance(args, list) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
             raise WireError("a callback's arguments")
-        if action != "call" and (not isinstance(name, str) or name.startswith("_")):
+        name = header.get("name") if action != "call" else ""  # a call names no attribute
+        if not isinstance(name, str) or name.startswith("_"):
             raise WireError("a callback's attribute name")
         target = objects[index]
         try:
@@ -546,7 +560,8 @@ class Session:
             elif action == "getattr":
                 value = getattr(target, name)
             else:
-                value = setattr(target, name, args[0] if args else None)
+                setattr(target, name, args[0] if args else None)
+                value = None
         except Exception as error:
             self._send({"op": "raise", "message": f"{type(error).__name__}: {error}"[:500]})
             return
@@ -635,11 +650,11 @@ class Slot:
         self.level, self.uid, self.work, self.token = level, uid, work, token
         self.package_dir, self.memory_mb, self.hide = package_dir, memory_mb, hide
         self.max_message = max(memory_mb, 256) << 20
-        self.process = None
-        self.control = None
-        self.zygote_pid = None
+        self.process: subprocess.Popen[bytes] | None = None  # the zygote's launcher (or the zygote itself)
+        self.control: socket.socket | None = None  # our end of the zygote's control socket
+        self.zygote_pid: int | None = None
         self.problems: dict = {}
-        self.child = None
+        self.child: socket.socket | None = None  # our end of the test's process
 
     def launch(self, modules: list[str]) -> None:
         """Start the zygote, which imports the student's ``modules``; :meth:`wait_ready` waits for it."""
@@ -658,6 +673,7 @@ class Slot:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log = open(self.work / "sandbox-output.txt", "wb")
         if self.level == "namespaces":
+            assert self.uid is not None  # the namespaces level always runs as a sandbox uid
             config = isolation.launch_config(
                 self.uid,
                 str(self.work),
@@ -700,7 +716,9 @@ class Slot:
                 pass_fds=(theirs.fileno(),),
                 env=isolation.sandbox_environment(str(home), self.uid, self.token),
                 start_new_session=True,
-                **({"user": self.uid, "group": self.uid, "extra_groups": []} if self.uid is not None else {}),
+                user=self.uid,  # None: as we are
+                group=self.uid,
+                extra_groups=[] if self.uid is not None else None,
             )
         theirs.close()
         log.close()
@@ -708,24 +726,31 @@ class Slot:
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until the zygote has imported the student's modules (``timeout`` seconds at most)."""
-        self.control.settimeout(timeout)
+        process, control = self._launched()
+        control.settimeout(timeout)
         try:
             if self.level == "namespaces":
-                self.zygote_pid = int(self.process.stdout.readline() or 0) or None
+                assert process.stdout is not None  # the launcher's stdout is a pipe: it writes the zygote's pid
+                self.zygote_pid = int(process.stdout.readline() or 0) or None
             else:
-                self.zygote_pid = self.process.pid
-            header = _read_frame(self.control)
+                self.zygote_pid = process.pid
+            header = _read_frame(control)
         except (OSError, ValueError, EOFError) as error:
             output = (self.work / "sandbox-output.txt").read_bytes()[-600:].decode(errors="replace").strip()
             self.stop()
             last = output.splitlines()[-1] if output else ""
             raise SandboxError(f"the sandbox did not start ({error}): {last}") from None
         self.problems = header.get("problems", {}) if isinstance(header, dict) else {}
-        self.control.settimeout(30)
+        control.settimeout(30)
+
+    def _launched(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        if self.process is None or self.control is None:
+            raise SandboxError("the sandbox was not launched")
+        return self.process, self.control
 
     def new_child(self, deadline: float, limit: float) -> Session:
         """A fresh process for one test, forked from the zygote, to answer until ``deadline``."""
-        if self.control is None or self.process.poll() is not None:
+        if self.control is None or self.process is None or self.process.poll() is not None:
             raise SandboxError("the sandbox is gone (the student's code ended it)")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -742,6 +767,8 @@ class Slot:
 
     def exit_code(self, pid: int | None) -> int | None:
         """How the test's process ended, as the zygote saw it (for the message only)."""
+        if self.control is None:
+            return None
         for _ in range(20):
             try:
                 self.control.sendall(b"s")
@@ -762,7 +789,7 @@ class Slot:
         self.sweep(keep_zygote=True)
 
     def sweep(self, keep_zygote: bool) -> None:
-        keep = frozenset({self.zygote_pid}) if keep_zygote and self.zygote_pid else frozenset()
+        keep: frozenset[int] = frozenset({self.zygote_pid}) if keep_zygote and self.zygote_pid else frozenset()
         if self.uid is not None:
             isolation.kill_all(uid=self.uid, keep=keep)
         else:

@@ -21,6 +21,8 @@ sandbox to harness, it holds the bytes of every array, which the JSON names by
 ``{"__nd__": [dtype, shape, offset, nbytes]}``.
 """
 
+from __future__ import annotations
+
 import io
 import json
 import os
@@ -30,6 +32,10 @@ import socket
 import struct
 import sys
 import traceback
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 PREFIX = struct.Struct(">IQ")
 MAX_DEPTH = 40
@@ -87,7 +93,8 @@ class Unpickler(pickle.Unpickler):
 
     def __init__(self, data: bytes, channel):
         super().__init__(io.BytesIO(data))
-        self.channel, self.storages = channel, {}
+        self.channel = channel
+        self.storages: dict[int, torch.UntypedStorage] = {}
 
     def persistent_load(self, pid):
         kind = pid[0]
@@ -114,7 +121,7 @@ class Unpickler(pickle.Unpickler):
 def hf_model(module: str, qualname: str, config: dict, params: dict, buffers: dict, training: bool):
     """A Hugging Face model built from its class and config, holding the harness's parameters."""
     __import__(module)
-    cls = sys.modules[module]
+    cls: Any = sys.modules[module]  # the module, then the class it names
     for part in qualname.split("."):
         cls = getattr(cls, part)
     model = cls(cls.config_class.from_dict(config))
@@ -246,7 +253,7 @@ class Encoder:
         }
 
 
-TORCH_DTYPES = set()
+TORCH_DTYPES: set[torch.dtype] = set()
 
 
 def _torch_dtypes():
@@ -465,7 +472,7 @@ class Channel:
         output, inputs = self.handles[header["handle"]]
         grad_output = Unpickler(blob, self).load()
         wanted = [i for i, t in enumerate(inputs) if t.requires_grad]
-        grads = [None] * len(inputs)
+        grads: list[torch.Tensor | None] = [None] * len(inputs)
         if wanted and output.requires_grad:
             found = torch.autograd.grad(
                 [output], [inputs[i] for i in wanted], [grad_output], retain_graph=True, allow_unused=True
@@ -513,7 +520,7 @@ def zygote(control_fd: int, package_dir: str, modules: list) -> None:
     _torch_dtypes()
     _warm_up(torch)
     control = socket.socket(fileno=control_fd)
-    exits = {}
+    exits: dict[int, int] = {}  # pid → exit code of each finished child
     signal.signal(signal.SIGCHLD, lambda *_: _reap(exits))
     problems = {}
     for name in modules:

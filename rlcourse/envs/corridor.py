@@ -29,7 +29,8 @@ LEFT, RIGHT = 0, 1
 
 
 class CorridorEnv(gym.Env):
-    metadata: typing.ClassVar[dict] = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    # gymnasium's Env annotates metadata as an instance variable, though every env sets it on the class
+    metadata: typing.ClassVar[dict] = {"render_modes": ["ansi", "human"], "render_fps": 4}  # type: ignore[misc]
     action_names = ("left", "right")
 
     def __init__(self, n_cells: int = 6, render_mode: str | None = None):

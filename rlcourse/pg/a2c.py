@@ -96,10 +96,10 @@ import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
-from rlcourse.networks import clip_grad_norm, flatten_parameters, mlp
+from rlcourse.networks import clip_grad_norm, flat_grad, flatten_parameters, mlp
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss, value_loss
-from rlcourse.pg.policies import CategoricalPolicy, ValueFunction, make_policy
+from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, Policy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
@@ -170,9 +170,14 @@ class A2CConfig:
 class SharedValue(nn.Module):
     """V(s) as a linear head on the policy network's last hidden layer (``shared=True``)."""
 
-    def __init__(self, policy: nn.Module, width: int):
+    def __init__(self, policy: Policy, width: int):
         super().__init__()
-        network = policy.logits if isinstance(policy, CategoricalPolicy) else policy.mean
+        if isinstance(policy, CategoricalPolicy):
+            network = policy.logits
+        elif isinstance(policy, GaussianPolicy):
+            network = policy.mean
+        else:
+            raise TypeError(f"SharedValue needs a CategoricalPolicy or a GaussianPolicy, got {type(policy).__name__}")
         self.trunk = network[:-1]  # the policy's own layers, not a copy
         self.head = mlp([width, 1], output_gain=1.0)
 
@@ -180,7 +185,7 @@ class SharedValue(nn.Module):
         return self.head(self.trunk(obs)).squeeze(-1)
 
 
-def make_critic(policy: nn.Module, obs_dim: int, config: A2CConfig) -> nn.Module:
+def make_critic(policy: Policy, obs_dim: int, config: A2CConfig) -> nn.Module:
     if config.shared:
         return SharedValue(policy, config.hidden[-1] if config.hidden else obs_dim)
     return ValueFunction(obs_dim, config.hidden)
@@ -208,7 +213,7 @@ class Terms(NamedTuple):
     targets: Tensor  # y_t = Â_t + V(s_t) [T, N]
 
 
-def a2c_loss(policy: nn.Module, critic: nn.Module, batch: Batch, config: A2CConfig) -> Terms:
+def a2c_loss(policy: Policy, critic: nn.Module, batch: Batch, config: A2CConfig) -> Terms:
     """The loss of one iteration and the terms it is made of.
 
     Ψ is computed on the time-major [T, N] grid; the networks see the T × N steps as one
@@ -247,7 +252,7 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
     uses, number for number. torch's optimiser wraps these three operations in enough
     Python to take three times as long for one small tensor: 5–10% of an A2C iteration.
     """
-    g = flat.grad
+    g = flat_grad(flat)
     square_avg.mul_(config.rms_alpha).addcmul_(g, g, value=1 - config.rms_alpha)
     flat.addcdiv_(g, square_avg.sqrt().add_(config.rms_eps), value=-lr)
 
@@ -294,7 +299,8 @@ def train(
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = (net.to(device) for net in make_networks(env_id, env_kwargs, config))
+        policy, critic = make_networks(env_id, env_kwargs, config)
+        policy, critic = policy.to(device), critic.to(device)
         # One flat vector for every parameter (a shared trunk counted once): one tensor for RMSprop
         # and the clip instead of a dozen. SB3's A2C uses torch's RMSprop (ε added to √v, the
         # average of g² starting at 0), not the TF-like variant the RL Zoo uses for Atari; so do we.
@@ -331,7 +337,7 @@ def train(
                     terms = a2c_loss(policy, critic, batch, config)
                     if not torch.isfinite(terms.loss):
                         raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
-                    flat.grad.zero_()
+                    flat_grad(flat).zero_()
                     terms.loss.backward()
                     grad_norm = clip_grad_norm(flat, config.max_grad_norm)
                     rmsprop_step(flat, square_avg, lr, config)
@@ -356,12 +362,12 @@ def train(
         return record.result(policy)
 
 
-def make_networks(env_id: str, env_kwargs: dict | None, config: A2CConfig) -> tuple[nn.Module, nn.Module]:
+def make_networks(env_id: str, env_kwargs: dict | None, config: A2CConfig) -> tuple[Policy, nn.Module]:
     """The policy for the environment's spaces (checked before any vector env starts) and its critic."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
     policy = make_policy("a2c", probe.observation_space, probe.action_space, config.hidden, config.log_std_init)
-    return policy, make_critic(policy, probe.observation_space.shape[0], config)
+    return policy, make_critic(policy, gym.spaces.flatdim(probe.observation_space), config)
 
 
 ROW_MEANS = ("policy_loss", "value_loss", "entropy", "grad_norm")

@@ -97,7 +97,7 @@ import torch.multiprocessing as mp
 from torch import Tensor, nn
 
 from rlcourse.config import ConfigError, check_choice, check_range
-from rlcourse.networks import clip_grad_norm, flatten_parameters
+from rlcourse.networks import clip_grad_norm, flat_grad, flatten_parameters
 from rlcourse.pg.a2c import A2CConfig, a2c_loss, make_critic
 from rlcourse.pg.objective import explained_variance
 from rlcourse.pg.policies import make_policy
@@ -129,7 +129,7 @@ class A3CConfig:
     gamma: float = 0.99  # discount γ
     gae_lambda: float = 1.0  # λ of GAE (advantage="gae")
     lr: float = 1e-3  # Adam step size α
-    adam_betas: tuple[float, ...] = (0.9, 0.999)  # Adam's β1, β2
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's β1, β2
     adam_eps: float = 1e-5  # Adam's ε
     vf_coef: float = 0.5  # c_V, weight of the critic's loss
     ent_coef: float = 0.01  # c_H, weight of the entropy bonus (the paper's β)
@@ -334,7 +334,7 @@ def _step_shared(
     local: nn.Parameter, flat: nn.Parameter, optimizer: SharedAdam, loss: Tensor, config: A3CConfig, shared: dict
 ) -> Tensor:
     """The gradient of the worker's copy, clipped, applied to the shared parameters by Adam; its norm."""
-    local.grad.zero_()
+    flat_grad(local).zero_()
     loss.backward()
     grad_norm = clip_grad_norm(local, config.max_grad_norm)
     flat.grad = local.grad
@@ -593,7 +593,7 @@ class _Parent:
             self.shared["pause_at"].value = min([*self.due.values(), self.steps])
 
     def shut_down(self) -> None:
-        rows = []
+        rows: list[tuple] = []  # what _row gives
         _shut_down(self.processes, self.shared, self.messages, rows, self.join_timeout)
         for row in rows:
             self.record.add_row(dict(zip(LOG_COLUMNS, row)))

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -99,7 +100,9 @@ def collect_demonstrations(
         raise ValueError(f"episodes = {episodes!r} is out of range: it must be an integer >= 1")
     env = gym.make(env_id, **(env_kwargs or {}))
     rng = np.random.default_rng(seed)
-    observations, actions, returns = [], [], []
+    observations: list[np.ndarray] = []
+    actions: list[Any] = []  # ints (Discrete) or arrays (Box)
+    returns: list[float] = []
     while len(returns) < episodes or len(observations) < min_pairs:
         obs, _ = env.reset(seed=seed + len(returns))
         total, done = 0.0, False
@@ -113,12 +116,12 @@ def collect_demonstrations(
         returns.append(total)
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     env.close()
-    actions = (
+    action_array = (
         np.asarray(actions, dtype=np.int64)
         if discrete
         else np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
     )
-    return Demonstrations(np.asarray(observations, dtype=np.float32), actions, returns)
+    return Demonstrations(np.asarray(observations, dtype=np.float32), action_array, returns)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -101,6 +101,8 @@ def value_loss(
     """
     error = (values - returns).pow(2)
     if clip_range is not None:
+        if values_old is None:
+            raise ValueError("value_loss: clip_range needs values_old, the critic's values at collection time")
         clipped = values_old + (values - values_old).clamp(-clip_range, clip_range)
         error = torch.maximum(error, (clipped - returns).pow(2))
     return masked_mean(error, mask)

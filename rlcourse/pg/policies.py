@@ -20,18 +20,58 @@ logits, or the Gaussian's mean clipped to the action bounds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal, kl_divergence
+from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 
 from rlcourse.networks import mlp, read_module, save_module
 from rlcourse.run import UnsupportedSpaceError
 
 
-class CategoricalPolicy(nn.Module):
+class Policy(nn.Module):
+    """What every policy-gradient trainer asks of a policy; :class:`CategoricalPolicy` and
+    :class:`GaussianPolicy` fill it in. Each takes back only the kind of distribution it
+    makes (hence ``dist: Any`` here)."""
+
+    spec: dict[str, Any]  # what module_from_spec needs to build it again
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        """π(·|s) for a batch of observations."""
+        raise NotImplementedError
+
+    def log_prob(self, dist: Any, actions: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) per state."""
+        raise NotImplementedError
+
+    def entropy(self, dist: Any) -> torch.Tensor:
+        """H(π(·|s)) per state."""
+        raise NotImplementedError
+
+    def kl(self, old: Any, new: Any) -> torch.Tensor:
+        """KL(old(·|s) ‖ new(·|s)) per state, in nats."""
+        raise NotImplementedError
+
+    def rows(self, dist: Any, index: torch.Tensor) -> Distribution:
+        """The distributions of the states ``index`` picks out of a batch."""
+        raise NotImplementedError
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions for a batch of observations and their log-probabilities (for acting)."""
+        raise NotImplementedError
+
+    def act(self, obs: Any, rng: np.random.Generator | None = None) -> Any:
+        """The most likely action for one observation (greedy evaluation)."""
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> None:
+        save_module(self, directory)
+
+
+class CategoricalPolicy(Policy):
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64)):
         super().__init__()
         self.spec = {"kind": "categorical", "obs_dim": obs_dim, "n_actions": n_actions, "hidden": list(hidden)}
@@ -68,23 +108,20 @@ class CategoricalPolicy(nn.Module):
         return actions.squeeze(-1), logits.gather(-1, actions).squeeze(-1)
 
     @torch.no_grad()
-    def act(self, obs, rng=None) -> int:
+    def act(self, obs: Any, rng: np.random.Generator | None = None) -> int:
         """The most likely action for one observation (greedy evaluation)."""
         return int(self.logits(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).argmax())
 
-    def save(self, directory) -> None:
-        save_module(self, directory)
 
-
-class GaussianPolicy(nn.Module):
+class GaussianPolicy(Policy):
     def __init__(
         self,
         obs_dim: int,
         act_dim: int,
         hidden: tuple[int, ...] = (64, 64),
         log_std_init: float = 0.0,
-        low=None,
-        high=None,
+        low: np.ndarray | None = None,
+        high: np.ndarray | None = None,
     ):
         super().__init__()
         self.spec = {
@@ -124,15 +161,12 @@ class GaussianPolicy(nn.Module):
         return actions, self.log_prob(dist, actions)
 
     @torch.no_grad()
-    def act(self, obs, rng=None) -> np.ndarray:
+    def act(self, obs: Any, rng: np.random.Generator | None = None) -> np.ndarray:
         """The Gaussian's mean for one observation, clipped to the action bounds."""
         action = self.mean(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).numpy()
         if self.spec["low"] is not None:
             action = np.clip(action, self.spec["low"], self.spec["high"])
         return action
-
-    def save(self, directory) -> None:
-        save_module(self, directory)
 
 
 class ValueFunction(nn.Module):
@@ -146,8 +180,12 @@ class ValueFunction(nn.Module):
 
 
 def make_policy(
-    algo: str, observation_space, action_space, hidden: tuple[int, ...] = (64, 64), log_std_init: float = 0.0
-) -> nn.Module:
+    algo: str,
+    observation_space: gym.Space[Any],
+    action_space: gym.Space[Any],
+    hidden: tuple[int, ...] = (64, 64),
+    log_std_init: float = 0.0,
+) -> Policy:
     """The policy for these spaces, or an error naming ``algo`` and the unsupported space."""
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UnsupportedSpaceError(f"{algo} needs a flat Box observation space, got {observation_space}")

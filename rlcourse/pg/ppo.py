@@ -72,7 +72,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -80,7 +80,7 @@ import torch
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_layers, check_range
-from rlcourse.networks import clip_grad_norm, flatten_parameters
+from rlcourse.networks import clip_grad_norm, flat_grad, flatten_parameters
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import (
     clipped_surrogate_loss,
@@ -89,7 +89,7 @@ from rlcourse.pg.objective import (
     ratio_diagnostics,
     value_loss,
 )
-from rlcourse.pg.policies import ValueFunction, make_policy
+from rlcourse.pg.policies import Policy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
@@ -183,7 +183,7 @@ class PPOConfig:
 
 # rl-baselines3-zoo, hyperparams/ppo.yml ("lin_x" there is x with anneal_* here). Pendulum-v1 also
 # has use_sde: True there, which we leave out (see the module's docstring).
-RL_ZOO = {
+RL_ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         num_envs=8,
         n_steps=32,
@@ -247,7 +247,7 @@ class Terms(NamedTuple):
 
 
 def ppo_loss(
-    policy: nn.Module,
+    policy: Policy,
     critic: nn.Module,
     mb: Minibatch,
     config: PPOConfig,
@@ -297,12 +297,12 @@ def adapt_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
 
 def make_networks(
     algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple[int, ...], log_std_init: float
-) -> tuple[nn.Module, nn.Module]:
+) -> tuple[Policy, nn.Module]:
     """A policy for the environment's spaces (or an error naming ``algo`` and the space) and a critic."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
     policy = make_policy(algo, probe.observation_space, probe.action_space, hidden, log_std_init)
-    return policy, ValueFunction(probe.observation_space.shape[0], hidden)
+    return policy, ValueFunction(gym.spaces.flatdim(probe.observation_space), hidden)
 
 
 def train(
@@ -346,9 +346,8 @@ def train(
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = (
-            net.to(device) for net in make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
-        )
+        policy, critic = make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
+        policy, critic = policy.to(device), critic.to(device)
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
         optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
@@ -408,7 +407,7 @@ TERM_NAMES = Terms._fields  # loss, policy_loss, value_loss, entropy, approx_kl,
 
 
 def update(
-    policy: nn.Module,
+    policy: Policy,
     critic: nn.Module,
     flat: nn.Parameter,
     optimizer,
@@ -440,7 +439,7 @@ def update(
             if config.target_kl is not None and terms.approx_kl > 1.5 * config.target_kl:
                 stop = True  # SB3's rule: this minibatch's step is not taken
                 break
-            flat.grad.zero_()
+            flat_grad(flat).zero_()
             terms.loss.backward()
             clip_grad_norm(flat, config.max_grad_norm)
             optimizer.step()

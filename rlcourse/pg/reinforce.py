@@ -68,7 +68,7 @@ from torch.nn import functional as F
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss
-from rlcourse.pg.policies import ValueFunction, make_policy
+from rlcourse.pg.policies import Policy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
@@ -144,7 +144,7 @@ class ReinforceConfig:
 class _LogProb(nn.Module):
     """log π(a | s) as a forward pass, so that torch.func can swap in the parameters."""
 
-    def __init__(self, policy: nn.Module):
+    def __init__(self, policy: Policy):
         super().__init__()
         self.policy = policy
 
@@ -152,7 +152,7 @@ class _LogProb(nn.Module):
         return self.policy.log_prob(self.policy.distribution(obs), actions)
 
 
-def score_sq_norms(policy: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def score_sq_norms(policy: Policy, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     r""":math:`\lVert\nabla_\theta \log\pi_\theta(a_i \mid s_i)\rVert^2` for each sample i.
 
     One gradient per sample, ``vmap`` of ``grad`` over the batch (torch.func).
@@ -210,8 +210,8 @@ def fit_value(
     losses = []
     minibatches = min(config.value_minibatches, len(targets))
     for _ in range(config.value_epochs):
-        for idx in np.array_split(rng.permutation(len(targets)), minibatches):
-            idx = torch.as_tensor(idx)
+        for rows in np.array_split(rng.permutation(len(targets)), minibatches):
+            idx = torch.as_tensor(rows)
             loss = F.mse_loss(critic(obs[idx]), targets[idx])
             if not torch.isfinite(loss):
                 return float("nan")
@@ -259,7 +259,8 @@ def train(
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = (None if net is None else net.to(device) for net in make_networks(env_id, env_kwargs, config))
+        policy, critic = make_networks(env_id, env_kwargs, config)
+        policy, critic = policy.to(device), None if critic is None else critic.to(device)
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
         value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr) if critic else None
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
@@ -306,7 +307,7 @@ def train(
                 if not math.isfinite(stats["loss"]) and (mask is None or mask.any()):
                     raise NonFiniteError("policy loss", rollout.env_steps, record.last_checkpoint)
                 stats["value_loss"] = float("nan")
-                if critic is not None:
+                if critic is not None and value_optimizer is not None:
                     value_optimizer.param_groups[0]["lr"] = frac * config.value_lr
                     stats["value_loss"] = fit_value(
                         critic, value_optimizer, batch.obs.flatten(0, 1), G.flatten(), config, rng
@@ -335,18 +336,22 @@ def train(
         return record.result(policy)
 
 
-def make_networks(env_id: str, env_kwargs: dict | None, config: ReinforceConfig) -> tuple[nn.Module, nn.Module | None]:
+def make_networks(env_id: str, env_kwargs: dict | None, config: ReinforceConfig) -> tuple[Policy, nn.Module | None]:
     """The policy for the environment's spaces (checked before any vector env starts), and a
     critic when Ψ needs one (``value-baseline``)."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
     policy = make_policy("reinforce", probe.observation_space, probe.action_space, config.hidden, config.log_std_init)
-    critic = ValueFunction(probe.observation_space.shape[0], config.hidden) if config.psi == "value-baseline" else None
+    critic = (
+        ValueFunction(gym.spaces.flatdim(probe.observation_space), config.hidden)
+        if config.psi == "value-baseline"
+        else None
+    )
     return policy, critic
 
 
 def policy_step(
-    policy: nn.Module,
+    policy: Policy,
     optimizer,
     batch,
     psi: torch.Tensor,

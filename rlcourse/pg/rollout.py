@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +29,13 @@ from torch import Tensor
 
 from rlcourse.networks import owned
 from rlcourse.run import random_state, restore_random_state
+
+
+class SamplingPolicy(Protocol):
+    """What :meth:`Rollout.collect` needs of a policy: actions for a batch of observations,
+    with their log-probabilities."""
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
 @dataclasses.dataclass
@@ -42,15 +51,15 @@ class Batch:
     timesteps: Tensor  # [T, N] long: t's index within its episode
     values: Tensor | None = None  # [T, N]  V(s_t), filled by add_values
     next_values: Tensor | None = None  # [T, N]  V(s_{t+1})
-    episode_returns: list = dataclasses.field(default_factory=list)  # episodes that ended here
-    episode_lengths: list = dataclasses.field(default_factory=list)
+    episode_returns: list[float] = dataclasses.field(default_factory=list)  # episodes that ended here
+    episode_lengths: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def size(self) -> int:
         return self.rewards.numel()
 
     @torch.no_grad()
-    def add_values(self, value_fn) -> Batch:
+    def add_values(self, value_fn: Callable[[Tensor], Tensor]) -> Batch:
         """Fill ``values`` and ``next_values`` with one batched pass of the critic each."""
         self.values = value_fn(self.obs)
         self.next_values = value_fn(self.next_obs)
@@ -61,21 +70,28 @@ class Rollout:
     """N copies of an environment, stepped together, that remember where they left off."""
 
     def __init__(
-        self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None, device: str | torch.device = "cpu"
-    ):
-        self.envs = gym.make_vec(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        env_kwargs: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        envs = gym.make_vec(
             env_id,
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
             **(env_kwargs or {}),
         )
+        assert isinstance(envs, gym.vector.SyncVectorEnv)  # "sync": a checkpoint pickles its sub-environments
+        self.envs = envs
         self.single_action_space = self.envs.single_action_space
         self.single_observation_space = self.envs.single_observation_space
         self.continuous = isinstance(self.single_action_space, gym.spaces.Box)
         obs, _ = self.envs.reset(seed=seed)
         self.envs.action_space.seed(seed)
-        self.obs = obs  # where each environment stands
+        self.obs: np.ndarray = obs  # where each environment stands
         self.starts = np.ones(num_envs, dtype=bool)
         self.timesteps = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
@@ -88,10 +104,10 @@ class Rollout:
     def __enter__(self) -> Rollout:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Where every environment stands (the environments themselves, pickled), for a checkpoint."""
         return {
             "envs": self.envs.envs,
@@ -102,7 +118,7 @@ class Rollout:
             "env_steps": self.env_steps,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Go on from a :meth:`state_dict`: the same environments, in the same state."""
         self.envs.close()
         self.envs = gym.vector.SyncVectorEnv(
@@ -111,7 +127,7 @@ class Rollout:
         self.obs, self.starts, self.timesteps = state["obs"], state["starts"], state["timesteps"]
         self.episode_return, self.env_steps = state["episode_return"], state["env_steps"]
 
-    def collect(self, policy, steps: int) -> Batch:
+    def collect(self, policy: SamplingPolicy, steps: int) -> Batch:
         """Step every environment ``steps`` times with actions sampled from ``policy``."""
         n = self.obs.shape[0]
         # NumPy buffers, filled in place and handed to torch once at the end: at a few
@@ -120,7 +136,7 @@ class Rollout:
         obs = np.empty((steps, *self.obs.shape), dtype=np.float32)
         next_obs = np.empty_like(obs)
         actions = np.empty(
-            (steps, n, *self.single_action_space.shape), dtype=np.float32 if self.continuous else np.int64
+            (steps, n, *(self.single_action_space.shape or ())), dtype=np.float32 if self.continuous else np.int64
         )
         logp = np.empty((steps, n), dtype=np.float32)
         rewards = np.empty((steps, n), dtype=np.float32)
@@ -128,8 +144,10 @@ class Rollout:
         truncated = np.empty((steps, n), dtype=bool)
         starts = np.empty((steps, n), dtype=bool)
         timesteps = np.empty((steps, n), dtype=np.int64)
-        finished_returns, finished_lengths = [], []
-        low, high = (self.single_action_space.low, self.single_action_space.high) if self.continuous else (None, None)
+        finished_returns: list[float] = []
+        finished_lengths: list[int] = []
+        space = self.single_action_space
+        low, high = (space.low, space.high) if isinstance(space, gym.spaces.Box) else (None, None)
 
         with torch.inference_mode():
             for t in range(steps):
@@ -150,23 +168,43 @@ class Rollout:
                 self.starts = done
                 self.obs = new_obs
         self.env_steps += steps * n
-        tensors = (
-            torch.from_numpy(x).to(self.device)
-            for x in (obs, actions, logp, rewards, terminated, truncated, next_obs, starts, timesteps)
+
+        def tensor(x: np.ndarray) -> Tensor:
+            return torch.from_numpy(x).to(self.device)
+
+        return Batch(
+            obs=tensor(obs),
+            actions=tensor(actions),
+            logp=tensor(logp),
+            rewards=tensor(rewards),
+            terminated=tensor(terminated),
+            truncated=tensor(truncated),
+            next_obs=tensor(next_obs),
+            starts=tensor(starts),
+            timesteps=tensor(timesteps),
+            episode_returns=finished_returns,
+            episode_lengths=finished_lengths,
         )
-        return Batch(*tensors, episode_returns=finished_returns, episode_lengths=finished_lengths)
 
 
 def _same(env: gym.Env) -> gym.Env:
     return env
 
 
-def training_state(rng: np.random.Generator | None = None, rollout: Rollout | None = None, **parts) -> dict:
+#: What a checkpoint can hold by name: a tensor, a network, an optimiser (None: left out).
+Part = Tensor | torch.nn.Module | torch.optim.Optimizer | None
+
+
+def training_state(
+    rng: np.random.Generator | None = None, rollout: Rollout | None = None, **parts: Part
+) -> dict[str, Any]:
     """What a checkpoint of a policy-gradient run holds: where the environments stand, the
     random state, and each of ``parts`` (networks, optimisers, tensors) by name. The
     networks' tensors are copied: ours are views of one flat parameter vector."""
-    state = {}
+    state: dict[str, Any] = {}
     if rollout is not None:
+        if rng is None:
+            raise ValueError("training_state: a rollout's checkpoint needs the run's generator, rng")
         state.update(rollout=rollout.state_dict(), rng=random_state(rng))
     for name, part in parts.items():
         if isinstance(part, torch.Tensor):
@@ -177,7 +215,7 @@ def training_state(rng: np.random.Generator | None = None, rollout: Rollout | No
 
 
 def load_training_state(
-    state: dict, rng: np.random.Generator | None = None, rollout: Rollout | None = None, **parts
+    state: dict[str, Any], rng: np.random.Generator | None = None, rollout: Rollout | None = None, **parts: Part
 ) -> None:
     """Go on from a :func:`training_state`: every part as it was saved (tensors in place)."""
     for name, part in parts.items():
@@ -186,5 +224,7 @@ def load_training_state(
         elif part is not None:
             part.load_state_dict(state[name])
     if rollout is not None:
+        if rng is None:
+            raise ValueError("load_training_state: a rollout's checkpoint needs the run's generator, rng")
         rollout.load_state_dict(state["rollout"])
         restore_random_state(rng, state["rng"])

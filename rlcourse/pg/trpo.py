@@ -64,14 +64,17 @@ import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from rlcourse.config import check_choice, check_layers, check_range
-from rlcourse.networks import flatten_parameters
+from rlcourse.networks import flat_grad, flatten_parameters
 from rlcourse.pg.objective import explained_variance, importance_sampled_loss
+from rlcourse.pg.policies import Policy
 from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
 from rlcourse.pg.psi import normalize_advantages
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
@@ -151,7 +154,7 @@ class TRPOConfig:
 # rl-baselines3-zoo, hyperparams/trpo.yml (learning_rate, batch_size and n_critic_updates there are
 # critic_lr, critic_batch_size and critic_epochs here). Its Pendulum-v1 entry also has use_sde: True,
 # which we do not implement: with a plain Gaussian, seed 0 reaches -144 in 200,000 steps.
-RL_ZOO = {
+RL_ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         num_envs=2,
         n_steps=512,
@@ -200,7 +203,9 @@ def conjugate_gradient(hvp: Callable[[Tensor], Tensor], g: Tensor, iters: int, t
     ### END SOLUTION
 
 
-def fisher_vector_product(policy: nn.Module, obs: Tensor, old_dist, damping: float = 0.0) -> Callable[[Tensor], Tensor]:
+def fisher_vector_product(
+    policy: Policy, obs: Tensor, old_dist: Distribution, damping: float = 0.0
+) -> Callable[[Tensor], Tensor]:
     r"""v ↦ (H + λI)v with H the Hessian of the mean KL[π_old, π_θ] at θ (the Fisher matrix
     at θ = θ_old), over the flat vector of ``policy``'s parameters.
 
@@ -229,7 +234,7 @@ def natural_step(g: Tensor, hvp: Callable[[Tensor], Tensor], max_kl: float, cg_i
     ### END SOLUTION
 
 
-def surrogate_and_kl(policy: nn.Module, data: Minibatch, adv: Tensor, old_dist) -> tuple[float, float]:
+def surrogate_and_kl(policy: Policy, data: Minibatch, adv: Tensor, old_dist: Distribution) -> tuple[float, float]:
     """L(θ) and the mean KL[π_old, π_θ] at the policy's current parameters, on the batch."""
     with torch.no_grad():
         dist = policy.distribution(data.obs)
@@ -237,7 +242,7 @@ def surrogate_and_kl(policy: nn.Module, data: Minibatch, adv: Tensor, old_dist) 
         return float(surrogate), float(policy.kl(old_dist, dist).mean())
 
 
-def policy_update(policy: nn.Module, theta: nn.Parameter, data: Minibatch, config: TRPOConfig) -> dict:
+def policy_update(policy: Policy, theta: nn.Parameter, data: Minibatch, config: TRPOConfig) -> dict:
     """One NPG or TRPO update of ``policy`` (whose parameters are views of ``theta``) on a batch.
 
     Returns what happened: the surrogate at θ_old, its improvement, the KL moved, the
@@ -285,7 +290,7 @@ def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch,
     for _ in range(config.critic_epochs):
         for index in torch.randperm(len(data.returns)).split(config.critic_batch_size):
             loss = (critic(data.obs[index]) - data.returns[index]).pow(2).mean()
-            phi.grad.zero_()
+            flat_grad(phi).zero_()
             loss.backward()
             optimizer.step()
             total, count = total + loss.detach(), count + 1
@@ -323,10 +328,8 @@ def train(
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = (
-            net.to(device)
-            for net in make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init)
-        )
+        policy, critic = make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init)
+        policy, critic = policy.to(device), critic.to(device)
         theta, phi = flatten_parameters(policy), flatten_parameters(critic)
         optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
         rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -147,6 +148,13 @@ def enumerate_trajectories(mdp: MDP, theta: np.ndarray) -> Trajectories:
     return Trajectories(states, actions, rewards, prob)
 
 
+def _probabilities(traj: Trajectories) -> np.ndarray:
+    """p_θ(τ) of each trajectory of an enumerated set."""
+    if traj.prob is None:
+        raise ValueError("these trajectories were sampled, not enumerated: they carry no probabilities")
+    return traj.prob
+
+
 def _draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One index per row of ``probs`` [N, K]."""
     u = rng.random(len(probs))[:, None]
@@ -174,7 +182,7 @@ def discounted_returns(mdp: MDP, traj: Trajectories) -> np.ndarray:
 def expected_return(mdp: MDP, theta: np.ndarray) -> float:
     """J(θ) = Σ_τ p_θ(τ) R(τ), exactly."""
     traj = enumerate_trajectories(mdp, theta)
-    return float(traj.prob @ discounted_returns(mdp, traj))
+    return float(_probabilities(traj) @ discounted_returns(mdp, traj))
 
 
 def scores(mdp: MDP, theta: np.ndarray, traj: Trajectories) -> np.ndarray:
@@ -189,7 +197,7 @@ def exact_gradient(mdp: MDP, theta: np.ndarray) -> np.ndarray:
     """∇J(θ) = Σ_τ p_θ(τ) R(τ) ∇ log p_θ(τ), summed over every trajectory: [S, A]."""
     traj = enumerate_trajectories(mdp, theta)
     grad_log_p = scores(mdp, theta, traj).sum(axis=0)  # [N, S, A]
-    return np.einsum("n,n,nsa->sa", traj.prob, discounted_returns(mdp, traj), grad_log_p)
+    return np.einsum("n,n,nsa->sa", _probabilities(traj), discounted_returns(mdp, traj), grad_log_p)
 
 
 def exact_values(mdp: MDP, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +224,9 @@ PSI = {
 NEEDS_REFERENCE = ("constant-baseline", "time-baseline")
 
 
-def _episode_arrays(mdp: MDP, traj: Trajectories):
+def _episode_arrays(
+    mdp: MDP, traj: Trajectories
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The [H, N] tensors psi.py expects: one episode per column, ended at H (terminal)."""
     H, N = traj.actions.shape
     rewards = torch.as_tensor(traj.rewards, dtype=torch.float64)
@@ -229,14 +239,16 @@ def _episode_arrays(mdp: MDP, traj: Trajectories):
     return rewards, terminated, truncated, starts, timesteps
 
 
-def _fitted_on_reference(fn, G: torch.Tensor, G_ref: torch.Tensor, *extra) -> torch.Tensor:
+def _fitted_on_reference(
+    fn: Callable[..., torch.Tensor], G: torch.Tensor, G_ref: torch.Tensor, *extra: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     """Apply a batch baseline of psi.py to G with the baseline fitted on G_ref only (the
     mask keeps the reference columns), so no sample weighs itself."""
     both = torch.cat([G_ref, G], dim=1)
     mask = torch.zeros_like(both, dtype=torch.bool)
     mask[:, : G_ref.shape[1]] = True
-    extra = [torch.cat([e_ref, e], dim=1) for e_ref, e in extra]
-    return fn(both, *extra, mask=mask)[:, G_ref.shape[1] :]
+    joined = [torch.cat([e_ref, e], dim=1) for e_ref, e in extra]
+    return fn(both, *joined, mask=mask)[:, G_ref.shape[1] :]
 
 
 def psi_weights(
@@ -254,11 +266,11 @@ def psi_weights(
     s, a = torch.as_tensor(traj.states), torch.as_tensor(traj.actions)
     V, Q = (torch.as_tensor(x) for x in exact_values(mdp, theta))
     t = torch.arange(mdp.H)[:, None]
-    if psi in NEEDS_REFERENCE and reference is None:
-        raise ValueError(f"psi={psi!r} needs a reference batch to fit its baseline on")
     if psi == "reward-to-go":
         out = G
     elif psi in NEEDS_REFERENCE:
+        if reference is None:
+            raise ValueError(f"psi={psi!r} needs a reference batch to fit its baseline on")
         r_ref, term_ref, trunc_ref, _, timesteps_ref = _episode_arrays(mdp, reference)
         G_ref = psi_fns.reward_to_go(r_ref, term_ref, trunc_ref, gamma)
         if psi == "constant-baseline":
@@ -313,8 +325,9 @@ def exact_moments(
     summed over every trajectory (exact, given the reference batch)."""
     traj = enumerate_trajectories(mdp, theta)
     g = per_trajectory_gradients(mdp, theta, traj, psi, reference)
-    mean = np.einsum("n,nsa->sa", traj.prob, g)
-    return mean, float(np.einsum("n,nsa->", traj.prob, (g - mean) ** 2))
+    prob = _probabilities(traj)
+    mean = np.einsum("n,nsa->sa", prob, g)
+    return mean, float(np.einsum("n,nsa->", prob, (g - mean) ** 2))
 
 
 def variance_table(

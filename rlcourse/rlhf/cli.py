@@ -297,7 +297,7 @@ def cmd_ppo(args) -> int:
     from rlcourse.rlhf import task
     from rlcourse.rlhf.data import read_prompts
     from rlcourse.rlhf.model import frozen_copy
-    from rlcourse.rlhf.ppo import PPOConfig, ground_truth_score, reward_model_score, train_ppo
+    from rlcourse.rlhf.ppo import PPOConfig, Score, ground_truth_score, reward_model_score, train_ppo
     from rlcourse.rlhf.reward import RewardModel
     from rlcourse.run import NonFiniteError
 
@@ -309,6 +309,7 @@ def cmd_ppo(args) -> int:
     )
     device = _device(args)
     policy, tokenizer = _load_lm(args.model, device, args.seed)
+    score: Score
     if args.reward_model == "ground-truth":
         score = ground_truth_score
     else:

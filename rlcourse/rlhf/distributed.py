@@ -138,10 +138,12 @@ def all_reduce_gradients(model: nn.Module) -> None:
     if not is_distributed():
         return
     params = [p for p in model.parameters() if p.requires_grad]
+    grads = []
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    for p, g in zip(params, flat.split([p.numel() for p in params])):
-        p.grad.copy_(g.view_as(p))
+    for grad, g in zip(grads, flat.split([p.numel() for p in params])):
+        grad.copy_(g.view_as(grad))

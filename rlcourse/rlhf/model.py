@@ -42,10 +42,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def tiny_gpt2(
@@ -92,7 +95,7 @@ def load_model(name_or_dir: str) -> GPT2LMHeadModel:
     return GPT2LMHeadModel.from_pretrained(name_or_dir)
 
 
-def frozen_copy(model: nn.Module) -> nn.Module:
+def frozen_copy(model: ModelT) -> ModelT:
     """The reference model π_ref: a deep copy of ``model`` in eval mode with no trainable parameters."""
     ref = copy.deepcopy(model)
     ref.eval()

@@ -42,6 +42,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -55,11 +56,14 @@ from rlcourse.rlhf.data import write_jsonl
 from rlcourse.rlhf.dpo import DPOConfig, train_dpo
 from rlcourse.rlhf.evaluate import generate_and_score, sequence_kl, win_rate
 from rlcourse.rlhf.model import frozen_copy, tiny_gpt2
-from rlcourse.rlhf.ppo import PPOConfig, normalisation, reward_model_score, train_ppo
+from rlcourse.rlhf.ppo import PolicyWithValue, PPOConfig, normalisation, reward_model_score, train_ppo
 from rlcourse.rlhf.reward import RewardConfig, RewardModel, evaluate_reward_model, train_reward
 from rlcourse.rlhf.sft import SFTConfig, train_sft
 from rlcourse.rlhf.tokenizer import WordTokenizer
 from rlcourse.run import atomic_write, torch_threads
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 STAGES = ("sft", "reward", "dpo", "ppo")
 
@@ -123,7 +127,8 @@ class PipelineConfig:
 
     def with_overrides(self, overrides: dict[str, str]) -> PipelineConfig:
         """A copy with ``{"field": "text"}`` or ``{"stage.field": "text"}`` overrides parsed and checked."""
-        flat, nested = {}, {}
+        flat: dict[str, str] = {}
+        nested: dict[str, dict[str, str]] = {}  # stage → its overrides
         for key, text in overrides.items():
             stage, dot, field = key.partition(".")
             if dot:
@@ -150,7 +155,7 @@ class PipelineConfig:
 
 
 #: Small budgets, for tests and ``rlcourse tour --quick``: the pipeline runs, the bars are not met.
-QUICK = dict(
+QUICK: dict[str, Any] = dict(
     sft_rows=300,
     pairs=200,
     heldout_pairs=100,
@@ -197,7 +202,8 @@ def preference_pairs(
     model: nn.Module, tokenizer, n: int, noise_temperature: float | None, max_new_tokens: int, seed: int
 ) -> list[dict[str, str]]:
     """Exactly ``n`` rows of :func:`sample_pairs`, drawing fresh prompts until there are enough."""
-    rows, round_ = [], 0
+    rows: list[dict[str, str]] = []
+    round_ = 0
     rng = np.random.default_rng(seed)
     while len(rows) < n:
         prompts = task.sample_prompts(max(64, int(1.3 * (n - len(rows)))), rng)
@@ -249,13 +255,16 @@ def judge(
 # ---------------------------------------------------------------- saving models
 
 
-def save_lm(model: nn.Module | None, tokenizer, directory: str | os.PathLike) -> Path:
+def save_lm(
+    model: PreTrainedModel | PolicyWithValue | RewardModel | None, tokenizer, directory: str | os.PathLike
+) -> Path:
     """Write a language model (``save_pretrained``) and its tokenizer into ``directory``; the
     model may be ``None`` (or a :class:`RewardModel`, which saves itself) to write the tokenizer alone."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if model is not None and not isinstance(model, RewardModel):
-        getattr(model, "lm", model).save_pretrained(directory)  # a PolicyWithValue saves its language model
+        lm = model.lm if isinstance(model, PolicyWithValue) else model  # a PolicyWithValue saves its language model
+        lm.save_pretrained(directory)
     tokenizer.save(directory) if isinstance(tokenizer, WordTokenizer) else tokenizer.save_pretrained(directory)
     return directory
 
@@ -322,7 +331,7 @@ def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     sft_log.to_csv(out / "sft" / "log.csv", index=False)
     reference = frozen_copy(sft_model)
     _, sft_rewards = generate_and_score(sft_model, tokenizer, eval_prompts, config.max_new_tokens, seed=eval_seed)
-    summary = {
+    summary: dict[str, Any] = {
         "sft_reward": float(sft_rewards.mean()),
         "corpus_reward": task.mean_reward([r["prompt"] for r in corpus], [r["completion"] for r in corpus]),
     }

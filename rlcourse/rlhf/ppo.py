@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -97,6 +97,9 @@ from rlcourse.rlhf.batching import TokenBatch, encode, response_text, sample
 from rlcourse.rlhf.model import autocast, position_ids_from_mask, token_logprobs
 from rlcourse.rlhf.sft import sft_loss
 from rlcourse.run import NonFiniteError, torch_threads
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 KL_CONTROLS = ("fixed", "proportional", "halve-double")
 LOG_COLUMNS = [
@@ -176,7 +179,7 @@ class PolicyWithValue(nn.Module):
     at zero (V ≡ 0), so the first iteration's advantages are the rewards-to-go.
     """
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: PreTrainedModel):
         super().__init__()
         self.lm = lm
         self.v_head = nn.Linear(lm.config.n_embd, 1)
@@ -450,7 +453,7 @@ class _Batches:
 
 
 def train_ppo(
-    policy: nn.Module,
+    policy: PreTrainedModel | PolicyWithValue,
     reference: nn.Module,
     tokenizer,
     prompts: Sequence[str],

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from rlcourse.config import check_range
 from rlcourse.rlhf import distributed
-from rlcourse.rlhf.batching import encode
+from rlcourse.rlhf.batching import TokenBatch, encode
 from rlcourse.rlhf.model import autocast, token_logprobs
 from rlcourse.run import NonFiniteError
 
@@ -184,7 +184,7 @@ def train_sft(
                     [rows[i]["completion"] for i in mine],
                     config.max_length,
                 )
-                batch = [t.to(device) for t in batch]
+                batch = TokenBatch(*(t.to(device) for t in batch))
                 tokens = batch[2][:, 1:].sum()
                 with autocast(device):
                     loss = sft_loss(model, *batch)

@@ -211,7 +211,7 @@ def mc_evaluation(
         # Hint: walk the episode backwards accumulating G; first-visit MC skips a step whose
         # state already appeared earlier in the episode; the running mean uses 1 / N(s).
         ### BEGIN SOLUTION
-        first = {}
+        first: dict[int, int] = {}  # state → the step it first appears at
         for t, s in enumerate(states):
             first.setdefault(s, t)
         G = 0.0

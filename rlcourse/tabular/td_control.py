@@ -157,7 +157,8 @@ def train(
     episode_return, episode_length, abs_td, completed = 0.0, 0, 0.0, record.env_steps
     with record:
         for step in range(record.env_steps + 1, steps + 1):
-            next_obs, reward, terminated, truncated, _ = env.step(action)
+            next_obs, gym_reward, terminated, truncated, _ = env.step(action)
+            reward = float(gym_reward)
             epsilon = epsilon_at(config, step, steps)
             next_action = epsilon_greedy(q[next_obs], epsilon, rng) if sarsa else -1
             # Hint: the TD error is y_t − Q(s_t, a_t), with y_t from ``td_target`` (an episode

@@ -33,6 +33,8 @@ advantages, made identifiable by subtracting their mean:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -63,7 +65,14 @@ def q_network(obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64), 
     if dueling:
         return DuelingQNetwork(obs_dim, n_actions, hidden)
     net = mlp([obs_dim, *hidden, n_actions], activation=nn.ReLU)
-    net.spec = {"kind": "q", "obs_dim": obs_dim, "n_actions": n_actions, "hidden": list(hidden), "dueling": False}
+    # torch types Module.__setattr__'s value as Tensor | Module, though any attribute may be set
+    net.spec = {  # type: ignore[assignment]
+        "kind": "q",
+        "obs_dim": obs_dim,
+        "n_actions": n_actions,
+        "hidden": list(hidden),
+        "dueling": False,
+    }
     return net
 
 
@@ -85,7 +94,7 @@ def dqn_target(
         raise ValueError("dqn_target(double=True) needs online_net to choose the next action")
     ### BEGIN SOLUTION
     next_q = target_net(next_obs)
-    if double:
+    if double and online_net is not None:
         next_actions = online_net(next_obs).argmax(-1, keepdim=True)
         next_value = next_q.gather(-1, next_actions).squeeze(-1)
     else:
@@ -113,12 +122,15 @@ def polyak_update(target: nn.Module | Tensor, online: nn.Module | Tensor, tau: f
     """
     if not 0.0 <= tau <= 1.0:
         raise ConfigError(f"polyak_update tau = {tau!r} is out of range: it must be in [0, 1]")
-    if isinstance(target, nn.Module):
+    pairs: Iterable[tuple[Tensor, Tensor]]
+    if isinstance(target, nn.Module) and isinstance(online, nn.Module):
         for target_buffer, buffer in zip(target.buffers(), online.buffers()):
             target_buffer.copy_(buffer)
         pairs = zip(target.parameters(), online.parameters())
-    else:
+    elif isinstance(target, Tensor) and isinstance(online, Tensor):
         pairs = [(target, online)]
+    else:
+        raise TypeError("polyak_update: target and online must be two networks or two flat parameter vectors")
     for target_param, param in pairs:
         ### BEGIN SOLUTION
         if tau == 1.0:

@@ -401,6 +401,7 @@ def train(
     except UnsupportedSpaceError:
         env.close()
         raise
+    assert isinstance(env.action_space, gym.spaces.Discrete)  # features_for checked it
     rng = seed_everything(seed)
     W = np.zeros((features.n_features, int(env.action_space.n)))
     policy = LinearQPolicy(W, features)
@@ -445,7 +446,7 @@ def train(
             )
             if not math.isfinite(td_error):
                 raise NonFiniteError("TD error", step, record.last_checkpoint)
-            episode_return += reward
+            episode_return += float(reward)
             episode_length += 1
             completed = step
             abs_td += abs(td_error)
