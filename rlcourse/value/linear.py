@@ -467,7 +467,11 @@ def train(
                     [],
                     [],
                     lambda obs=obs, epsilon=epsilon: {
-                        "W": W.copy(), "env": env, "obs": obs, "epsilon": epsilon, "rng": rng.bit_generator.state
+                        "W": W.copy(),
+                        "env": env,
+                        "obs": obs,
+                        "epsilon": epsilon,
+                        "rng": rng.bit_generator.state,
                     },
                     policy,
                 )
