@@ -262,7 +262,7 @@ def test_cli_resume_finishes_the_run_as_if_never_stopped(tmp_path, capsys):
     assert "seed = 3" in capsys.readouterr().err
     assert main(["train", "q-learning", "--env", "rlcourse/Corridor-v0", "--out", str(tmp_path / "q"),
                  "--resume"]) == 2
-    assert "--resume: q-learning does not support it" in capsys.readouterr().err
+    assert "resume=True needs a checkpoint to resume from, but there is no checkpoint.pkl" in capsys.readouterr().err
 
 
 def test_a_small_dqn_learns_cartpole_with_a_fixed_seed():
