@@ -40,19 +40,19 @@ class Policy(nn.Module):
     spec: dict[str, Any]  # what module_from_spec needs to build it again
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
-        """π(·|s) for a batch of observations."""
+        """π(· | s) for a batch of observations."""
         raise NotImplementedError
 
     def log_prob(self, dist: Any, actions: torch.Tensor) -> torch.Tensor:
-        """log π(a|s) per state."""
+        """log π(a | s) per state."""
         raise NotImplementedError
 
     def entropy(self, dist: Any) -> torch.Tensor:
-        """H(π(·|s)) per state."""
+        """H(π(· | s)) per state."""
         raise NotImplementedError
 
     def kl(self, old: Any, new: Any) -> torch.Tensor:
-        """KL(old(·|s) ‖ new(·|s)) per state, in nats."""
+        """KL(old(· | s) ‖ new(· | s)) per state, in nats."""
         raise NotImplementedError
 
     def rows(self, dist: Any, index: torch.Tensor) -> Distribution:
@@ -86,11 +86,11 @@ class CategoricalPolicy(Policy):
         return dist.log_prob(actions)
 
     def entropy(self, dist: Categorical) -> torch.Tensor:
-        """H(π(·|s)) per state."""
+        """H(π(· | s)) per state."""
         return dist.entropy()
 
     def kl(self, old: Categorical, new: Categorical) -> torch.Tensor:
-        """KL(old(·|s) ‖ new(·|s)) per state, in nats."""
+        """KL(old(· | s) ‖ new(· | s)) per state, in nats."""
         return kl_divergence(old, new)
 
     def rows(self, dist: Categorical, index: torch.Tensor) -> Categorical:
@@ -143,11 +143,11 @@ class GaussianPolicy(Policy):
         return dist.log_prob(actions).sum(-1)
 
     def entropy(self, dist: Normal) -> torch.Tensor:
-        """H(π(·|s)) per state: the action dimensions are independent, so their entropies add."""
+        """H(π(· | s)) per state: the action dimensions are independent, so their entropies add."""
         return dist.entropy().sum(-1)
 
     def kl(self, old: Normal, new: Normal) -> torch.Tensor:
-        """KL(old(·|s) ‖ new(·|s)) per state, summed over the independent action dimensions."""
+        """KL(old(· | s) ‖ new(· | s)) per state, summed over the independent action dimensions."""
         return kl_divergence(old, new).sum(-1)
 
     def rows(self, dist: Normal, index: torch.Tensor) -> Normal:
