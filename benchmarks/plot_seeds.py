@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -95,11 +97,28 @@ def print_table() -> None:
     print("\n```sh")
     print("\n".join(commands))
     print("```")
-    machines = [pd.read_csv(path, usecols=["machine"])["machine"].iloc[0] for path in sorted(RESULTS.glob("*.csv"))
+    print(f"\n{machine_line(sorted(RESULTS.glob('*.csv')))}")
+
+
+def machine_line(paths) -> str:
+    """The machine the results in ``paths`` came from, without the load, and the load's range."""
+    machines = [pd.read_csv(path, usecols=["machine"])["machine"].iloc[0] for path in paths
                 if "machine" in pd.read_csv(path, nrows=0).columns]
+    if not machines:
+        return "machine: not recorded"
     loads = [float(re.search(r"load average ([\d.]+)", text).group(1)) for text in machines]
-    print(f"\nmachine: {sorted({re.sub(r' [(]load average [^)]*[)]', '', text) for text in machines})}; "
-          f"load average (1 minute) at the start of a row: {min(loads):.1f} to {max(loads):.1f}")
+    kinds = sorted({re.sub(r" [(]load average [^)]*[)]", "", text) for text in machines})
+    return (f"machine: {'; '.join(kinds)}; load average (1 minute) when a row started: "
+            f"{min(loads):.1f} to {max(loads):.1f}")
+
+
+def footer(fig, names: list[str]) -> None:
+    """The machine and where the commands are, under a figure (call after ``tight_layout``)."""
+    paths = [RESULTS / f"{name}.csv" for name in names if (RESULTS / f"{name}.csv").is_file()]
+    text = f"{machine_line(paths)}. Commands: docs/benchmarks.md."
+    lines = textwrap.wrap(text, width=int(fig.get_figwidth() * 17))
+    fig.subplots_adjust(bottom=fig.subplotpars.bottom + 0.045 * len(lines))
+    fig.text(0.005, 0.005, "\n".join(lines), fontsize="x-small", color="grey", va="bottom")
 
 
 def draw_panel(ax, task: str, names: list[str]) -> None:
@@ -116,6 +135,7 @@ def draw_panel(ax, task: str, names: list[str]) -> None:
     threshold = rows[names[0]].threshold
     ax.axhline(threshold, color="grey", ls="--", lw=0.8, label=f"threshold {threshold:g}")
     ax.set_title(task, fontsize="medium")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"training return, mean of last {rows[names[0]].window} episodes")
     ax.legend(fontsize="small", loc="best")
@@ -128,6 +148,7 @@ def draw_lesson(lesson: str, panels: dict[str, list[str]], figures: Path) -> Pat
     fig.suptitle(f"Lesson {lesson}: training return (the exploring policy), IQM over seeds with a pointwise "
                  "95% bootstrap band", fontsize="medium")
     fig.tight_layout()
+    footer(fig, [name for names in panels.values() for name in names])
     path = figures / f"seeds_lesson{lesson}.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -153,6 +174,7 @@ def draw_pipeline(figures: Path) -> Path | None:
     ax.set_title(f"Lesson 7 pipeline, {len(runs)} seeds: each seed, IQM and 95% CI (black); bars dashed",
                  fontsize="small")
     fig.tight_layout()
+    footer(fig, ["rlhf_pipeline"])
     out = figures / "seeds_lesson7.png"
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -63,14 +63,22 @@ class Row:
     window: int = 100
     workers: int = 2
 
-    def command(self, seeds: int = 10) -> str:
+    def command(self, seeds: int = 10, csv: str | None = None, curves: str | None = None) -> str:
+        """The command line that runs this row (and writes ``csv`` and ``curves``, if given)."""
         sets = f" --set {' '.join(self.sets)}" if self.sets else ""
         extra = "".join(f" --{flag} {value}" for flag, value, default in (
             ("eval-episodes", self.eval_episodes, 20), ("window", self.window, 100), ("workers", self.workers, 2))
             if value != default)
+        files = "".join(f" --{flag} {shown(path)}" for flag, path in (("csv", csv), ("curves", curves)) if path)
         return (f"python benchmarks/seeds.py {self.algo} {self.env} --seeds {seeds} --steps {self.steps} "
-                f"--threshold {self.threshold:g}{sets}{extra} --csv benchmarks/results/{self.name}.csv "
-                f"--curves benchmarks/results/{self.name}_curves.csv")
+                f"--threshold {self.threshold:g}{sets}{extra}{files}")
+
+
+def shown(path: str) -> str:
+    """``path`` relative to the repository root when it lies inside it (commands run from there)."""
+    root = RESULTS.parents[1]
+    absolute = Path(path).resolve()
+    return str(absolute.relative_to(root)) if absolute.is_relative_to(root) else path
 
 
 CLIFF = ("alpha=0.2", "gamma=1", "epsilon_start=0.1", "epsilon_end=0.1")
@@ -134,9 +142,9 @@ def print_summary(label: str, scores, threshold: float, steps=None, budget: int 
 def run_row(row: Row, seeds: int, csv: str | None, curves: str | None) -> None:
     """Run one (algo, env) over ``seeds`` seeds; print and optionally save the results."""
     sets = dict(pair.split("=", 1) for pair in row.sets)
-    print(f"{row.algo} on {row.env}: {row.steps:,} steps, seeds 0..{seeds - 1}, --set {sets or 'none'}, "
-          f"evaluation {row.eval_episodes} greedy episodes seeded from 10,000 + {row.eval_episodes} x seed; {machine()}", flush=True)
-    print(f"command: {row.command(seeds)}", flush=True)
+    print(f"{row.algo} on {row.env}: {row.steps:,} steps, seeds 0..{seeds - 1}, --set {sets or 'none'}, evaluation "
+          f"{row.eval_episodes} greedy episodes seeded from 10,000 + {row.eval_episodes} x seed; {machine()}", flush=True)
+    print(f"command: {row.command(seeds, csv, curves)}", flush=True)
     start = time.perf_counter()
     result = run_seeds(row.algo, row.env, range(seeds), steps=row.steps, threshold=row.threshold, sets=sets,
                        workers=row.workers, eval_episodes=row.eval_episodes, window=row.window)
@@ -153,7 +161,7 @@ def run_row(row: Row, seeds: int, csv: str | None, curves: str | None) -> None:
         if frame is None:
             frame = pd.DataFrame(result.curves.T, columns=[f"seed{s}" for s in result.runs["seed"]])
             frame.insert(0, "env_steps", result.grid)
-        frame.assign(algo=row.algo, env=row.env, threshold=row.threshold, command=row.command(seeds),
+        frame.assign(algo=row.algo, env=row.env, threshold=row.threshold, command=row.command(seeds, csv, curves),
                      machine=machine()).to_csv(path, index=False)
         print(f"wrote {path}", flush=True)
 

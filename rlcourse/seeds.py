@@ -4,8 +4,9 @@
 entry points (:func:`rlcourse.train`, the config table of :mod:`rlcourse.algorithms`),
 judges each *final* model with :func:`rlcourse.evaluate` (the function behind
 ``rlcourse evaluate``) on episodes seeded from :func:`eval_seed`, seeds no training run
-uses, a block of its own for each training seed, and summarises the seeds with :mod:`rlcourse.stats`: the interquartile
-mean of the final greedy returns, its 95% bootstrap interval and the solved fraction.
+uses, a block of its own for each training seed, and summarises the seeds with
+:mod:`rlcourse.stats`: the interquartile mean of the final greedy returns, its 95%
+bootstrap interval and the solved fraction.
 
 Each run has a process of its own (``spawn``: nothing inherited from the parent), torch on
 one thread there, and at most ``workers`` of them at a time. On the CPU a run depends only
@@ -37,9 +38,9 @@ def eval_seed(seed: int, episodes: int) -> int:
     """The first evaluation episode's seed for training seed ``seed``: ``10_000 + seed · episodes``.
 
     ``rlcourse.evaluate`` seeds its episodes ``s, s + 1, …, s + episodes − 1``, so every
-    training seed is judged on episodes of its own, far from the seeds training uses
-    (0, 1, … and a few hundred for the environments of one run). Shared episodes would
-    make the seeds' scores move together and the interval too narrow.
+    training seed is judged on episodes of its own, away from the seeds training uses (the
+    run's seed and the next few for its environments; A3C's workers add 1,000 each).
+    Shared episodes would make the seeds' scores move together and the interval too narrow.
     """
     return EVAL_SEED_OFFSET + seed * episodes
 

@@ -380,17 +380,21 @@ def test_cartpole_learns_in_seconds():
 @pytest.mark.slow
 def test_cartpole_solved_in_500k_steps_for_four_of_five_seeds():
     # docs/benchmarks.md, ten seeds of `rlcourse train a2c --env CartPole-v1 --steps 500000`: every final
-    # greedy mean 500 (20 unseen episodes each)
+    # greedy mean 500 (20 unseen episodes each); seeds 0-4 give 5 of 5 here, and the bar leaves one seed's
+    # margin for another machine's floating-point path
     result = run_seeds("a2c", "CartPole-v1", range(5), steps=500_000, threshold=475, workers=2)
     assert result.summary["solved"] >= 4, result.runs
 
 
 @pytest.mark.slow
-def test_acrobot_reaches_minus_100_without_observation_normalisation():
-    # the RL Zoo's Acrobot-v1 settings (hyperparams/a2c.yml: n_envs 16, 500,000 steps) without
-    # its VecNormalize; measured greedy means -84.8, -80.8, -87.7 for seeds 0, 1, 2 (random: -500)
-    result = a2c.train("Acrobot-v1", A2CConfig(num_envs=16), steps=500_000, seed=0)
-    assert evaluate(result, episodes=10, print_fn=None)["mean_return"] >= -100
+def test_acrobot_reaches_minus_100_without_observation_normalisation_for_four_of_five_seeds():
+    # the RL Zoo's Acrobot-v1 settings (hyperparams/a2c.yml: n_envs 16, 500,000 steps) without its
+    # VecNormalize. docs/benchmarks.md, ten seeds: final greedy means -77.5 to -88.4 over 20 unseen episodes,
+    # all ten at -100 or more (random: -500); seeds 0-4 give 5 of 5 here, and the bar leaves one seed's
+    # margin for another machine
+    result = run_seeds("a2c", "Acrobot-v1", range(5), steps=500_000, threshold=-100, sets={"num_envs": "16"},
+                       workers=2)
+    assert result.summary["solved"] >= 4, result.runs
 
 
 # ---------------------------------------------------------------- the benchmark

@@ -18,6 +18,7 @@ from rlcourse.pg.objective import clipped_surrogate_loss
 from rlcourse.pg.ppo import Minibatch, PPOConfig, ppo_loss
 from rlcourse.play import evaluate, evaluate_policy
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
+from rlcourse.seeds import run_seeds
 
 # registered in tests/conftest.py: test/NaNRewardCartPole-v0, test/InterruptCartPole-v0,
 # test/DictObs-v0, test/MultiDiscreteActions-v0
@@ -300,24 +301,18 @@ def test_cartpole_learns_in_seconds():
 
 
 @pytest.mark.slow
-def test_cli_cartpole_100k_reaches_475_for_seeds_0_1_2(tmp_path):
-    means = []
-    for seed in (0, 1, 2):
-        out = tmp_path / f"seed{seed}"
-        assert main(["train", "ppo", "--env", "CartPole-v1", "--steps", "100000", "--seed", str(seed),
-                     "--out", str(out), "--quiet"]) == 0
-        means.append(evaluate_policy(rlcourse.load(out).policy, "CartPole-v1", episodes=10, seed=0,
-                                     print_fn=None)["mean_return"])
-    assert min(means) >= 475, means
+def test_cartpole_100k_reaches_475_for_four_of_five_seeds():
+    # docs/benchmarks.md, ten seeds of the command `rlcourse train ppo --env CartPole-v1 --steps 100000`:
+    # final greedy mean 500 on nine seeds, 367.6 on seed 7 (20 unseen episodes each); seeds 0-4 give 5 of 5
+    # here, and the bar leaves one seed's margin for another machine's floating-point path
+    result = run_seeds("ppo", "CartPole-v1", range(5), steps=100_000, threshold=475, workers=2)
+    assert result.summary["solved"] >= 4, result.runs
 
 
 @pytest.mark.slow
-def test_cli_pendulum_200k_reaches_minus_250_for_two_of_three_seeds(tmp_path):
-    means = []
-    for seed in (0, 1, 2):
-        out = tmp_path / f"seed{seed}"
-        assert main(["train", "ppo", "--env", "Pendulum-v1", "--steps", "200000", "--seed", str(seed),
-                     "--out", str(out), "--quiet"]) == 0
-        means.append(evaluate_policy(rlcourse.load(out).policy, "Pendulum-v1", episodes=10, seed=0,
-                                     print_fn=None)["mean_return"])
-    assert sum(mean >= -250 for mean in means) >= 2, means
+def test_pendulum_200k_reaches_minus_250_for_four_of_five_seeds():
+    # docs/benchmarks.md, ten seeds of `rlcourse train ppo --env Pendulum-v1 --steps 200000`: final greedy
+    # means -98 to -238 over 20 unseen episodes on nine seeds, -407 on seed 8; seeds 0-4 give 5 of 5 here
+    # (seed 1: -237.6), and the bar leaves one seed's margin for another machine
+    result = run_seeds("ppo", "Pendulum-v1", range(5), steps=200_000, threshold=-250, workers=2)
+    assert result.summary["solved"] >= 4, result.runs

@@ -18,6 +18,7 @@ from rlcourse.pg.policies import make_policy
 from rlcourse.pg.reinforce import PSI, ReinforceConfig, score_sq_norms
 from rlcourse.play import evaluate, evaluate_policy
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
+from rlcourse.seeds import run_seeds
 
 
 CRITIC_FREE = [p for p in PSI if p != "value-baseline"]
@@ -220,31 +221,28 @@ def test_cartpole_learns_in_seconds():
 
 
 @pytest.mark.slow
-def test_cartpole_solved_in_300k_steps_for_two_of_three_seeds(tmp_path):
-    # the bar, through the command line: measured 500, 500, 500 for seeds 0, 1, 2
-    means = []
-    for seed in (0, 1, 2):
-        out = tmp_path / f"seed{seed}"
-        assert main(["train", "reinforce", "--env", "CartPole-v1", "--steps", "300000", "--seed", str(seed),
-                     "--out", str(out), "--quiet"]) == 0
-        means.append(evaluate(rlcourse.load(out), episodes=10)["mean_return"])
-    assert sum(mean >= 475 for mean in means) >= 2, means
+def test_cartpole_solved_in_300k_steps_for_four_of_five_seeds():
+    # docs/benchmarks.md, ten seeds: every final greedy mean 500 (20 unseen episodes each), 10 of 10 at 475;
+    # seeds 0-4 give 5 of 5 here, and the bar leaves one seed's margin for another machine's floating point
+    result = run_seeds("reinforce", "CartPole-v1", range(5), steps=300_000, threshold=475, workers=2)
+    assert result.summary["solved"] >= 4, result.runs
 
 
 PENDULUM = ReinforceConfig(gamma=0.95, num_envs=4, steps_per_env=200, lr=5e-3, anneal_lr=False)
 
 
 @pytest.mark.slow
-def test_gaussian_policy_improves_pendulum_clearly():
-    # measured, 300,000 steps (about 30 s): greedy mean return -141 (seed 0), -177 (seed 1),
-    # -141 (seed 2); the untrained policy's greedy return is -1166, uniform random actions -1142
+def test_gaussian_policy_improves_pendulum_clearly_for_four_of_five_seeds():
+    # docs/benchmarks.md, ten seeds of 300,000 steps: final greedy means -96 to -245 over 20 unseen episodes
+    # (interquartile mean -189), all ten at -400 or more; seeds 0-4 give 5 of 5 here, and the bar leaves
+    # one seed's margin for another machine. The untrained policy scores about -1166, random torques -1142
     torch.manual_seed(0)
     untrained = make_policy("reinforce", gym.make("Pendulum-v1").observation_space,
                             gym.make("Pendulum-v1").action_space)
-    before = evaluate_policy(untrained, "Pendulum-v1", episodes=10)["mean_return"]
-    result = reinforce.train("Pendulum-v1", PENDULUM, steps=300_000, seed=0)
-    after = evaluate(result, episodes=10)["mean_return"]
-    assert before < -900 and after >= -400 and after >= before + 500, (before, after)
+    assert evaluate_policy(untrained, "Pendulum-v1", episodes=10)["mean_return"] < -900
+    result = run_seeds("reinforce", "Pendulum-v1", range(5), steps=300_000, threshold=-400, config=PENDULUM,
+                       workers=2)
+    assert result.summary["solved"] >= 4, result.runs
 
 
 @pytest.mark.slow

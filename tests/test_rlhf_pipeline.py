@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from rlcourse.rlhf.pipeline import (QUICK, PipelineConfig, accuracy_ceiling, pre
 from rlcourse.rlhf.ppo import normalisation, reward_model_score
 from rlcourse.rlhf.reward import RewardModel
 from rlcourse.rlhf.tokenizer import WordTokenizer
+from rlcourse.seeds import run_in_workers
 
 TOK = WordTokenizer.toy()
 SUMMARY_KEYS = {"sft_reward", "dpo_reward", "dpo_win_rate", "dpo_kl", "ppo_reward", "ppo_kl", "rm_accuracy",
@@ -124,14 +126,23 @@ def test_pipeline_is_deterministic(quick_run, tmp_path):
     assert first == second
 
 
+def default_pipeline(seed: int) -> dict:
+    """The pipeline's defaults with ``seed``, without the frontier's extra sweep points; its summary."""
+    with tempfile.TemporaryDirectory() as out:
+        return run_pipeline(out, PipelineConfig(seed=seed, dpo_betas=(), ppo_kl_coefs=()), progress=None)
+
+
 @pytest.mark.slow
-def test_default_pipeline_meets_lesson_7s_bars(tmp_path):
-    """Measured (two cores, about two minutes): SFT −0.198; DPO +0.870 (win 0.99, KL 13.6);
-    PPO with the learned reward model +0.550 (KL 6.6); reward model 0.884 of a possible 0.903."""
-    s = run_pipeline(tmp_path, PipelineConfig(), progress=None)
-    assert s["dpo_reward"] - s["sft_reward"] >= 0.5 and s["dpo_win_rate"] >= 0.9, s
-    assert s["ppo_reward"] - s["sft_reward"] >= 0.3, s
-    assert s["rm_accuracy"] >= 0.9 * s["rm_accuracy_ceiling"], s
+def test_default_pipeline_meets_lesson_7s_bars_for_four_of_five_seeds():
+    """docs/benchmarks.md, ten seeds (about two minutes each on two busy cores): DPO gains 0.86 to 1.10 over
+    SFT and PPO 0.55 to 0.75 on eight seeds; on seeds 6 and 7 SFT never learns to read the instruction
+    (its reward ≈ 0) and neither gains anything. Seeds 0-4 meet every bar here; the bar leaves one seed's
+    margin for another machine's floating-point path."""
+    runs = run_in_workers(default_pipeline, range(5), workers=2)
+    met = [s["dpo_reward"] - s["sft_reward"] >= 0.5 and s["dpo_win_rate"] >= 0.9
+           and s["ppo_reward"] - s["sft_reward"] >= 0.3 and s["rm_accuracy"] >= 0.9 * s["rm_accuracy_ceiling"]
+           for s in runs]
+    assert sum(met) >= 4, runs
 
 
 # ---------------------------------------------------------------- the command line

@@ -20,6 +20,7 @@ from rlcourse.rlhf.ppo import (LOG_COLUMNS, PolicyWithValue, PPOConfig, action_m
 from rlcourse.rlhf.reward import RewardModel
 from rlcourse.rlhf.tokenizer import WordTokenizer
 from rlcourse.run import NonFiniteError
+from rlcourse.seeds import run_in_workers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -289,16 +290,21 @@ def test_short_ppo_run_raises_the_ground_truth_reward():
     assert log.kl.iloc[-1] > 0
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_longer_ppo_run_reads_the_prompt(seed):
-    """40 iterations from a random policy, three seeds. Measured on 256 held-out prompts:
-    −0.03 → 0.77, 0.71, 0.68 (logged KL ≈ 5 nats). The reward's sign depends on the prompt's
-    instruction, so this is above what any unigram shift can reach (0)."""
-    lm = tiny()
+def longer_ppo_run(seed: int) -> tuple[float, float]:
+    """40 PPO iterations from a random policy (initialised and trained with ``seed``): the mean
+    ground-truth reward on 256 held-out prompts before and after."""
+    lm = tiny(seed)
     ref = frozen_copy(lm)
     eval_prompts = prompts(256, seed=2)
     before = mean_ground_truth(lm, eval_prompts)
     train_ppo(lm, ref, TOK, prompts(256, seed=1), ground_truth_score,
               PPOConfig(iterations=40, batch_size=32, minibatch_size=16, kl_coef=0.05, lr=1e-3, seed=seed))
-    assert mean_ground_truth(lm, eval_prompts) > before + 0.5
+    return before, mean_ground_truth(lm, eval_prompts)
+
+
+@pytest.mark.slow
+def test_longer_ppo_run_reads_the_prompt_for_four_of_five_seeds():
+    """Seeds 0-4, two worker processes of one thread. The reward's sign depends on the prompt's
+    instruction, so a gain of 0.5 is above what any unigram shift can reach (0). MEASURED"""
+    runs = run_in_workers(longer_ppo_run, range(5), workers=2)
+    assert sum(after > before + 0.5 for before, after in runs) >= 4, runs

@@ -20,6 +20,7 @@ from rlcourse.rlhf.reward import RewardConfig, RewardModel, evaluate_reward_mode
 from rlcourse.rlhf.sft import SFTConfig, train_sft
 from rlcourse.rlhf.tokenizer import WordTokenizer
 from rlcourse.run import NonFiniteError
+from rlcourse.seeds import run_in_workers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -243,16 +244,24 @@ def test_generate_and_score_is_seeded_and_uses_the_ground_truth(sft_run, prompts
 
 # ---------------------------------------------------------------- the issue's bar
 
-@pytest.mark.slow
-def test_dpo_beats_sft_by_the_issues_margin():
-    """Lesson 7's bar: DPO raises the ground-truth reward by >= 0.5 over SFT, win rate >= 0.9."""
-    rows = task.sft_corpus(4000, np.random.default_rng(0))
-    sft_model = tiny()
-    train_sft(sft_model, TOKENIZER, rows, SFTConfig(epochs=4, lr=3e-3))
+def dpo_gain(seed: int) -> tuple[float, float]:
+    """SFT on the toy corpus, then DPO on ground-truth-labelled pairs, all drawn with ``seed``: the
+    ground-truth reward gain of DPO over SFT on 300 held-out prompts, and DPO's win rate."""
+    rows = task.sft_corpus(4000, np.random.default_rng(seed))
+    sft_model = tiny(seed)
+    train_sft(sft_model, TOKENIZER, rows, SFTConfig(epochs=4, lr=3e-3, seed=seed))
     policy, reference = frozen_copy(sft_model).requires_grad_(True), frozen_copy(sft_model)
-    train_dpo(policy, reference, TOKENIZER, toy_pairs(2000, np.random.default_rng(2)), DPO)
-    prompts = task.sample_prompts(300, np.random.default_rng(1))
+    train_dpo(policy, reference, TOKENIZER, toy_pairs(2000, np.random.default_rng(seed + 2)),
+              dataclasses.replace(DPO, seed=seed))
+    prompts = task.sample_prompts(300, np.random.default_rng(seed + 1))
     _, r_sft = generate_and_score(sft_model, TOKENIZER, prompts, max_new_tokens=12, seed=1)
     _, r_dpo = generate_and_score(policy, TOKENIZER, prompts, max_new_tokens=12, seed=1)
-    assert r_dpo.mean() - r_sft.mean() >= 0.5, (r_sft.mean(), r_dpo.mean())
-    assert win_rate(r_dpo, r_sft) >= 0.9
+    return float(r_dpo.mean() - r_sft.mean()), float(win_rate(r_dpo, r_sft))
+
+
+@pytest.mark.slow
+def test_dpo_beats_sft_by_the_issues_margin_for_four_of_five_seeds():
+    """Lesson 7's bar: DPO raises the ground-truth reward by >= 0.5 over SFT with a win rate >= 0.9.
+    Seeds 0-4, two worker processes of one thread. MEASURED"""
+    runs = run_in_workers(dpo_gain, range(5), workers=2)
+    assert sum(gain >= 0.5 and wins >= 0.9 for gain, wins in runs) >= 4, runs

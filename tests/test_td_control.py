@@ -6,6 +6,7 @@ import pytest
 import rlcourse
 from rlcourse.play import evaluate
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint, require_discrete
+from rlcourse.seeds import run_seeds
 from rlcourse.tabular import td_control
 from rlcourse.tabular.qtable import epsilon_greedy, greedy_action
 from rlcourse.tabular.td_control import TDControlConfig, epsilon_at, td_target
@@ -107,10 +108,13 @@ def test_frozenlake_success_rate():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_frozenlake_success_rate_more_seeds(seed):
-    result = rlcourse.train("q-learning", "FrozenLake-v1", steps=300_000, seed=seed, alpha=0.02)
-    assert evaluate(result, episodes=1000, seed=12345)["mean_return"] >= 0.7
+def test_frozenlake_success_rate_for_four_of_five_seeds():
+    # docs/benchmarks.md, ten seeds: greedy success rate 0.702 to 0.754 over 1,000 unseen episodes each,
+    # 10 of 10 at 0.7 or more (seeds 0-4: 0.728, 0.754, 0.709, 0.708, 0.727); the optimum is about 0.74.
+    # The bar leaves one seed's margin for another machine
+    result = run_seeds("q-learning", "FrozenLake-v1", range(5), steps=300_000, threshold=0.7,
+                       sets={"alpha": "0.02"}, eval_episodes=1000, workers=2)
+    assert result.summary["solved"] >= 4, result.runs
 
 
 def test_cliff_walking_sarsa_safe_q_learning_optimal():

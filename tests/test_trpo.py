@@ -18,6 +18,7 @@ from rlcourse.pg.ppo import Minibatch
 from rlcourse.pg.trpo import TRPOConfig, conjugate_gradient, fisher_vector_product, natural_step
 from rlcourse.play import evaluate_policy
 from rlcourse.run import NonFiniteError, UnsupportedSpaceError, load_checkpoint
+from rlcourse.seeds import run_seeds
 
 TINY = TRPOConfig(num_envs=2, n_steps=64, hidden=(16,), critic_epochs=2, critic_batch_size=32)
 
@@ -264,19 +265,18 @@ def test_cartpole_learns_in_seconds():
 
 
 @pytest.mark.slow
-def test_cli_cartpole_150k_reaches_475_for_two_of_three_seeds(tmp_path):
-    # measured greedy means: 500, 500, 157.5 for seeds 0, 1, 2
-    means = []
-    for seed in (0, 1, 2):
-        out = tmp_path / f"seed{seed}"
-        assert main(["train", "trpo", "--env", "CartPole-v1", "--steps", "150000", "--seed", str(seed),
-                     "--out", str(out), "--quiet"]) == 0
-        means.append(evaluate_policy(rlcourse.load(out).policy, "CartPole-v1", episodes=10, seed=0,
-                                     print_fn=None)["mean_return"])
-    assert sum(mean >= 475 for mean in means) >= 2, means
+def test_cartpole_150k_reaches_475_for_three_of_five_seeds():
+    # docs/benchmarks.md, ten seeds of `rlcourse train trpo --env CartPole-v1 --steps 150000`: final greedy
+    # mean 500 on nine seeds, 133.4 on seed 2 (20 unseen episodes each); seeds 0-4 give 4 of 5 here, and
+    # the bar leaves one seed's margin for another machine's floating-point path
+    result = run_seeds("trpo", "CartPole-v1", range(5), steps=150_000, threshold=475, workers=2)
+    assert result.summary["solved"] >= 3, result.runs
 
 
 @pytest.mark.slow
-def test_pendulum_reaches_minus_250_within_200k_steps():
-    result = trpo.train("Pendulum-v1", steps=200_000, seed=0)
-    assert evaluate_policy(result.policy, "Pendulum-v1", episodes=10, print_fn=None)["mean_return"] >= -250
+def test_pendulum_reaches_minus_250_within_200k_steps_for_four_of_five_seeds():
+    # docs/benchmarks.md, ten seeds: final greedy means -98 to -246 over 20 unseen episodes, all ten at -250
+    # or better (seed 1: -246.0); seeds 0-4 give 5 of 5 here, and the bar leaves one seed's margin for
+    # another machine
+    result = run_seeds("trpo", "Pendulum-v1", range(5), steps=200_000, threshold=-250, workers=2)
+    assert result.summary["solved"] >= 4, result.runs
