@@ -17,11 +17,11 @@ the seeds taken together.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import multiprocessing
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,9 +64,9 @@ def run_in_workers(function: Callable, jobs: Sequence, workers: int) -> list:
     jobs = list(jobs)
     if not jobs:
         return []
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=one_thread, max_tasks_per_child=1) as pool:
-        return list(pool.map(function, jobs))
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(jobs)), initializer=one_thread, maxtasksperchild=1) as pool:
+        return pool.map(function, jobs, chunksize=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,20 +94,27 @@ def train_and_judge(job: SeedJob) -> dict:
     start = time.perf_counter()
     result = rlcourse.train(job.algo, job.env_id, steps=job.steps, seed=job.seed, config=job.config)
     seconds = time.perf_counter() - start
-    judged = rlcourse.evaluate(result, episodes=job.eval_episodes, seed=eval_seed(job.seed, job.eval_episodes),
-                               print_fn=None)
+    judged = rlcourse.evaluate(
+        result, episodes=job.eval_episodes, seed=eval_seed(job.seed, job.eval_episodes), print_fn=None
+    )
     log = result.log
     weights = log["episodes"].to_numpy(float) if "episodes" in log else np.ones(len(log))
     returns = log["return"].to_numpy(float)
     curve = stats.trailing_mean(returns, np.where(np.isnan(returns), 0.0, weights), job.window)
     steps = log["env_steps"].to_numpy(float)
-    return {"seed": job.seed, "final_return": judged["mean_return"], "final_std": judged["std_return"],
-            "final_length": judged["mean_length"],
-            "train_return": float(curve[-1]) if len(curve) else float("nan"),
-            "steps_to_threshold": stats.steps_to_threshold(steps, curve, job.threshold) if len(curve) else float("nan"),
-            "seconds": seconds, "train_seconds": float(result.timing.get("seconds", seconds)),
-            "env_steps": result.steps, "status": result.status,
-            "curve": stats.on_grid(steps, curve, job.grid) if len(curve) else np.full(len(job.grid), np.nan)}
+    return {
+        "seed": job.seed,
+        "final_return": judged["mean_return"],
+        "final_std": judged["std_return"],
+        "final_length": judged["mean_length"],
+        "train_return": float(curve[-1]) if len(curve) else float("nan"),
+        "steps_to_threshold": stats.steps_to_threshold(steps, curve, job.threshold) if len(curve) else float("nan"),
+        "seconds": seconds,
+        "train_seconds": float(result.timing.get("seconds", seconds)),
+        "env_steps": result.steps,
+        "status": result.status,
+        "curve": stats.on_grid(steps, curve, job.grid) if len(curve) else np.full(len(job.grid), np.nan),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +144,26 @@ class SeedResults:
 def summarise(runs: pd.DataFrame, threshold: float) -> dict:
     """:func:`rlcourse.stats.summarise` of ``final_return`` and ``steps_to_threshold``, and the
     median wall time of a run, ``seconds_median``."""
-    return {**stats.summarise(runs["final_return"], threshold, runs["steps_to_threshold"]),
-            "seconds_median": float(runs["seconds"].median())}
+    return {
+        **stats.summarise(runs["final_return"], threshold, runs["steps_to_threshold"]),
+        "seconds_median": float(runs["seconds"].median()),
+    }
 
 
-def run_seeds(algo: str, env_id: str, seeds: Sequence[int] = range(10), *, steps: int, threshold: float,
-              sets: dict[str, str] | None = None, config=None, workers: int = 2, eval_episodes: int = 20,
-              window: int = 100, grid_points: int = 50) -> SeedResults:
+def run_seeds(
+    algo: str,
+    env_id: str,
+    seeds: Sequence[int] = range(10),
+    *,
+    steps: int,
+    threshold: float,
+    sets: dict[str, str] | None = None,
+    config=None,
+    workers: int = 2,
+    eval_episodes: int = 20,
+    window: int = 100,
+    grid_points: int = 50,
+) -> SeedResults:
     """Train ``algo`` on ``env_id`` once per seed (``workers`` processes at a time) and summarise.
 
     The config is ``config`` or the algorithm's default for ``env_id``, with ``sets``
@@ -157,8 +177,12 @@ def run_seeds(algo: str, env_id: str, seeds: Sequence[int] = range(10), *, steps
     seeds = [int(seed) for seed in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ValueError(f"seeds = {seeds!r} must be distinct integers >= 0, at least one")
-    for name, value in (("steps", steps), ("eval_episodes", eval_episodes), ("window", window),
-                        ("grid_points", grid_points)):
+    for name, value in (
+        ("steps", steps),
+        ("eval_episodes", eval_episodes),
+        ("window", window),
+        ("grid_points", grid_points),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
     config = apply_overrides(config or ALGORITHMS[algo].defaults_for(env_id), dict(sets or {}))
@@ -167,5 +191,4 @@ def run_seeds(algo: str, env_id: str, seeds: Sequence[int] = range(10), *, steps
     rows = run_in_workers(train_and_judge, jobs, workers)
     curves = np.stack([row.pop("curve") for row in rows])
     runs = pd.DataFrame(rows)
-    return SeedResults(algo, env_id, float(threshold), runs, np.asarray(grid), curves,
-                       summarise(runs, threshold))
+    return SeedResults(algo, env_id, float(threshold), runs, np.asarray(grid), curves, summarise(runs, threshold))

@@ -29,12 +29,12 @@ Everything here is a pure function of arrays (NumPy, pandas); running the seeds 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-Statistic = Callable[..., np.ndarray]   # statistic(array, axis=k) reduces axis k
+Statistic = Callable[..., np.ndarray]  # statistic(array, axis=k) reduces axis k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +136,9 @@ def resample(strata: Sequence[np.ndarray], resamples: int, rng: np.random.Genera
     return np.concatenate(drawn, axis=1)
 
 
-def bootstrap_ci(scores, statistic: Statistic = iqm, confidence: float = 0.95, resamples: int = 10_000,
-                 seed: int = 0) -> Interval:
+def bootstrap_ci(
+    scores, statistic: Statistic = iqm, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> Interval:
     """The statistic of the pooled runs and its stratified percentile bootstrap interval.
 
     ``scores``: a 1-D array of final scores, one per run (one task), or a list/dict of such
@@ -155,8 +156,9 @@ def bootstrap_ci(scores, statistic: Statistic = iqm, confidence: float = 0.95, r
     return Interval(estimate, float(low), float(high))
 
 
-def difference_ci(first, second, statistic: Statistic = iqm, confidence: float = 0.95,
-                  resamples: int = 10_000, seed: int = 0) -> Interval:
+def difference_ci(
+    first, second, statistic: Statistic = iqm, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> Interval:
     """``statistic(first) − statistic(second)`` and its bootstrap interval.
 
     The two sets of runs are independent (different seeds, different libraries), so each
@@ -168,8 +170,9 @@ def difference_ci(first, second, statistic: Statistic = iqm, confidence: float =
     rng = np.random.default_rng(seed)
     parts = [_strata(first, "first"), _strata(second, "second")]
     estimate = float(statistic(np.concatenate(parts[0]), axis=0) - statistic(np.concatenate(parts[1]), axis=0))
-    values = (statistic(resample(parts[0], resamples, rng), axis=1)
-              - statistic(resample(parts[1], resamples, rng), axis=1))
+    values = statistic(resample(parts[0], resamples, rng), axis=1) - statistic(
+        resample(parts[1], resamples, rng), axis=1
+    )
     low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
     return Interval(estimate, float(low), float(high))
 
@@ -193,9 +196,15 @@ def summarise(scores, threshold: float, steps=None) -> dict:
     """
     array = check_scores(scores)
     interval = bootstrap_ci(array)
-    row = {"iqm": interval.estimate, "ci_low": interval.low, "ci_high": interval.high, "mean": float(array.mean()),
-           "runs": len(array), "solved": int((array >= threshold).sum()),
-           "solved_fraction": solved_fraction(array, threshold)}
+    row = {
+        "iqm": interval.estimate,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "mean": float(array.mean()),
+        "runs": len(array),
+        "solved": int((array >= threshold).sum()),
+        "solved_fraction": solved_fraction(array, threshold),
+    }
     if steps is not None:
         steps = check_scores(steps, "steps", allow_nan=True)
         row["reached"] = int(np.isfinite(steps).sum())
@@ -253,8 +262,9 @@ def on_grid(steps, curve, grid) -> np.ndarray:
     return np.where(index >= 0, y[np.clip(index, 0, None)], np.nan)
 
 
-def curve_band(curves, grid, statistic: Statistic = iqm, confidence: float = 0.95, resamples: int = 2_000,
-               seed: int = 0) -> pd.DataFrame:
+def curve_band(
+    curves, grid, statistic: Statistic = iqm, confidence: float = 0.95, resamples: int = 2_000, seed: int = 0
+) -> pd.DataFrame:
     """Per grid point, the statistic across runs and its bootstrap interval.
 
     ``curves`` is ``[runs, len(grid)]`` (one row per seed, e.g. from :func:`on_grid`). The
@@ -267,8 +277,9 @@ def curve_band(curves, grid, statistic: Statistic = iqm, confidence: float = 0.9
     values = check_scores(curves, "curves", allow_nan=True)
     grid = np.asarray(grid, dtype=float)
     if values.ndim != 2 or values.shape[1] != len(grid):
-        raise ValueError(f"curves must be [runs, {len(grid)}] for a grid of {len(grid)} points, "
-                         f"got shape {values.shape}")
+        raise ValueError(
+            f"curves must be [runs, {len(grid)}] for a grid of {len(grid)} points, got shape {values.shape}"
+        )
     known = ~np.isnan(values).any(axis=0)
     estimate, low, high = (np.full(len(grid), np.nan) for _ in range(3))
     if known.any():
