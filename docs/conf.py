@@ -6,12 +6,17 @@ Build it, offline, from the repository root with::
 
 and add ``-D nb_execution_mode=off`` to skip running the lesson notebooks.
 
-Two things here are not stock Sphinx:
+Three things here are not stock Sphinx:
 
 * The lesson notebooks live in ``../notebooks/`` as jupytext percent-format ``.py``
-  files. Sphinx only reads documents inside its source folder, so at start-up this file
-  mirrors them into ``docs/notebooks/`` (generated, ignored by git) and MyST-NB reads
-  them there through jupytext.
+  files. The local extension ``_ext/course_notebooks.py`` mirrors them into
+  ``docs/notebooks/`` (generated, ignored by git), where MyST-NB reads them; it executes
+  each notebook once, the notebooks side by side, and keeps the outputs in MyST-NB's
+  execution cache (``_build/.jupyter_cache``) until the notebook changes; it writes a
+  plain ``.ipynb`` next to each notebook page and links it, with Colab and Binder, at the
+  top of the page.
+* The theme is sphinx-book-theme (the theme of Jupyter Book), with ``_static/course.css``
+  for the width of code, equations and figures.
 * Math is rendered by MathJax 2.7 served from the built site itself, taken from the
   ``jupyter-server-mathjax`` package, instead of Sphinx's default CDN URL, so that the
   pages show equations without a network connection.
@@ -19,7 +24,6 @@ Two things here are not stock Sphinx:
 
 from __future__ import annotations
 
-import filecmp
 import shutil
 import sys
 from pathlib import Path
@@ -27,8 +31,21 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "_ext"))
 
 import rlcourse  # noqa: E402
+
+# -- where the course lives --------------------------------------------------------------
+
+# MAINTAINERS: set these once. The URL below is a PLACEHOLDER, not a real repository. It
+# builds each notebook page's Colab and Binder links and the repository button, and the
+# downloadable notebooks install rlcourse from it (pip's "git+URL").
+#   * Binder starts the branch course_repository_branch and opens notebooks/NAME.py there.
+#   * Colab opens only .ipynb files on GitHub: it opens notebooks/NAME.ipynb from
+#     course_site_branch, the branch the built site (_build/html) is published to.
+course_repository_url = "https://github.com/rlcourse/rlcourse"   # PLACEHOLDER
+course_repository_branch = "main"
+course_site_branch = "gh-pages"
 
 # -- project -----------------------------------------------------------------------------
 
@@ -42,15 +59,31 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "course_notebooks",      # _ext/course_notebooks.py: the lesson notebooks
 ]
 
 root_doc = "index"
-exclude_patterns = ["_build", "jupyter_execute", "conf.py", "**/.ipynb_checkpoints",
-                    "**/__pycache__"]
-html_theme = "alabaster"
+# _ext holds Python modules, which MyST-NB would otherwise take for notebooks
+exclude_patterns = ["_build", "_ext", "_static", "_templates", "jupyter_execute", "conf.py",
+                    "**/.ipynb_checkpoints", "**/__pycache__"]
+
+# -- theme: sphinx-book-theme ------------------------------------------------------------
+
+html_theme = "sphinx_book_theme"
 html_title = "rlcourse"
-html_theme_options = {"description": "Reinforcement learning, taught by building it",
-                      "fixed_sidebar": True}
+html_static_path = ["_static"]
+html_css_files = ["course.css"]
+html_theme_options = {
+    "repository_url": course_repository_url,
+    "repository_branch": course_repository_branch,
+    "path_to_docs": "docs",
+    "use_repository_button": True,
+    "use_download_button": True,     # the page source, and for notebooks the .ipynb
+    "home_page_in_toc": True,
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "navbar_persistent": [],         # search lives in the left sidebar, not in a second bar
+}
 pygments_style = "sphinx"
 
 autodoc_member_order = "bysource"
@@ -68,40 +101,18 @@ myst_heading_anchors = 3
 # below already limit MathJax to the math Sphinx marks up, so it is switched off.
 myst_update_mathjax = False
 
-# -- notebooks (MyST-NB) -----------------------------------------------------------------
+# -- notebooks (MyST-NB and _ext/course_notebooks.py) ------------------------------------
 
-NOTEBOOK_SOURCE = ROOT / "notebooks"
-NOTEBOOK_MIRROR = DOCS / "notebooks"
-
-
-def mirror_notebooks(source: Path = NOTEBOOK_SOURCE, mirror: Path = NOTEBOOK_MIRROR) -> list[str]:
-    """Make ``mirror`` hold exactly the ``*.py`` notebooks of ``source``; return their names.
-
-    A file is copied only when its bytes changed (``copy2`` keeps the modification time),
-    so Sphinx and MyST-NB's execution cache see an unchanged notebook as unchanged.
-    Mirrored files whose source is gone are deleted. The folder carries its own
-    ``.gitignore`` so that the copies never end up in a commit.
-    """
-    mirror.mkdir(exist_ok=True)
-    (mirror / ".gitignore").write_text("# generated by docs/conf.py from ../notebooks\n*\n")
-    sources = {p.name: p for p in sorted(source.glob("*.py")) if not p.name.startswith("_")}
-    for stale in mirror.glob("*.py"):
-        if stale.name not in sources:
-            stale.unlink()
-    for name, path in sources.items():
-        target = mirror / name
-        if not target.exists() or not filecmp.cmp(path, target, shallow=False):
-            shutil.copy2(path, target)
-    return sorted(sources)
-
-
-NOTEBOOKS = mirror_notebooks()
-
-nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
-# "cache": run each notebook once and keep its outputs in _build/.jupyter_cache until the
-# notebook changes. Turn execution off with -D nb_execution_mode=off.
+# The .py notebooks are read by jupytext, through the extension (which can hand MyST-NB
+# outputs executed elsewhere: -D course_notebook_outputs=FOLDER, see tests/test_docs.py).
+nb_custom_formats = {".py": "course_notebooks.read_percent"}
+# "cache": each notebook is executed once, before Sphinx reads the pages, and its outputs
+# are kept in _build/.jupyter_cache until the notebook changes. The extension executes
+# course_notebook_jobs notebooks at a time (0: one per CPU core). Turn execution off with
+# -D nb_execution_mode=off.
 nb_execution_mode = "cache"
-nb_execution_timeout = 300          # seconds per cell; a whole lesson takes about a minute
+course_notebook_jobs = 0
+nb_execution_timeout = 300          # seconds per cell
 nb_execution_in_temp = True         # files a notebook writes land in a temporary folder
 nb_execution_raise_on_error = True  # a failing notebook fails the build
 nb_execution_show_tb = True
@@ -117,9 +128,9 @@ def mathjax_folder() -> Path:
     """The MathJax 2.7 tree shipped in the PyPI package ``jupyter-server-mathjax``."""
     try:
         import jupyter_server_mathjax
-    except ImportError:
+    except ImportError as error:
         raise RuntimeError("the docs serve MathJax from the jupyter-server-mathjax package: "
-                           "pip install 'jupyter-server-mathjax>=0.2.6' (it is in the dev extra)")
+                           "pip install 'jupyter-server-mathjax>=0.2.6' (it is in the dev extra)") from error
     folder = Path(jupyter_server_mathjax.__file__).parent / "static"
     if not (folder / "MathJax.js").is_file():
         raise RuntimeError(f"{folder} has no MathJax.js: reinstall jupyter-server-mathjax")
@@ -143,6 +154,10 @@ mathjax2_config = {
                  "imageFont": None},
     "SVG": {"font": "STIX-Web"},
 }
+# A display equation wider than the text column is broken across lines at its relations
+# and operators, as LaTeX would, instead of running past the column's edge.
+mathjax2_config["HTML-CSS"]["linebreaks"] = {"automatic": True}
+mathjax2_config["SVG"]["linebreaks"] = {"automatic": True}
 
 
 def copy_mathjax(app, exception) -> None:
@@ -173,6 +188,41 @@ def hide_solution_markers(app, doctree):
         block.rawsource = kept
 
 
+# A code block with a line longer than this many characters, or a notebook cell that shows
+# a figure, is marked "wide": on a wide screen it takes the margin beside the text column
+# too (_static/course.css), where sphinx-book-theme's page contents step aside for it.
+# The package's code runs to 120 characters; the text column holds about 76.
+WIDE_CODE_CHARACTERS = 76
+
+
+def outermost_block(node):
+    """The element to widen for ``node``: itself, its caption wrapper, or its notebook cell."""
+    widest = node
+    while node.parent is not None:
+        node = node.parent
+        if {"literal-block-wrapper", "cell"} & set(node.get("classes", [])):
+            widest = node
+    return widest
+
+
+def mark_wide_blocks(app, doctree):
+    """Add the classes ``wide`` and ``full-width`` to long code blocks and figure cells.
+
+    ``full-width`` is sphinx-book-theme's own class: its script hides the page's table of
+    contents while such an element is on the screen. ``wide`` sets the width.
+    """
+    from docutils import nodes
+
+    wide = [block for block in doctree.findall(nodes.literal_block)
+            if max(map(len, block.astext().splitlines()), default=0) > WIDE_CODE_CHARACTERS]
+    wide += [image for image in doctree.findall(nodes.image)
+             if "cell" in outermost_block(image).get("classes", [])]
+    for node in wide:
+        classes = outermost_block(node)["classes"]
+        classes.extend(name for name in ("wide", "full-width") if name not in classes)
+
+
 def setup(app):
     app.connect("doctree-read", hide_solution_markers)
+    app.connect("doctree-read", mark_wide_blocks)
     app.connect("build-finished", copy_mathjax)

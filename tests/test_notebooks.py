@@ -5,12 +5,18 @@ Each notebook is a jupytext percent-format ``.py`` file with one cell tagged
 small values of ``SMALL_BUDGETS`` right after that one (as papermill does), and executes
 it in a fresh kernel in a temporary directory. The kernel runs this very Python
 (``sys.executable``), so it sees the same installed ``rlcourse`` as pytest.
+
+Each notebook is executed once per test session: ``executed_notebook`` keeps the executed
+copy in a folder that the session's pytest-xdist workers share, and tests/test_docs.py
+builds the site's notebook pages from those copies instead of running the notebooks again.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -92,12 +98,62 @@ def with_small_budgets(path: Path):
     return nb
 
 
-@pytest.fixture(scope="module")
-def kernel_spec_manager(tmp_path_factory) -> KernelSpecManager:
+def session_folder(tmp_path_factory) -> Path:
+    """A folder that every pytest-xdist worker of this test session shares.
+
+    Each worker has a base temporary folder of its own inside the session's; without
+    xdist the session's is the base folder itself.
+    """
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "notebooks"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def kernel_specs(folder: Path) -> KernelSpecManager:
     """A kernel spec that starts ipykernel with this interpreter, whatever else is installed."""
-    kernels = tmp_path_factory.mktemp("kernels")
-    ipykernel_kernelspec.write_kernel_spec(kernels / KERNEL_NAME)
-    return KernelSpecManager(kernel_dirs=[str(kernels)], ensure_native_kernel=False)
+    ipykernel_kernelspec.write_kernel_spec(folder / KERNEL_NAME)
+    return KernelSpecManager(kernel_dirs=[str(folder)], ensure_native_kernel=False)
+
+
+def executed_notebook(path: Path, folder: Path) -> Path:
+    """``folder/NAME.ipynb``: the notebook at ``path`` executed at its small budgets.
+
+    The first caller in a session executes it and writes the copy (or ``NAME.error`` when
+    it fails); a later caller, in this worker or another, reads what the first one left.
+    A lock file per notebook makes a second worker that asks meanwhile wait for the first.
+    """
+    from filelock import FileLock
+
+    executed, failed = folder / f"{path.stem}.ipynb", folder / f"{path.stem}.error"
+    with FileLock(folder / f"{path.stem}.lock"):
+        if failed.exists():
+            pytest.fail(failed.read_text(encoding="utf-8"), pytrace=False)
+        if executed.exists():
+            return executed
+        nb = with_small_budgets(path)
+        manager = kernel_specs(folder / f"{path.stem}.kernels")
+        run_folder = folder / f"{path.stem}.run"      # the notebook's working folder
+        run_folder.mkdir(exist_ok=True)
+        # The kernel talks over Unix sockets (IPC), not TCP: no eavesdropping warning from
+        # ipykernel. Their paths must stay short, so they go to a folder of their own.
+        with tempfile.TemporaryDirectory(prefix="rlcourse-kernel-") as sockets:
+            km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=manager,
+                               transport="ipc", ip=os.path.join(sockets, "kernel"))
+            assert km.kernel_spec.argv[0] == sys.executable
+            client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
+                                             resources={"metadata": {"path": str(run_folder)}})
+            try:
+                client.execute()
+            except Exception as error:
+                failed.write_text(f"{path.name} failed (in another test of this session):\n{error}",
+                                  encoding="utf-8")
+                raise
+            finally:                # nbclient leaves a kernel manager it was given running
+                if km.has_kernel:
+                    km.shutdown_kernel()
+        nbformat.write(nb, executed)
+    return executed
 
 
 def test_there_are_notebooks():
@@ -105,13 +161,10 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, kernel_spec_manager):
-    nb = with_small_budgets(path)
-    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_spec_manager)
-    assert km.kernel_spec.argv[0] == sys.executable
-    client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+def test_notebook_runs(path, tmp_path_factory):
+    nb = nbformat.read(executed_notebook(path, session_folder(tmp_path_factory)), as_version=4)
     errors = [output for cell in nb.cells if cell.cell_type == "code"
               for output in cell.get("outputs", []) if output.get("output_type") == "error"]
     assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+    assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code"
+               and cell.source.strip()), f"{path.name}: not every code cell was executed"
