@@ -19,7 +19,7 @@ from rlcourse.config import config_from_dict
 from rlcourse.pg import a2c, a3c, ppo, reinforce, trpo
 from rlcourse.pg.policies import load_policy
 from rlcourse.run import Result
-from rlcourse.tabular import td_control
+from rlcourse.tabular import dyna, td_control
 from rlcourse.tabular.qtable import QTable
 from rlcourse.value import dqn, linear
 
@@ -46,6 +46,7 @@ ALGORITHMS = {
     "expected-sarsa": Algorithm(
         td_control.TDControlConfig, td_control.TDControlConfig(method="expected-sarsa"), td_control.train, QTable.load
     ),
+    "dyna-q": Algorithm(dyna.DynaQConfig, dyna.DynaQConfig(), dyna.train, QTable.load),
     "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_policy),
     "dqn": Algorithm(dqn.DQNConfig, dqn.DQNConfig(), dqn.train, dqn.QPolicy.load),
     "linear-q": Algorithm(linear.LinearQConfig, linear.LinearQConfig(), linear.train, linear.LinearQPolicy.load),

@@ -16,6 +16,9 @@ from rlcourse.assignments.sandbox import student_module
 
 evaluation = student_module("rlcourse.tabular.evaluation")
 planning = student_module("rlcourse.tabular.planning")
+td_lambda = student_module("rlcourse.tabular.td_lambda")
+dyna = student_module("rlcourse.tabular.dyna")
+tree_search = student_module("rlcourse.tabular.lookahead")  # (lookahead below is the brute-force one-step Q)
 
 GAMMA = 0.9
 # V^π of the uniformly random policy on FrozenLake-v1, γ = 0.9
@@ -279,6 +282,125 @@ def test_policy_iteration_on_frozenlake():
     assert plan.iterations <= 10
 
 
+# --------------------------------------------------------------------------- eligibility traces, TD(λ)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("next_values, expected", [
+    # γ = λ = 0.5, rewards 1, 2, 3, 4; G^λ_t = r_{t+1} + γ ((1 − λ) V(s_{t+1}) + λ G^λ_{t+1}), G^λ_T = V(s_T):
+    # terminated (V(s_T) = 0): G_3 = 4, G_2 = 3 + 0.5 (15 + 2) = 11.5,
+    #   G_1 = 2 + 0.5 (10 + 5.75) = 9.875, G_0 = 1 + 0.5 (5 + 4.9375) = 5.96875
+    ([10.0, 20.0, 30.0, 0.0], [5.96875, 9.875, 11.5, 4.0]),
+    # cut by the step limit with V(s_T) = 40: G_3 = 4 + 0.5 · 40 = 24, G_2 = 3 + 0.5 (15 + 12) = 16.5, …
+    ([10.0, 20.0, 30.0, 40.0], [6.28125, 11.125, 16.5, 24.0]),
+])
+def test_lambda_returns_by_hand(next_values, expected):
+    G = td_lambda.lambda_returns([1.0, 2.0, 3.0, 4.0], np.array(next_values), 0.5, 0.5)
+    np.testing.assert_allclose(G, expected, rtol=1e-12)
+    # λ = 0: the one-step TD targets; λ = 1: the discounted returns (bootstrapped at a cut)
+    np.testing.assert_allclose(td_lambda.lambda_returns([1.0, 2.0], np.array([5.0, 7.0]), 0.5, 0.0), [3.5, 5.5])
+    np.testing.assert_allclose(td_lambda.lambda_returns([1.0, 2.0], np.array([5.0, 7.0]), 0.5, 1.0), [3.75, 5.5])
+
+
+@pytest.mark.points(1)
+def test_update_trace_accumulates_or_replaces():
+    # γλ = 0.25: every trace fades to a quarter, then the visited state 1 is marked
+    e = np.array([1.0, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(td_lambda.update_trace(e.copy(), 1, 0.5, 0.5, "accumulating"), [0.25, 1.125, 0, 0])
+    np.testing.assert_allclose(td_lambda.update_trace(e.copy(), 1, 0.5, 0.5, "replacing"), [0.25, 1.0, 0, 0])
+    np.testing.assert_allclose(td_lambda.update_trace(e.copy(), 3, 0.9, 0.0, "accumulating"), [0, 0, 0, 1.0])
+
+
+def forward_view_episode(V, states, rewards, gamma, lam, alpha):
+    """The offline λ-return algorithm on one terminated episode, from the definition (S&B eq. 12.3):
+    G^λ_t = Σ_{n < T−t} (1 − λ) λ^(n−1) G_{t:t+n} + λ^(T−t−1) G_t, every update with V held fixed."""
+    T, new = len(rewards), np.array(V, dtype=float)
+    value = lambda k: 0.0 if k == T else V[states[k]]  # noqa: E731  (V(s_T) = 0: terminal)
+    for t in range(T):
+        n_step = [sum(gamma ** k * rewards[t + k] for k in range(n)) + gamma ** n * value(t + n)
+                  for n in range(1, T - t + 1)]
+        G = sum((1 - lam) * lam ** (n - 1) * n_step[n - 1] for n in range(1, T - t)) + lam ** (T - t - 1) * n_step[-1]
+        new[states[t]] += alpha * (G - V[states[t]])
+    return new
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("gamma, lam", [(0.5, 0.5), (0.9, 0.8), (1.0, 1.0)])
+def test_offline_td_lambda_equals_the_lambda_return_on_a_scripted_episode(gamma, lam):
+    # the backward view with accumulating traces, its increments applied at the episode's end,
+    # is the forward view exactly (S&B §12.2); the episode revisits both of its states
+    V, expected = np.zeros(3), []
+    for _ in range(3):
+        V = forward_view_episode(V, ScriptedEnv.STATES, ScriptedEnv.REWARDS, gamma, lam, 0.5)
+        expected.append(V)
+    estimate = td_lambda.td_lambda_evaluation(ScriptedEnv(), ONE_ACTION, gamma, lam, 3, alpha=0.5, offline=True)
+    np.testing.assert_allclose(np.asarray(estimate.history), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(estimate.V, expected[-1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("trace", ["accumulating", "replacing"])
+def test_online_td_lambda_at_zero_is_td0(trace):
+    # λ = 0: the trace is the indicator of s_t, so TD(λ) is TD(0): the numbers of the TD(0) test above
+    estimate = td_lambda.td_lambda_evaluation(ScriptedEnv(), ONE_ACTION, 0.5, 0.0, 2, alpha=0.5, trace=trace)
+    np.testing.assert_allclose(np.asarray(estimate.history), [[2.03125, 2.5625, 0.0], [3.283203125, 3.41015625, 0.0]],
+                               rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- Dyna-Q: planning with a learned model
+
+
+@pytest.mark.points(1)
+def test_dyna_q_learning_update_by_hand():
+    # Q(0, ·) = (0, 1), Q(1, ·) = (2, 4); α = γ = 0.5
+    q = np.array([[0.0, 1.0], [2.0, 4.0]])  # Q as an array [S, A] (training keeps lists of rows)
+    # (s, a) = (0, 1), r = 1 → s' = 1: target 1 + 0.5 · 4 = 3, δ = 2, Q(0, 1) = 1 + 0.5 · 2 = 2
+    assert dyna.q_learning_update(q, 0, 1, 1.0, 1, False, 0.5, 0.5) == pytest.approx(2.0)
+    # (1, 0), r = 1, terminated: target 1, δ = 1 − 2 = −1, Q(1, 0) = 1.5
+    assert dyna.q_learning_update(q, 1, 0, 1.0, 0, True, 0.5, 0.5) == pytest.approx(-1.0)
+    np.testing.assert_allclose(q, [[0.0, 2.0], [1.5, 4.0]])
+
+
+def one_pair_model(reward, tried_at):
+    from rlcourse.tabular.dyna import Model  # the trusted class: the model is data the test builds
+
+    model = Model()
+    model.add(0, 1, reward, 1, False, tried_at)
+    return model
+
+
+@pytest.mark.points(1)
+def test_planning_updates_replay_the_model():
+    # one remembered pair (0, 1) → (r = 1, s' = 1); Q(1, ·) = (0, 2); α = 0.5, γ = 0.5, κ = 0:
+    # 1st update: target 1 + 0.5 · 2 = 2, Q(0, 1) = 1;  2nd: Q(0, 1) = 1 + 0.5 (2 − 1) = 1.5
+    q = np.array([[0.0, 0.0], [0.0, 2.0]])
+    config = dyna.DynaQConfig(alpha=0.5, gamma=0.5)
+    dyna.planning_updates(q, one_pair_model(1.0, 3), 2, config, 10, np.random.default_rng(0))
+    np.testing.assert_allclose(q, [[0.0, 1.5], [0.0, 2.0]])
+
+
+@pytest.mark.points(1)
+def test_dyna_q_plus_adds_its_exploration_bonus():
+    # the pair was last tried at step 1, it is step 10: τ = 9, bonus κ √τ = 0.5 · 3 = 1.5 on r = 0;
+    # target 1.5 + 0.5 · 2 = 2.5 and Q(0, 1) = 0.5 · 2.5 = 1.25
+    q = np.array([[0.0, 0.0], [0.0, 2.0]])
+    config = dyna.DynaQConfig(alpha=0.5, gamma=0.5, kappa=0.5)
+    dyna.planning_updates(q, one_pair_model(0.0, 1), 1, config, 10, np.random.default_rng(0))
+    np.testing.assert_allclose(q, [[0.0, 1.25], [0.0, 2.0]])
+
+
+
+@pytest.mark.points(1)
+def test_lookahead_over_a_model_by_hand():
+    # a remembered chain 0 → 1 → 2 (goal, reward 1, terminated) with action 1; action 0 stays; γ = 0.5
+    model = {(0, 0): (0.0, 0, False), (0, 1): (0.0, 1, False), (1, 0): (0.0, 1, False), (1, 1): (1.0, 2, True)}
+    np.testing.assert_allclose(tree_search.lookahead_q(model, 1, 1, 0.5, 2), [0.0, 1.0])
+    np.testing.assert_allclose(tree_search.lookahead_q(model, 0, 1, 0.5, 2), [0.0, 0.0])  # the goal is 2 steps away
+    np.testing.assert_allclose(tree_search.lookahead_q(model, 0, 2, 0.5, 2), [0.0, 0.5])
+    # depth 3: staying first still reaches the goal in the 2 steps left, worth 0.5 · 0.5
+    np.testing.assert_allclose(tree_search.lookahead_q(model, 0, 3, 0.5, 2), [0.25, 0.5])
+
+
 ### BEGIN HIDDEN TESTS
 @pytest.mark.points(1)
 def test_solve_bellman_with_gamma_zero_is_the_expected_reward():
@@ -309,4 +431,44 @@ def test_planners_on_the_corridor_and_their_tie_break():
     # ties are within 1e-9 of the max, not only exact
     np.testing.assert_array_equal(planning.greedy_actions(np.array([[3.0, 3.0 + 1e-12, 1.0], [1.0, 1.0 + 1e-6, 0.0]])),
                                   [0, 1])
+
+@pytest.mark.points(1)
+def test_offline_replacing_td_one_is_first_visit_monte_carlo():
+    # λ = γ = 1, replacing traces, offline: first-visit constant-α MC (Singh & Sutton 1996).
+    # first-visit returns G_0 = 10, G_1 = 9; α = 0.5: V = (5, 4.5), then (7.5, 6.75)
+    estimate = td_lambda.td_lambda_evaluation(ScriptedEnv(), ONE_ACTION, 1.0, 1.0, 2, alpha=0.5, trace="replacing",
+                                              offline=True)
+    np.testing.assert_allclose(np.asarray(estimate.history), [[5.0, 4.5, 0.0], [7.5, 6.75, 0.0]], rtol=1e-12)
+
+
+@pytest.mark.points(1)
+def test_online_td_lambda_bootstraps_a_truncated_episode():
+    # λ = 0 online on the cut episode is TD(0) on it: the numbers of the truncated TD(0) test
+    estimate = td_lambda.td_lambda_evaluation(ScriptedEnv(end="truncated"), ONE_ACTION, 0.5, 0.0, 1, alpha=0.5)
+    np.testing.assert_allclose(estimate.V, [2.03125, 3.0703125, 0.0], rtol=1e-12)
+
+@pytest.mark.points(1)
+def test_planning_alone_spreads_the_goal_value_back():
+    # a remembered corridor 0 → 1 → 2 (goal: reward 1, terminated); 2 000 planning updates and no real
+    # step reach the Q-learning fixed point along it: Q(1, right) = 1, Q(0, right) = γ
+    from rlcourse.tabular.dyna import Model
+
+    model = Model()
+    model.add(0, 1, 0.0, 1, False, 1)
+    model.add(1, 1, 1.0, 2, True, 2)
+    q = np.zeros((3, 2))
+    dyna.planning_updates(q, model, 2_000, dyna.DynaQConfig(alpha=0.5, gamma=0.9), 3, np.random.default_rng(1))
+    np.testing.assert_allclose(q, [[0.0, 0.9], [0.0, 1.0], [0.0, 0.0]], atol=1e-9)
+
+@pytest.mark.points(1)
+def test_deep_lookahead_on_the_corridor_is_v_star():
+    # the corridor's true model, searched 10 deep: Q(s, right) = γ^(4 − s); left leads to s − 1, worth
+    # γ V*(s − 1) = γ^(6 − s), and from cell 0 into the wall, γ V*(0) = γ^5
+    P = gym.make("rlcourse/Corridor-v0").unwrapped.P
+    model = {(s, a): (P[s][a][0][2], P[s][a][0][1], P[s][a][0][3]) for s in range(6) for a in range(2)}
+    for s in range(5):
+        left = GAMMA ** (6 - s) if s >= 1 else GAMMA ** 5
+        np.testing.assert_allclose(tree_search.lookahead_q(model, s, 10, GAMMA, 2), [left, GAMMA ** (4 - s)], rtol=1e-12)
+    # the unknown pairs are worth ``unknown``
+    np.testing.assert_allclose(tree_search.lookahead_q({(0, 1): (1.0, 1, True)}, 0, 3, GAMMA, 2, unknown=-2.0), [-2.0, 1.0])
 ### END HIDDEN TESTS
