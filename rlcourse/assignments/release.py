@@ -45,6 +45,7 @@ LESSON_OF_MODULE = {
     "rlcourse/value/replay.py": 3,
     "rlcourse/value/dqn_targets.py": 3,
     "rlcourse/value/dqn.py": 3,
+    "rlcourse/value/true_online.py": 3,
     "rlcourse/pg/objective.py": 4,
     "rlcourse/pg/psi.py": 4,
     "rlcourse/pg/reinforce.py": 4,

@@ -78,7 +78,7 @@ class Model:
     """The learned deterministic model: ``outcome[(s, a)] = (r, s', terminated)``, the last one seen,
     with the step ``tried[(s, a)]`` at which the pair was last taken for real."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.outcome: dict[tuple[int, int], tuple[float, int, bool]] = {}
         self.tried: dict[tuple[int, int], int] = {}
         self.pairs: list[tuple[int, int]] = []  # the keys, for uniform draws
