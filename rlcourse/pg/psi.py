@@ -302,3 +302,111 @@ def q_actor_critic(q_values: Tensor, actions: Tensor) -> Tensor:
     target :math:`r_t + \gamma (1 - \text{terminated}_t) Q_w(s_{t+1}, a_{t+1})`.
     """
     return q_values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+# ---------------------------------------------------------------- lesson 8: a group of answers per prompt
+#
+# RL with verifiable rewards samples G answers y_1, …, y_G to each prompt x and scores each
+# with one number r_i = R(x, y_i). There is no critic: the baseline comes from the group.
+# ``rewards`` is [P, G] (P prompts, G answers each); each function returns the Ψ of every
+# answer, [P, G], the same for each of that answer's tokens.
+
+
+def no_baseline(rewards: Tensor) -> Tensor:
+    r"""Plain REINFORCE on whole answers: :math:`\Psi_i = r_i`."""
+    return rewards.clone()
+
+
+def group_mean_baseline(rewards: Tensor) -> Tensor:
+    r"""Subtract the group's mean (Dr. GRPO, Liu et al. 2025):
+
+    .. math::
+
+        \Psi_i = r_i - \bar r, \qquad \bar r = \frac{1}{G}\sum_{j=1}^{G} r_j
+
+    :math:`\bar r` contains :math:`r_i` itself, so :math:`\mathbb E[\Psi_i \nabla\log\pi(y_i)]`
+    is :math:`\frac{G-1}{G}` of the exact gradient: the right direction, shrunk by a constant.
+    """
+    # Hint: the mean over the last axis (the G answers of one prompt), kept as a column.
+    ### BEGIN SOLUTION
+    return rewards - rewards.mean(-1, keepdim=True)
+    ### END SOLUTION
+
+
+def grpo_advantages(rewards: Tensor, eps: float = 1e-4) -> Tensor:
+    r"""GRPO's group standardisation (Shao et al. 2024, DeepSeekMath):
+
+    .. math::
+
+        \Psi_i = \frac{r_i - \bar r}{\sigma + \epsilon}, \qquad
+        \sigma = \sqrt{\tfrac{1}{G-1}\textstyle\sum_j (r_j - \bar r)^2}
+
+    (the unbiased standard deviation, as TRL's ``GRPOTrainer`` computes it). A group whose
+    answers all score the same has Ψ = 0. Dividing by σ re-weights the prompts: one that the
+    policy almost always (or almost never) solves has a small σ and so a large weight.
+    """
+    # Hint: mean and std over the last axis (keepdim=True); std with its default correction (G − 1).
+    ### BEGIN SOLUTION
+    centred = rewards - rewards.mean(-1, keepdim=True)
+    return centred / (rewards.std(-1, keepdim=True) + eps)
+    ### END SOLUTION
+
+
+def rloo_advantages(rewards: Tensor) -> Tensor:
+    r"""REINFORCE leave-one-out (Kool et al. 2019; Ahmadian et al. 2024):
+
+    .. math::
+
+        \Psi_i = r_i - \frac{1}{G-1}\sum_{j \ne i} r_j = \frac{G}{G-1}\,(r_i - \bar r)
+
+    The baseline of answer i is the mean of the *other* answers, independent of y_i, so the
+    estimate is unbiased. Needs G ≥ 2.
+    """
+    # Hint: the sum of the others is the group's sum minus r_i; divide by G − 1.
+    ### BEGIN SOLUTION
+    G = rewards.shape[-1]
+    if G < 2:
+        raise ValueError(f"rloo_advantages: the group has {G} answer; leave-one-out needs at least 2")
+    others = (rewards.sum(-1, keepdim=True) - rewards) / (G - 1)
+    return rewards - others
+    ### END SOLUTION
+
+
+AGGREGATIONS = ("sequence-mean", "token-mean", "constant")
+
+
+def token_weights(mask: Tensor, aggregation: str, constant: float | None = None) -> Tensor:
+    r"""The weight :math:`w_{i,t}` of each token's term in the loss :math:`\sum_{i,t} w_{i,t}\,\ell_{i,t}`.
+
+    ``mask`` is [B, T] (1 on the answer tokens of B answers). The three ways GRPO-family
+    code averages a batch of answers of lengths :math:`|y_i|`:
+
+    * ``"sequence-mean"`` (GRPO as published): a mean over each answer's tokens, then over
+      the answers, :math:`w_{i,t} = 1 / (B\,|y_i|)`. A short answer's tokens weigh more: a
+      long wrong answer is penalised less per token than a short wrong one.
+    * ``"token-mean"`` (DAPO; lesson 7's PPO): one mean over all the batch's tokens,
+      :math:`w_{i,t} = 1 / \sum_j |y_j|`.
+    * ``"constant"`` (Dr. GRPO): a sum over each answer's tokens divided by one constant
+      for every batch, :math:`w_{i,t} = 1 / (B\,C)` (C = ``constant``, e.g. the longest
+      allowed answer; C = 1 is the plain sum of sequence-level REINFORCE and RLOO).
+
+    Off the mask the weight is 0. Only the constant weighting makes the loss's gradient
+    the policy gradient of lesson 4 times a number fixed in advance.
+    """
+    # Hint: lengths are the row sums of the mask; broadcast a [B, 1] column of weights over the row
+    # Hint: and multiply by the mask. Reject an unknown aggregation and a missing or non-positive constant.
+    ### BEGIN SOLUTION
+    m = mask.to(torch.get_default_dtype() if not mask.is_floating_point() else mask.dtype)
+    B = m.shape[0]
+    if aggregation == "sequence-mean":
+        w = 1.0 / (B * m.sum(-1, keepdim=True).clamp(min=1))
+    elif aggregation == "token-mean":
+        w = 1.0 / m.sum().clamp(min=1)
+    elif aggregation == "constant":
+        if constant is None or not constant > 0:
+            raise ValueError(f"token_weights: constant = {constant!r} is out of range: it must be in (0, inf)")
+        w = torch.tensor(1.0 / (B * constant), dtype=m.dtype)
+    else:
+        raise ValueError(f"aggregation = {aggregation!r} is not allowed: it must be one of {', '.join(AGGREGATIONS)}")
+    return w * m
+    ### END SOLUTION
