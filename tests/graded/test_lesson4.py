@@ -23,6 +23,7 @@ from rlcourse.assignments.sandbox import student_module
 from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy
 
 imitation = student_module("rlcourse.pg.imitation")
+dagger = student_module("rlcourse.pg.dagger")
 objective = student_module("rlcourse.pg.objective")
 psi = student_module("rlcourse.pg.psi")
 
@@ -347,6 +348,51 @@ def test_behaviour_cloning_fits_a_tiny_data_set():
     assert log["accuracy"].iloc[-1] >= 0.95
 
 
+# --------------------------------------------------------------------------- DAgger
+
+
+@pytest.mark.points(1)
+def test_dagger_aggregate_by_hand():
+    from rlcourse.pg.imitation import Demonstrations
+
+    data = Demonstrations(np.zeros((2, 4), np.float32), np.array([0, 1], dtype=np.int64), [10.0])
+    more = dagger.aggregate(data, [np.ones(4), 2 * np.ones(4)], [1, 0])
+    assert more.observations.shape == (4, 4) and more.observations.dtype == np.float32
+    np.testing.assert_array_equal(more.observations, [[0] * 4, [0] * 4, [1] * 4, [2] * 4])
+    assert more.actions.dtype == np.int64 and more.actions.tolist() == [0, 1, 1, 0]
+    assert more.episode_returns == [10.0]
+
+
+def replay(driver, steps, first_seed):
+    """The states ``driver`` visits in ``steps`` steps of CartPole-v1, episodes reset from first_seed, +1, …"""
+    env, states, k = gym.make("CartPole-v1"), [], 0
+    obs, _ = env.reset(seed=first_seed)
+    for _ in range(steps):
+        states.append(obs)
+        obs, _, terminated, truncated, _ = env.step(driver.act(obs))
+        if terminated or truncated:
+            k += 1
+            obs, _ = env.reset(seed=first_seed + k)
+    return np.array(states), k
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_dagger_drive_labels_the_drivers_states_with_the_expert(beta):
+    # the learner always pushes left (weights 0: w · s > 0 never holds); β = 0: it drives and
+    # falls after a few steps; β = 1: the expert drives. Either way the expert labels every state.
+    from rlcourse.pg.imitation import LinearController, cartpole_controller
+
+    learner, expert = LinearController((0.0, 0.0, 0.0, 0.0)), cartpole_controller()
+    states, labels, returns, episodes = dagger.drive(learner, expert, gym.make("CartPole-v1"), 80, beta,
+                                                     np.random.default_rng(0), 7)
+    expected, ended = replay(expert if beta else learner, 80, 7)
+    np.testing.assert_allclose(np.asarray(states), expected, rtol=0, atol=1e-7)
+    assert np.asarray(labels).tolist() == [expert.act(s) for s in expected]
+    assert len(returns) == ended and episodes == ended + 1
+    assert (ended >= 4) if beta == 0 else (ended == 0)
+
+
 ### BEGIN HIDDEN TESTS
 @pytest.mark.points(1)
 def test_n_step_advantage_matches_brute_force():
@@ -426,4 +472,17 @@ def test_behaviour_cloning_regresses_continuous_actions():
     error = float(np.mean((predicted - actions) ** 2))
     assert error < 0.01, f"mean squared error {error:.4f}"
     assert log["loss"].iloc[-1] < log["loss"].iloc[0] - 1.0
+
+@pytest.mark.points(1)
+def test_dagger_drive_mixes_with_probability_beta():
+    # β = 0.5: each step's coin comes from the rng; with the same seed the same steps are the
+    # expert's. The expert never falls: the learner's (always-left) steps alone can end an episode.
+    from rlcourse.pg.imitation import LinearController, cartpole_controller
+
+    learner, expert = LinearController((0.0, 0.0, 0.0, 0.0)), cartpole_controller()
+    first = dagger.drive(learner, expert, gym.make("CartPole-v1"), 200, 0.5, np.random.default_rng(3), 0)
+    second = dagger.drive(learner, expert, gym.make("CartPole-v1"), 200, 0.5, np.random.default_rng(3), 0)
+    np.testing.assert_array_equal(np.asarray(first[0]), np.asarray(second[0]))
+    always_left = dagger.drive(learner, expert, gym.make("CartPole-v1"), 200, 0.0, np.random.default_rng(3), 0)
+    assert len(first[2]) < len(always_left[2])
 ### END HIDDEN TESTS
