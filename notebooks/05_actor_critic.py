@@ -32,8 +32,11 @@
 #
 # The code is the lesson-4 core: the same `Rollout`, the same Ψ functions of
 # `rlcourse.pg.psi`, the same `policy_gradient_loss`. The next cell holds the budgets. The
-# values given run the whole notebook in about two minutes on two CPU cores; the test
-# suite replaces them with tiny ones.
+# values given run the whole notebook in about a minute and a half on two CPU cores (83 s
+# of CPU time when this notebook was written, 36 s of it A3C's); the test suite replaces
+# them with tiny ones. None of these runs anneals its step size, so a longer budget
+# replays the same first steps and goes on: where a section quotes what a longer run
+# showed, it names the budget.
 #
 # The runs here are seeded with `SEED` (0; where several are averaged, `SEED`, `SEED + 1`,
 # …), and a number quoted below "when this notebook was written" comes from those seeds on
@@ -43,14 +46,14 @@
 
 # %% tags=["parameters"]
 SEED = 0
-SWEEP_STEPS = 60_000        # environment steps per run of the n / λ sweep (section 2)
-CARTPOLE_STEPS = 100_000    # environment steps of A2C with the default settings on CartPole
+SWEEP_STEPS = 25_000        # environment steps per run of the n / λ sweep (section 2)
+CARTPOLE_STEPS = 50_000     # environment steps of A2C with the default settings on CartPole
 EVAL_EVERY = 5_000          # environment steps between greedy evaluations
 EVAL_EPISODES = 5           # greedy episodes per evaluation
-ACROBOT_STEPS = 150_000     # environment steps per A2C run on Acrobot (three entropy weights)
-SHARED_STEPS = 60_000       # environment steps per run of the shared-trunk comparison
-A3C_STEPS = 40_000          # environment steps per A3C run, all workers together
-A3C_EVAL_EVERY = 5_000      # environment steps between greedy evaluations during A3C
+ACROBOT_STEPS = 50_000      # environment steps per A2C run on Acrobot (three entropy weights)
+SHARED_STEPS = 25_000       # environment steps per run of the shared-trunk comparison
+A3C_STEPS = 20_000          # environment steps per A3C run, all workers together
+A3C_EVAL_EVERY = 2_500      # environment steps between greedy evaluations during A3C
 
 # %%
 import math
@@ -226,8 +229,8 @@ checks
 # - **GAE's λ** with $T = 20$: every run sees the same number of updates of the same size;
 #   only the estimator differs.
 # - **$T$** (`n_steps`) with $\lambda = 1$, the $n$-step advantage of the previous section.
-#   Here more changes than $n$: the batch holds $8T$ steps, so $T = 1$ makes 7,500 small
-#   updates in 60,000 steps and $T = 100$ only 75 large ones.
+#   Here more changes than $n$: the batch holds $8T$ steps, so $T = 1$ makes 3,125 small
+#   updates in 25,000 steps and $T = 100$ only 32 large ones.
 
 # %%
 def sweep_run(steps, **fields):
@@ -271,21 +274,23 @@ pd.DataFrame({
 # $\delta_t = 1 + \gamma V(s_{t+1}) - V(s_t) \approx 1$ for good and bad actions alike:
 # the critic's error is the whole signal until it catches up, and a one-step target moves
 # what the critic knows back by only one step per update. $\lambda = 0.9$ and $1$ let
-# real rewards from many steps ahead in and climb first; $\lambda = 0.5$ follows only
-# after about 35,000 steps.
+# real rewards from many steps ahead in and climb first; $\lambda = 0.5$ stays with
+# $\lambda = 0$ within these 25,000 steps (with `SWEEP_STEPS = 60_000` it followed after
+# about 35,000 steps).
 #
 # The right panel mixes the estimator with the update schedule. $T = 1$ is again the TD
 # error, now with batches of only 8 steps, and does not learn within the budget;
-# $T = 100$ has the least bias but only 75 updates, and climbs slowly; $T = 5$ (the
+# $T = 100$ has the least bias but only 32 updates, and climbs slowly; $T = 5$ (the
 # default) and $T = 20$ are in between on both counts.
 #
-# **What one seed shows.** A single learning curve of this length is noisy: the $T = 5$
-# run falls from about 470 to 250 between 38,000 and 50,000 steps and climbs back. The
-# ordering is only suggestive. When this notebook was written, seeds 0 and 1 both put
-# $\lambda = 0$ and $T = 1$ last (greedy returns 22–56 after 60,000 steps, against 190–500
-# for the rest), but the order among $\lambda = 0.5, 0.9, 1$ and $T = 5, 20, 100$ changed
-# between seeds. To rank those, run several seeds and compare means with their spread,
-# as `benchmarks/` does.
+# **What one seed shows.** The ordering is only suggestive. When this notebook was
+# written, seed 0's greedy returns after 25,000 steps were 51–74 for $\lambda = 0$,
+# $\lambda = 0.5$ and $T = 1$, against 279–500 for the rest (the table). Longer curves are
+# noisy too: with `SWEEP_STEPS = 60_000` the $T = 5$ run fell from about 470 to 250 between
+# 38,000 and 50,000 steps and climbed back, and seeds 0 and 1 both put $\lambda = 0$ and
+# $T = 1$ last (greedy returns 22–56, against 190–500 for the rest), but the order among
+# $\lambda = 0.5, 0.9, 1$ and $T = 5, 20, 100$ changed between seeds. To rank those, run
+# several seeds and compare means with their spread, as `benchmarks/` does.
 
 # %% [markdown]
 # ## 3. A2C with its standard settings
@@ -335,8 +340,9 @@ print(f"{cartpole.steps:,} steps in {cartpole.timing['seconds']:.1f} s "
 # **The critic's explained variance** is $1 - \operatorname{Var}(y - V)/\operatorname{Var}(y)$
 # over a row's batches: 1 when $V$ predicts its targets exactly, 0 when it does no better
 # than their mean. On CartPole it says less than it seems to. When this notebook was
-# written, recording `Terms.values` and `Terms.targets` of every update of this run
-# showed three phases:
+# written, recording `Terms.values` and `Terms.targets` of every update of this run,
+# continued to 100,000 steps (`CARTPOLE_STEPS = 100_000`), showed three phases, the first
+# two of them in the plot above:
 #
 # - up to about 10,000 steps, episodes are short and end often; $V$ learns which states
 #   are about to fail, and explains a good share of the targets (0.6 in the first row);
@@ -398,11 +404,15 @@ pd.DataFrame({
 
 # %% [markdown]
 # Without a bonus (the Zoo's setting) the entropy falls from $\log 3$ as the policy
-# commits, and the greedy policy swings the arm up in about 100 steps. With $c_H = 0.1$
-# the entropy stays near $\log 3$: the policy stays close to uniform, and its return
-# falls back towards a random policy's. With $c_H = 0.01$ the entropy falls just like
-# without a bonus; in this run it even ends lower (0.15 against 0.23), which with one seed
-# is best read as "no effect", not as the opposite effect.
+# commits, and the greedy policy swings the arm up in about 80 steps (−81 after these
+# 50,000 steps when this notebook was written). With $c_H = 0.1$ the entropy stays near
+# $\log 3$: the policy stays close to uniform, and its training return turns back down
+# towards a random policy's at the end of the run (about −205). Its greedy policy, the most
+# likely action in each state, still scored −78 here; with `ACROBOT_STEPS = 150_000` it
+# fell to −176, against −103 without a bonus. With $c_H = 0.01$ the entropy falls just
+# like without a bonus; in this run it even ends lower (0.41 against 0.57; 0.15 against
+# 0.23 after 150,000 steps), which with one seed is best read as "no effect", not as the
+# opposite effect.
 #
 # Why so little, then so much? The bonus competes with the actor's term, whose size is set
 # by $|\hat A|$. The critic's loss is exactly the mean of $\hat A^2$ (its target is
@@ -413,11 +423,12 @@ pd.DataFrame({
 # $\beta = 0.01$ on Atari) does not carry over to another; dividing $\hat A$ by its root
 # mean square (`normalize_advantages=True`) fixes the scale.
 #
-# The critic's explained variance climbs towards 0.9 here for $c_H = 0$ and $0.01$, unlike
-# on CartPole: how many steps are left until the arm swings up differs a lot between
-# states, and the critic learns to predict it. For the near-uniform policy of
-# $c_H = 0.1$ luck decides more of the return than the state does, and the critic
-# explains about 0.1 of it.
+# Within these 50,000 steps the critic's explained variance falls from about 0.45 to 0.2
+# for every weight, while the episodes shorten. With `ACROBOT_STEPS = 150_000` it then
+# climbed towards 0.9 for $c_H = 0$ and $0.01$, unlike on CartPole: how many steps are
+# left until the arm swings up differs a lot between states, and the critic learns to
+# predict it. For the near-uniform policy of $c_H = 0.1$ luck decides more of the return
+# than the state does, and the critic explained about 0.1 of it.
 
 # %% [markdown]
 # ## 4. One trunk with two heads, or two networks
@@ -458,8 +469,9 @@ pd.DataFrame({
 # both land on the same weights, and RMSprop divides each weight's step by the size of its
 # recent gradients, which the critic dominates, so the actor's share of every trunk step
 # shrinks. (Clipping the whole gradient scales both parts alike and does not change the
-# shares.) Lowering $c_V$ gives the actor its share back; in this run it helps, though one seed is a hint, not
-# proof. Two networks need no such balancing, and they are what `A2CConfig` copies from
+# shares.) Lowering $c_V$ gives the actor its share back; in this run it helps a little
+# within 25,000 steps (greedy 124 against 101, two networks 500) and more with
+# `SHARED_STEPS = 60_000` (315 against 153), though one seed is a hint, not proof. Two networks need no such balancing, and they are what `A2CConfig` copies from
 # Stable-Baselines3's MLP policies. With images as input, where a convolutional trunk is
 # costly to learn twice, sharing is the usual choice: Mnih et al. (2016) share all
 # non-output layers, with a softmax head for the policy and a linear one for the value.
@@ -545,10 +557,12 @@ pd.DataFrame({
 # **Learning.** A3C's CartPole settings (Adam $10^{-3}$, $T = 20$, $c_H = 0.01$, clip at
 # 40; sources in the module's docstring) learn within a few tens of thousands of steps,
 # and, like A2C, do not always keep what they learnt. The one-worker run is the same every
-# time: when this notebook was written its greedy policy wandered between 200 and 430 and
-# held 500 from 30,000 steps on. The two-worker run is not: in one run it reached 500 at
-# 15,000 steps and ended at 216, in the next it never got past 483. Judge the worker
-# counts on several seeds and runs (`benchmarks/a3c.py`), not on one.
+# time: when this notebook was written its greedy policy wandered between 150 and 430 over
+# these 20,000 steps, and with `A3C_STEPS = 40_000` held 500 from 30,000 steps on. The
+# two-worker run is not: one 20,000-step run reached 500 at 10,000 steps, fell to 119 and
+# ended at 500; with 40,000 steps, one run reached 500 at 15,000 steps and ended at 216,
+# the next never got past 483. Judge the worker counts on several seeds and runs
+# (`benchmarks/a3c.py`), not on one.
 #
 # **What is deterministic.** From the module docstring of `rlcourse/pg/a3c.py`:
 #
