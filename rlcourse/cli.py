@@ -20,6 +20,7 @@ from rlcourse.algorithms import ALGORITHMS, load
 from rlcourse.config import ConfigError, UsageError, apply_overrides, parse_overrides
 from rlcourse.play import RENDER_MODES, VIDEO_FORMATS
 from rlcourse.rlhf.cli import add_parser as add_rlhf_parser
+from rlcourse.rlvr.cli import add_parser as add_rlvr_parser
 
 USAGE_ERROR, TRAINING_FAILED, INTERRUPTED = 2, 1, 130
 
@@ -411,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.set_defaults(func=cmd_grade)
 
     add_rlhf_parser(sub, _Parser)
+    add_rlvr_parser(sub, _Parser)
     return parser
 
 

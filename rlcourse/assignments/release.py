@@ -53,6 +53,7 @@ LESSON_OF_MODULE = {
     "rlcourse/pg/dagger.py": 4,
     "rlcourse/pg/a2c.py": 5,
     "rlcourse/pg/a3c.py": 5,
+    "rlcourse/pg/td_lambda_ac.py": 5,
     "rlcourse/pg/ppo.py": 6,
     "rlcourse/pg/trpo.py": 6,
     "rlcourse/rlhf/model.py": 7,
@@ -60,10 +61,14 @@ LESSON_OF_MODULE = {
     "rlcourse/rlhf/reward.py": 7,
     "rlcourse/rlhf/dpo.py": 7,
     "rlcourse/rlhf/ppo.py": 7,
+    "rlcourse/rlvr/grpo.py": 8,
 }
 # Functions of a shared module that belong to a later lesson than the module.
 LESSON_OF_FUNCTION = {
     "rlcourse/pg/objective.py": {"clipped_surrogate_loss": 6},
+    "rlcourse/pg/psi.py": {
+        name: 8 for name in ("group_mean_baseline", "grpo_advantages", "rloo_advantages", "token_weights")
+    },
 }
 IGNORE = shutil.ignore_patterns(
     "__pycache__", "*.pyc", "*.egg-info", "_build", "jupyter_execute", ".ipynb_checkpoints", ".jupyter_cache"
