@@ -316,11 +316,11 @@ def forward_view_episode(V, states, rewards, gamma, lam, alpha):
     G^λ_t = Σ_{n < T−t} (1 − λ) λ^(n−1) G_{t:t+n} + λ^(T−t−1) G_t, every update with V held fixed."""
     T, new = len(rewards), np.array(V, dtype=float)
     value = lambda k: 0.0 if k == T else V[states[k]]  # noqa: E731  (V(s_T) = 0: terminal)
-    for t in range(T):
+    for t, s_t in enumerate(states[:T]):
         n_step = [sum(gamma ** k * rewards[t + k] for k in range(n)) + gamma ** n * value(t + n)
                   for n in range(1, T - t + 1)]
         G = sum((1 - lam) * lam ** (n - 1) * n_step[n - 1] for n in range(1, T - t)) + lam ** (T - t - 1) * n_step[-1]
-        new[states[t]] += alpha * (G - V[states[t]])
+        new[s_t] += alpha * (G - V[s_t])
     return new
 
 
