@@ -98,6 +98,7 @@ from torch import Tensor, nn
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.networks import clip_grad_norm, flat_grad, flatten_parameters, mlp
 from rlcourse.pg import psi as psi_fns
+from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss, value_loss
 from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, Policy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
@@ -146,6 +147,11 @@ class A2CConfig:
     hidden: tuple[int, ...] = (64, 64)
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
     log_interval: int = 100  # iterations per log row
+    vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
+    normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
+    normalize_reward: bool = False  # divide rewards by the running std of a discounted return
+    clip_obs: float = 10.0  # normalised observations are clipped to ±this
+    clip_reward: float = 10.0  # scaled rewards are clipped to ±this
 
     def __post_init__(self):
         check_choice(self, "advantage", ADVANTAGES)
@@ -165,6 +171,7 @@ class A2CConfig:
         check_layers(self)
         check_range(self, "log_std_init")
         check_range(self, "log_interval", 1, integer=True)
+        check_env_options(self)
 
 
 class SharedValue(nn.Module):
@@ -306,7 +313,8 @@ def train(
         # average of g² starting at 0), not the TF-like variant the RL Zoo uses for Atari; so do we.
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
         square_avg = torch.zeros_like(flat)  # RMSprop's running average of g²
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
+        rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
+        policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
         record = IterationRecord(
             "a2c",
             env_id,

@@ -15,6 +15,13 @@ r"""Policies and value functions: small MLPs in plain PyTorch.
 
 Acting greedily for evaluation (``act``) takes the most likely action: the arg-max of the
 logits, or the Gaussian's mean clipped to the action bounds.
+
+Inputs. ``distribution`` and ``sample`` take what the networks read; ``act`` takes an
+observation as the environment sends it. They differ only when the run normalised its
+observations (``normalize_obs``): then the policy holds the run's
+:class:`~rlcourse.pg.normalize.ObsNormalizer` as ``obs_normalizer``, ``act`` applies it
+(frozen: acting never changes the statistics), and ``save`` writes its statistics beside
+the weights, where :func:`load_policy` finds them.
 """
 
 from __future__ import annotations
@@ -29,7 +36,11 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 
 from rlcourse.networks import mlp, read_module, save_module
+from rlcourse.pg.normalize import STATS_FILE, ObsNormalizer
 from rlcourse.run import UnsupportedSpaceError
+
+#: The hidden layers' nonlinearity, by the name a config gives (SB3's activation_fn).
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 class Policy(nn.Module):
@@ -38,6 +49,7 @@ class Policy(nn.Module):
     makes (hence ``dist: Any`` here)."""
 
     spec: dict[str, Any]  # what module_from_spec needs to build it again
+    obs_normalizer: ObsNormalizer | None = None  # the run's observation statistics (normalize_obs)
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         """π(· | s) for a batch of observations."""
@@ -67,15 +79,33 @@ class Policy(nn.Module):
         """The most likely action for one observation (greedy evaluation)."""
         raise NotImplementedError
 
+    def network_input(self, obs: Any) -> torch.Tensor:
+        """One observation as the environment sent it, as the networks read it (normalised, if the run did)."""
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer(obs)
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+
     def save(self, directory: str | Path) -> None:
+        """The weights and spec, and the observation statistics if there are any (an old file of
+        them is removed, so that a policy trained without them never loads another's)."""
         save_module(self, directory)
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.save(directory)
+        else:
+            (Path(directory) / STATS_FILE).unlink(missing_ok=True)
 
 
 class CategoricalPolicy(Policy):
-    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64)):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh"):
         super().__init__()
-        self.spec = {"kind": "categorical", "obs_dim": obs_dim, "n_actions": n_actions, "hidden": list(hidden)}
-        self.logits = mlp([obs_dim, *hidden, n_actions], output_gain=0.01)
+        self.spec = {
+            "kind": "categorical",
+            "obs_dim": obs_dim,
+            "n_actions": n_actions,
+            "hidden": list(hidden),
+            "activation": activation,
+        }
+        self.logits = mlp([obs_dim, *hidden, n_actions], ACTIVATIONS[activation], output_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Categorical:
         # no argument checks (here and in GaussianPolicy): for nets this small they cost as much as
@@ -110,7 +140,7 @@ class CategoricalPolicy(Policy):
     @torch.no_grad()
     def act(self, obs: Any, rng: np.random.Generator | None = None) -> int:
         """The most likely action for one observation (greedy evaluation)."""
-        return int(self.logits(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).argmax())
+        return int(self.logits(self.network_input(obs)).argmax())
 
 
 class GaussianPolicy(Policy):
@@ -122,6 +152,7 @@ class GaussianPolicy(Policy):
         log_std_init: float = 0.0,
         low: np.ndarray | None = None,
         high: np.ndarray | None = None,
+        activation: str = "tanh",
     ):
         super().__init__()
         self.spec = {
@@ -132,8 +163,9 @@ class GaussianPolicy(Policy):
             "log_std_init": log_std_init,
             "low": None if low is None else np.asarray(low, dtype=float).tolist(),
             "high": None if high is None else np.asarray(high, dtype=float).tolist(),
+            "activation": activation,
         }
-        self.mean = mlp([obs_dim, *hidden, act_dim], output_gain=0.01)
+        self.mean = mlp([obs_dim, *hidden, act_dim], ACTIVATIONS[activation], output_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def distribution(self, obs: torch.Tensor) -> Normal:
@@ -163,17 +195,17 @@ class GaussianPolicy(Policy):
     @torch.no_grad()
     def act(self, obs: Any, rng: np.random.Generator | None = None) -> np.ndarray:
         """The Gaussian's mean for one observation, clipped to the action bounds."""
-        action = self.mean(torch.as_tensor(np.asarray(obs), dtype=torch.float32)).numpy()
+        action = self.mean(self.network_input(obs)).numpy()
         if self.spec["low"] is not None:
             action = np.clip(action, self.spec["low"], self.spec["high"])
         return action
 
 
 class ValueFunction(nn.Module):
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64)):
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh"):
         super().__init__()
-        self.spec = {"kind": "value", "obs_dim": obs_dim, "hidden": list(hidden)}
-        self.v = mlp([obs_dim, *hidden, 1], output_gain=1.0)
+        self.spec = {"kind": "value", "obs_dim": obs_dim, "hidden": list(hidden), "activation": activation}
+        self.v = mlp([obs_dim, *hidden, 1], ACTIVATIONS[activation], output_gain=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v(obs).squeeze(-1)
@@ -185,15 +217,17 @@ def make_policy(
     action_space: gym.Space[Any],
     hidden: tuple[int, ...] = (64, 64),
     log_std_init: float = 0.0,
+    activation: str = "tanh",
 ) -> Policy:
     """The policy for these spaces, or an error naming ``algo`` and the unsupported space."""
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UnsupportedSpaceError(f"{algo} needs a flat Box observation space, got {observation_space}")
     obs_dim = observation_space.shape[0]
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalPolicy(obs_dim, int(action_space.n), hidden)
+        return CategoricalPolicy(obs_dim, int(action_space.n), hidden, activation)
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianPolicy(obs_dim, action_space.shape[0], hidden, log_std_init, action_space.low, action_space.high)
+        low, high = action_space.low, action_space.high
+        return GaussianPolicy(obs_dim, action_space.shape[0], hidden, log_std_init, low, high, activation)
     raise UnsupportedSpaceError(f"{algo} supports Discrete and flat Box action spaces, got {action_space}")
 
 
@@ -210,8 +244,11 @@ def module_from_spec(spec: dict) -> nn.Module:
 
 
 def load_policy(directory: str | Path, name: str = "policy") -> nn.Module:
-    """A policy (or value function) saved by ``save``, in evaluation mode."""
+    """A policy (or value function) saved by ``save``, in evaluation mode, with its observation
+    statistics if it was saved with them."""
     spec, weights = read_module(directory, name)
     module = module_from_spec(spec)
     module.load_state_dict(weights)
+    if isinstance(module, Policy) and name == "policy":
+        module.obs_normalizer = ObsNormalizer.load(directory)
     return module.eval()

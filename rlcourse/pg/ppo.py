@@ -64,6 +64,13 @@ gae_lambda 0.95, learning_rate 3e-4, clip_range 0.2, vf_coef 0.5, ent_coef 0, ma
 also turns on gSDE (generalised state-dependent exploration), which we do not implement:
 with its other values and a plain Gaussian policy, 200,000 steps bring the greedy return
 to −144, −143 and −144 for seeds 0, 1 and 2 (10 episodes; random: about −1,200).
+
+On the field's tasks (LunarLander-v3, HalfCheetah-v5, Hopper-v5, Walker2d-v5; the ``box2d``
+and ``mujoco`` extras) :data:`RL_ZOO` holds the Zoo's values too, which on MuJoCo turn on
+``normalize_obs`` and ``normalize_reward`` (:mod:`rlcourse.pg.normalize`) and, for
+HalfCheetah and Hopper, ReLU networks of 256 × 256 without orthogonal initialisation
+(``activation``, ``ortho_init``) and log σ = −2 at the start. ``vectorization="async"``
+steps the environments in worker processes (:class:`rlcourse.pg.rollout.Rollout`).
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ from torch import Tensor, nn
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.networks import clip_grad_norm, flat_grad, flatten_parameters
 from rlcourse.pg import psi as psi_fns
+from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import (
     clipped_surrogate_loss,
     explained_variance,
@@ -89,7 +97,7 @@ from rlcourse.pg.objective import (
     ratio_diagnostics,
     value_loss,
 )
-from rlcourse.pg.policies import Policy, ValueFunction, make_policy
+from rlcourse.pg.policies import ACTIVATIONS, Policy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
@@ -145,8 +153,15 @@ class PPOConfig:
     clip_range_vf: float | None = None  # clip the critic's move from V_old(s) to ±this (None: do not)
     target_kl: float | None = None  # stop an iteration's epochs once approx_kl > 1.5 × this
     hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"  # the hidden layers' nonlinearity: "tanh" or "relu"
+    ortho_init: bool = True  # orthogonal initialisation (False: torch's default for nn.Linear, as SB3's ortho_init)
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
     log_interval: int = 1  # iterations per log row
+    vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
+    normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
+    normalize_reward: bool = False  # divide rewards by the running std of a discounted return
+    clip_obs: float = 10.0  # normalised observations are clipped to ±this
+    clip_reward: float = 10.0  # scaled rewards are clipped to ±this
 
     def __post_init__(self):
         check_choice(self, "surrogate", SURROGATES)
@@ -172,8 +187,11 @@ class PPOConfig:
         if self.target_kl is not None:
             check_range(self, "target_kl", 0, None, low_open=True)
         check_layers(self)
+        check_choice(self, "activation", tuple(ACTIVATIONS))
+        check_choice(self, "ortho_init", (True, False))
         check_range(self, "log_std_init")
         check_range(self, "log_interval", 1, integer=True)
+        check_env_options(self)
 
     @classmethod
     def for_env(cls, env_id: str) -> PPOConfig:
@@ -181,8 +199,18 @@ class PPOConfig:
         return cls(**RL_ZOO.get(env_id, {}))
 
 
-# rl-baselines3-zoo, hyperparams/ppo.yml ("lin_x" there is x with anneal_* here). Pendulum-v1 also
-# has use_sde: True there, which we leave out (see the module's docstring).
+# rl-baselines3-zoo, hyperparams/ppo.yml ("lin_x" there is x with anneal_* here;
+# https://github.com/DLR-RM/rl-baselines3-zoo/blob/22e3ff2450fd92033f7f032915e1f64894a09584/hyperparams/ppo.yml,
+# the file as last changed in commit eec15dc). Pendulum-v1 also has use_sde: True there, which we leave out
+# (see the module's docstring). The Zoo tunes MuJoCo's v4 tasks and has no v5 entries; the v5 tasks differ
+# from v4 in details (model fixes, reset noise), not in size, and take the v4 values here. "normalize: true"
+# there is SB3's VecNormalize with its defaults and the run's γ (the Zoo's exp_manager passes gamma on):
+# observations and rewards both, clips of 10; here normalize_obs and normalize_reward with clip_obs = clip_reward
+# = 10. Its policy_kwargs "log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[256, 256],
+# vf=[256, 256])" are log_std_init, ortho_init, activation and hidden (separate networks, as ours always are).
+# None of these four tasks uses gSDE in the Zoo's ppo.yml.
+_MUJOCO_NET = dict(log_std_init=-2.0, ortho_init=False, activation="relu", hidden=(256, 256))
+_NORMALIZE = dict(normalize_obs=True, normalize_reward=True)
 RL_ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         num_envs=8,
@@ -199,6 +227,54 @@ RL_ZOO: dict[str, dict[str, Any]] = {
     ),
     "Pendulum-v1": dict(
         num_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0, lr=1e-3, clip_range=0.2
+    ),
+    # n_timesteps 1e6 (the Zoo's budget for each of the four below)
+    "LunarLander-v3": dict(
+        num_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4, ent_coef=0.01
+    ),
+    "HalfCheetah-v5": dict(  # the Zoo's HalfCheetah-v4
+        **_NORMALIZE,
+        num_envs=1,
+        batch_size=64,
+        n_steps=512,
+        gamma=0.98,
+        lr=2.0633e-05,
+        ent_coef=0.000401762,
+        clip_range=0.1,
+        n_epochs=20,
+        gae_lambda=0.92,
+        max_grad_norm=0.8,
+        vf_coef=0.58096,
+        **_MUJOCO_NET,
+    ),
+    "Hopper-v5": dict(  # the Zoo's Hopper-v4
+        **_NORMALIZE,
+        num_envs=1,
+        batch_size=32,
+        n_steps=512,
+        gamma=0.999,
+        lr=9.80828e-05,
+        ent_coef=0.00229519,
+        clip_range=0.2,
+        n_epochs=5,
+        gae_lambda=0.99,
+        max_grad_norm=0.7,
+        vf_coef=0.835671,
+        **_MUJOCO_NET,
+    ),
+    "Walker2d-v5": dict(  # the Zoo's Walker2d-v4: no policy_kwargs, so SB3's default networks
+        **_NORMALIZE,
+        num_envs=1,
+        batch_size=32,
+        n_steps=512,
+        gamma=0.99,
+        lr=5.05041e-05,
+        ent_coef=0.000585045,
+        clip_range=0.1,
+        n_epochs=20,
+        gae_lambda=0.95,
+        max_grad_norm=1.0,
+        vf_coef=0.871923,
     ),
 }
 
@@ -296,13 +372,25 @@ def adapt_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
 
 
 def make_networks(
-    algo: str, env_id: str, env_kwargs: dict | None, hidden: tuple[int, ...], log_std_init: float
+    algo: str,
+    env_id: str,
+    env_kwargs: dict | None,
+    hidden: tuple[int, ...],
+    log_std_init: float,
+    activation: str = "tanh",
+    ortho_init: bool = True,
 ) -> tuple[Policy, nn.Module]:
-    """A policy for the environment's spaces (or an error naming ``algo`` and the space) and a critic."""
+    """A policy for the environment's spaces (or an error naming ``algo`` and the space) and a critic;
+    without ``ortho_init``, every linear layer drawn again by torch's default initialisation."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
-    policy = make_policy(algo, probe.observation_space, probe.action_space, hidden, log_std_init)
-    return policy, ValueFunction(gym.spaces.flatdim(probe.observation_space), hidden)
+    policy = make_policy(algo, probe.observation_space, probe.action_space, hidden, log_std_init, activation)
+    critic = ValueFunction(gym.spaces.flatdim(probe.observation_space), hidden, activation)
+    if not ortho_init:
+        for layer in [*policy.modules(), *critic.modules()]:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+    return policy, critic
 
 
 def train(
@@ -346,11 +434,14 @@ def train(
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init)
+        policy, critic = make_networks(
+            "ppo", env_id, env_kwargs, config.hidden, config.log_std_init, config.activation, config.ortho_init
+        )
         policy, critic = policy.to(device), critic.to(device)
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
         optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
+        rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
+        policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
         record = IterationRecord(
             "ppo",
             env_id,

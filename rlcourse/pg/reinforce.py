@@ -67,6 +67,7 @@ from torch.nn import functional as F
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
+from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss
 from rlcourse.pg.policies import Policy, ValueFunction, make_policy
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
@@ -122,6 +123,11 @@ class ReinforceConfig:
     max_grad_norm: float = 0.5  # clip the policy gradient's norm
     entropy_coef: float = 0.0  # c_H, weight of the entropy bonus
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
+    normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
+    normalize_reward: bool = False  # divide rewards by the running std of a discounted return
+    clip_obs: float = 10.0  # normalised observations are clipped to ±this
+    clip_reward: float = 10.0  # scaled rewards are clipped to ±this
 
     def __post_init__(self):
         check_choice(self, "psi", PSI)
@@ -139,6 +145,7 @@ class ReinforceConfig:
         check_range(self, "max_grad_norm", 0, None, low_open=True)
         check_range(self, "entropy_coef", 0, None)
         check_range(self, "log_std_init")
+        check_env_options(self)
 
 
 class _LogProb(nn.Module):
@@ -263,7 +270,8 @@ def train(
         policy, critic = policy.to(device), None if critic is None else critic.to(device)
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
         value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr) if critic else None
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
+        rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
+        policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
         record = IterationRecord(
             "reinforce",
             env_id,

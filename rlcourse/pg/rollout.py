@@ -12,6 +12,22 @@ that ends an episode already returns the first observation of the next one, and 
 real final observation arrives in ``info["final_obs"]``. So every stored transition
 (s_t, a_t, r_t, s_{t+1}) belongs to one episode, and ``next_obs[t]`` is the real s_{t+1},
 from which a truncated episode is bootstrapped.
+
+Off the main process. ``vectorization="async"`` steps each environment in a worker process
+of its own (``gym.vector.AsyncVectorEnv``): worth it when the simulator, not the network,
+takes the time (MuJoCo), and the same numbers as ``"sync"`` bit for bit, since each
+environment is seeded and stepped the same way wherever it runs.
+
+Normalisation (off by default; :mod:`rlcourse.pg.normalize`). With an observation
+normaliser, every observation the environments return is counted into its statistics and
+the batch holds the normalised ones, the policy's inputs (``obs``, ``next_obs``); with a
+reward scaler, ``rewards`` holds the scaled rewards. ``episode_returns`` are always the
+environments' own, so the log reads as without them.
+
+Action bounds. A Gaussian policy's sample can fall outside a Box's bounds; the environment
+gets ``clip(a, low, high)``, while the batch keeps the unclipped a and its log-probability,
+so that the ratio π_θ(a | s)/π_θold(a | s) is one of densities of the same sample (as SB3 and
+CleanRL do; the alternative, a tanh-squashed Gaussian, is in the lesson 6 notes).
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
 from rlcourse.networks import owned
+from rlcourse.pg.normalize import ObsNormalizer, RewardScaler
 from rlcourse.run import random_state, restore_random_state
 
 
@@ -76,27 +93,55 @@ class Rollout:
         seed: int,
         env_kwargs: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
+        *,
+        vectorization: str = "sync",
     ) -> None:
+        self.vectorization = vectorization
         envs = gym.make_vec(
             env_id,
             num_envs=num_envs,
-            vectorization_mode="sync",
+            vectorization_mode=vectorization,
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            # async: each worker's environment can be sent back whole for a checkpoint
+            wrappers=[SendBack] if vectorization == "async" else None,
             **(env_kwargs or {}),
         )
-        assert isinstance(envs, gym.vector.SyncVectorEnv)  # "sync": a checkpoint pickles its sub-environments
+        assert isinstance(envs, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))  # a checkpoint pickles them
         self.envs = envs
         self.single_action_space = self.envs.single_action_space
         self.single_observation_space = self.envs.single_observation_space
         self.continuous = isinstance(self.single_action_space, gym.spaces.Box)
+        self.obs_normalizer: ObsNormalizer | None = None  # see normalize()
+        self.reward_scaler: RewardScaler | None = None
         obs, _ = self.envs.reset(seed=seed)
         self.envs.action_space.seed(seed)
-        self.obs: np.ndarray = obs  # where each environment stands
+        self.obs: np.ndarray = obs  # where each environment stands (as the environment sent it)
         self.starts = np.ones(num_envs, dtype=bool)
         self.timesteps = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
         self.env_steps = 0
         self.device = torch.device(device)  # where the policy runs and the batch goes
+
+    def normalize(self, obs: ObsNormalizer | None = None, rewards: RewardScaler | None = None) -> Rollout:
+        """From now on normalise observations with ``obs`` (counting the ones the environments
+        stand at first) and scale rewards with ``rewards`` (None: not normalised)."""
+        if obs is not None:
+            obs.update(self.obs)
+        self.obs_normalizer, self.reward_scaler = obs, rewards
+        return self
+
+    @classmethod
+    def for_config(
+        cls, env_id: str, config: Any, seed: int, env_kwargs: dict[str, Any] | None, device: str | torch.device
+    ) -> Rollout:
+        """``config.num_envs`` environments stepped as ``config.vectorization`` says, with the
+        observation normaliser and reward scaler its ``normalize_obs``/``normalize_reward`` ask for."""
+        rollout = cls(env_id, config.num_envs, seed, env_kwargs, device, vectorization=config.vectorization)
+        obs_dim = gym.spaces.flatdim(rollout.single_observation_space)
+        return rollout.normalize(
+            ObsNormalizer(obs_dim, config.clip_obs) if config.normalize_obs else None,
+            RewardScaler(config.num_envs, config.gamma, config.clip_reward) if config.normalize_reward else None,
+        )
 
     def close(self) -> None:
         self.envs.close()
@@ -108,24 +153,42 @@ class Rollout:
         self.close()
 
     def state_dict(self) -> dict[str, Any]:
-        """Where every environment stands (the environments themselves, pickled), for a checkpoint."""
-        return {
-            "envs": self.envs.envs,
+        """Where every environment stands (the environments themselves, pickled), for a checkpoint,
+        with the normalisation statistics (if any)."""
+        if isinstance(self.envs, gym.vector.SyncVectorEnv):
+            envs = list(self.envs.envs)
+        else:  # async: each worker sends its environment back, pickled
+            envs = list(self.envs.call("inner"))
+        state = {
+            "envs": envs,
             "obs": self.obs.copy(),
             "starts": self.starts.copy(),
             "timesteps": self.timesteps.copy(),
             "episode_return": self.episode_return.copy(),
             "env_steps": self.env_steps,
         }
+        if self.obs_normalizer is not None:
+            state["obs_normalizer"] = self.obs_normalizer.state_dict()
+        if self.reward_scaler is not None:
+            state["reward_scaler"] = self.reward_scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Go on from a :meth:`state_dict`: the same environments, in the same state."""
+        """Go on from a :meth:`state_dict`: the same environments, in the same state, and the same
+        statistics (loaded into the normalisers in place: the policy holds the same one)."""
         self.envs.close()
-        self.envs = gym.vector.SyncVectorEnv(
-            [functools.partial(_same, env) for env in state["envs"]], autoreset_mode=AutoresetMode.SAME_STEP
-        )
+        if self.vectorization == "sync":
+            same: list[Callable[[], gym.Env]] = [functools.partial(_same, env) for env in state["envs"]]
+            self.envs = gym.vector.SyncVectorEnv(same, autoreset_mode=AutoresetMode.SAME_STEP)
+        else:
+            sent: list[Callable[[], gym.Env]] = [functools.partial(SendBack, env) for env in state["envs"]]
+            self.envs = gym.vector.AsyncVectorEnv(sent, autoreset_mode=AutoresetMode.SAME_STEP)
         self.obs, self.starts, self.timesteps = state["obs"], state["starts"], state["timesteps"]
         self.episode_return, self.env_steps = state["episode_return"], state["env_steps"]
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
 
     def collect(self, policy: SamplingPolicy, steps: int) -> Batch:
         """Step every environment ``steps`` times with actions sampled from ``policy``."""
@@ -151,16 +214,19 @@ class Rollout:
 
         with torch.inference_mode():
             for t in range(steps):
-                obs[t], starts[t], timesteps[t] = self.obs, self.starts, self.timesteps
+                obs[t], starts[t], timesteps[t] = self.policy_input(self.obs), self.starts, self.timesteps
                 action, action_logp = policy.sample(torch.from_numpy(obs[t]).to(self.device))
                 actions[t], logp[t] = action.cpu().numpy(), action_logp.cpu().numpy()
                 env_action = np.clip(actions[t], low, high) if self.continuous else actions[t]
                 new_obs, reward, term, trunc, info = self.envs.step(env_action)
-                rewards[t], terminated[t], truncated[t], next_obs[t] = reward, term, trunc, new_obs
                 done = term | trunc
+                if self.obs_normalizer is not None:
+                    self.obs_normalizer.update(new_obs)
+                next_obs[t] = self.policy_input(real_next_obs(new_obs, done, info))
+                rewards[t] = reward if self.reward_scaler is None else self.reward_scaler(reward, done)
+                terminated[t], truncated[t] = term, trunc
                 self.episode_return += reward
                 for i in np.flatnonzero(done):
-                    next_obs[t, i] = info["final_obs"][i]
                     finished_returns.append(float(self.episode_return[i]))
                     finished_lengths.append(int(self.timesteps[i]) + 1)
                 self.episode_return[done] = 0.0
@@ -186,9 +252,31 @@ class Rollout:
             episode_lengths=finished_lengths,
         )
 
+    def policy_input(self, obs: np.ndarray) -> np.ndarray:
+        """What the policy sees of observations: normalised, if the rollout normalises them."""
+        return obs if self.obs_normalizer is None else self.obs_normalizer(obs)
+
+
+def real_next_obs(new_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """s_{t+1} of each environment: the returned observation, or the final one where an episode ended
+    (the returned one is then the next episode's first)."""
+    if not done.any():
+        return new_obs
+    real: np.ndarray = new_obs.copy()
+    real[done] = np.stack(info["final_obs"][done])
+    return real
+
 
 def _same(env: gym.Env) -> gym.Env:
     return env
+
+
+class SendBack(gym.Wrapper):
+    """An environment in an ``AsyncVectorEnv`` worker that can send its inner environment
+    (wrappers, state, random generator) back for a checkpoint: ``envs.call("inner")``."""
+
+    def inner(self) -> gym.Env:
+        return self.env
 
 
 #: What a checkpoint can hold by name: a tensor, a network, an optimiser (None: left out).

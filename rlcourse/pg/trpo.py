@@ -73,6 +73,7 @@ from torch.distributions import Distribution
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.networks import flat_grad, flatten_parameters
+from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import explained_variance, importance_sampled_loss
 from rlcourse.pg.policies import Policy
 from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
@@ -125,6 +126,11 @@ class TRPOConfig:
     hidden: tuple[int, ...] = (64, 64)
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
     log_interval: int = 1  # iterations per log row
+    vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
+    normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
+    normalize_reward: bool = False  # divide rewards by the running std of a discounted return
+    clip_obs: float = 10.0  # normalised observations are clipped to ±this
+    clip_reward: float = 10.0  # scaled rewards are clipped to ±this
 
     def __post_init__(self):
         check_choice(self, "method", METHODS)
@@ -144,6 +150,7 @@ class TRPOConfig:
         check_layers(self)
         check_range(self, "log_std_init")
         check_range(self, "log_interval", 1, integer=True)
+        check_env_options(self)
 
     @classmethod
     def for_env(cls, env_id: str) -> TRPOConfig:
@@ -332,7 +339,8 @@ def train(
         policy, critic = policy.to(device), critic.to(device)
         theta, phi = flatten_parameters(policy), flatten_parameters(critic)
         optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
-        rollout = Rollout(env_id, config.num_envs, seed, env_kwargs, device)
+        rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
+        policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
         record = IterationRecord(
             "trpo",
             env_id,

@@ -1,0 +1,152 @@
+"""Observation normalisation and reward scaling (rlcourse.pg.normalize): the statistics are the
+brute-force ones, they travel with the saved model and the checkpoint, and evaluation uses them."""
+
+import dataclasses
+import json
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+import rlcourse
+from rlcourse.algorithms import ALGORITHMS
+from rlcourse.config import ConfigError
+from rlcourse.pg import a2c, ppo, reinforce, trpo
+from rlcourse.pg.normalize import STATS_FILE, ObsNormalizer, RewardScaler, RunningMeanStd
+from rlcourse.pg.policies import make_policy
+from rlcourse.pg.rollout import Rollout
+from rlcourse.play import evaluate
+from rlcourse.run import torch_threads
+
+NORMALIZED = dict(normalize_obs=True, normalize_reward=True)
+
+
+def test_running_mean_std_is_the_mean_and_variance_of_everything_seen():
+    rng = np.random.default_rng(0)
+    rms, seen = RunningMeanStd((3,)), []
+    for size in (1, 5, 2, 17, 1, 40):
+        batch = rng.normal(loc=[1.0, -50.0, 3e3], scale=[0.1, 7.0, 2e2], size=(size, 3))
+        rms.update(batch)
+        seen.append(batch)
+        everything = np.concatenate(seen)
+        np.testing.assert_allclose(rms.mean, everything.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(rms.var, everything.var(0), rtol=1e-9)
+        assert rms.count == len(everything)
+
+
+def test_reward_scaler_divides_by_the_std_of_every_discounted_return_so_far():
+    gamma, rewards = 0.9, np.array([[1.0, -2.0], [0.5, 3.0], [2.0, 0.0], [-1.0, 1.0]])
+    done = np.array([[False, False], [True, False], [False, False], [False, True]])
+    scaler, returns, seen = RewardScaler(2, gamma, clip=100.0), np.zeros(2), []
+    for r, d in zip(rewards, done):
+        scaled = scaler(r, d)
+        returns = gamma * returns + r
+        seen += list(returns)
+        np.testing.assert_allclose(scaled, r / np.sqrt(np.var(seen) + 1e-8), rtol=1e-12)
+        returns[d] = 0.0
+    np.testing.assert_array_equal(scaler.returns, returns)
+    assert np.all(np.abs(RewardScaler(2, gamma, clip=0.5)(rewards[0], done[0])) <= 0.5)
+
+
+def test_observation_statistics_count_every_observation_the_environments_returned():
+    """Replay the rollout's actions in a fresh copy of its environments: μ and σ² are those of the
+    reset observations and every observation a step returned (an episode's first included)."""
+    n, steps = 3, 300
+    rollout = Rollout("CartPole-v1", n, seed=7).normalize(ObsNormalizer(4))
+    with torch_threads(1):  # as the trainers act: more threads only wait on each other
+        policy = make_policy("ppo", rollout.single_observation_space, rollout.single_action_space)
+        batch = rollout.collect(policy, steps)
+    assert batch.starts[1:].any(), "no episode ended: the test would not see the boundary"
+    envs = gym.make_vec("CartPole-v1", n, "sync", vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+    seen = [envs.reset(seed=7)[0]]
+    seen += [envs.step(action)[0] for action in batch.actions.numpy()]
+    everything = np.concatenate(seen).astype(np.float64)
+    stats = rollout.obs_normalizer.rms
+    np.testing.assert_allclose(stats.mean, everything.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(stats.var, everything.var(0), rtol=1e-10)
+    assert stats.count == n * (steps + 1)
+    # the batch holds what the policy saw: with the statistics of the time, s_{t+1} = s of t + 1
+    same = ~batch.starts[1:]
+    assert torch.equal(batch.next_obs[:-1][same], batch.obs[1:][same])
+    assert batch.obs.abs().max() <= 10.0
+
+
+def test_the_log_keeps_the_environments_own_returns():
+    config = dataclasses.replace(ppo.PPOConfig.for_env("CartPole-v1"), **NORMALIZED)
+    log = ppo.train("CartPole-v1", config, steps=1_024, seed=0).log
+    assert log["episodes"].sum() > 10
+    assert (log["return"].dropna() == log["length"].dropna()).all()  # CartPole: +1 a step, unscaled
+
+
+@pytest.mark.parametrize("train, config", [
+    (ppo.train, ppo.PPOConfig(n_steps=256, num_envs=2, **NORMALIZED)),
+    (a2c.train, a2c.A2CConfig(log_interval=10, **NORMALIZED)),
+    (trpo.train, trpo.TRPOConfig(n_steps=512, **NORMALIZED)),
+    (reinforce.train, reinforce.ReinforceConfig(steps_per_env=256, **NORMALIZED)),
+], ids=["ppo", "a2c", "trpo", "reinforce"])
+def test_saved_with_the_model_and_used_by_evaluate(tmp_path, train, config):
+    result = train("Pendulum-v1", config, steps=1_024, seed=1)
+    stats = result.policy.obs_normalizer
+    assert stats is not None and stats.rms.count == 1_024 + config.num_envs
+    result.save(tmp_path)
+    loaded = rlcourse.load(tmp_path)
+    saved = loaded.policy.obs_normalizer
+    np.testing.assert_array_equal(saved.rms.mean, stats.rms.mean)
+    np.testing.assert_array_equal(saved.rms.var, stats.rms.var)
+    assert (saved.rms.count, saved.clip, saved.epsilon) == (stats.rms.count, stats.clip, stats.epsilon)
+    obs = np.array([0.3, -0.9, 5.0], dtype=np.float32)
+    expected = result.policy.mean(torch.from_numpy(stats(obs))).detach().numpy().clip(-2, 2)
+    np.testing.assert_array_equal(loaded.policy.act(obs), expected)  # the frozen statistics, applied
+    assert evaluate(loaded, episodes=2, seed=5) == evaluate(result, episodes=2, seed=5)
+    assert saved.rms.count == stats.rms.count  # acting counted nothing
+    loaded.policy.obs_normalizer = None
+    assert evaluate(loaded, episodes=2, seed=5) != evaluate(result, episodes=2, seed=5)
+
+
+def test_a_policy_saved_without_statistics_loads_without_them(tmp_path):
+    normalized = ppo.train("CartPole-v1", ppo.PPOConfig(n_steps=64, normalize_obs=True), steps=64, seed=0)
+    normalized.save(tmp_path)
+    assert json.loads((tmp_path / STATS_FILE).read_text())["count"] == 65
+    ppo.train("CartPole-v1", ppo.PPOConfig(n_steps=64), steps=64, seed=0).save(tmp_path)
+    assert not (tmp_path / STATS_FILE).exists() and rlcourse.load(tmp_path).policy.obs_normalizer is None
+
+
+@pytest.mark.parametrize("algo, env_id, overrides, steps, every, stop_at", [
+    ("ppo", "Pendulum-v1", {"n_steps": 128, "num_envs": 2, **NORMALIZED}, 2_048, 512, 1_536),
+    ("a2c", "CartPole-v1", {"log_interval": 7, **NORMALIZED}, 2_000, 600, 1_400),
+    ("trpo", "Pendulum-v1", {"n_steps": 256, **NORMALIZED}, 1_536, 512, 1_024),
+    ("reinforce", "CartPole-v1", {"steps_per_env": 250, **NORMALIZED}, 3_000, 1_000, 2_000),
+], ids=["ppo", "a2c", "trpo", "reinforce"])
+def test_a_resumed_normalised_run_equals_one_that_never_stopped(tmp_path, algo, env_id, overrides, steps, every,
+                                                                  stop_at):
+    train = ALGORITHMS[algo].train
+    config = dataclasses.replace(ALGORITHMS[algo].defaults_for(env_id), **overrides)
+    straight = train(env_id, config, steps=steps, seed=3)
+
+    def stop(env_steps, _model):
+        if env_steps >= stop_at:
+            raise KeyboardInterrupt
+
+    stopped = train(env_id, config, steps=steps, seed=3, out=tmp_path, checkpoint_every=every, callback=stop)
+    assert stopped.status == "interrupted"
+    resumed = train(env_id, config, steps=steps, seed=3, out=tmp_path, checkpoint_every=every, resume=True)
+    pd.testing.assert_frame_equal(resumed.log, straight.log, check_exact=True)
+    for a, b in zip(resumed.policy.parameters(), straight.policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for mine, theirs in ((resumed.policy.obs_normalizer, straight.policy.obs_normalizer),):
+        assert mine.state_dict() == theirs.state_dict()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("vectorization", "threads", r"vectorization = 'threads'.*sync.*async"),
+    ("normalize_obs", "yes", r"normalize_obs"),
+    ("clip_obs", 0.0, r"clip_obs = 0.0 is out of range"),
+    ("clip_reward", -1.0, r"clip_reward = -1.0 is out of range"),
+])
+@pytest.mark.parametrize("config", [ppo.PPOConfig, a2c.A2CConfig, trpo.TRPOConfig, reinforce.ReinforceConfig])
+def test_configs_reject_bad_environment_options(config, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config(**{field: value})
