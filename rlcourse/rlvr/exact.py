@@ -141,13 +141,15 @@ def answer_logprobs(
     rows = [head + tokenizer.encode(list(a)) for a in answers]
     width = max(len(r) for r in rows)
     ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-    logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
+    lengths = torch.tensor([len(r) for r in rows])
+    positions = torch.arange(width)
+    attention = (positions < lengths[:, None]).long()
+    logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1]
     allowed = torch.full((tokenizer.vocab_size,), float("-inf"), dtype=logits.dtype)
     allowed[tokenizer.encode(["a", "b", "<eos>"])] = 0.0
     logp = torch.log_softmax(logits + allowed, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    positions = torch.arange(width - 1)
-    lengths = torch.tensor([len(r) for r in rows])
-    keep = (positions >= len(head) - 1) & (positions < lengths[:, None] - 1)
+    targets = positions[:-1]
+    keep = (targets >= len(head) - 1) & (targets < lengths[:, None] - 1)
     return torch.where(keep, logp, 0.0).sum(-1)
 
 
