@@ -1,0 +1,214 @@
+"""Benchmark: PPO (or TRPO, A2C) on the field's tasks, MuJoCo and Box2D, over seeds, side by side with SB3.
+
+The tasks and their settings: HalfCheetah-v5, Hopper-v5, Walker2d-v5 (the ``mujoco`` extra)
+and LunarLander-v3 (the ``box2d`` extra), with ``PPOConfig.for_env`` (the RL Zoo's tuned
+values, ``rl-baselines3-zoo/hyperparams/ppo.yml``; observation normalisation and reward
+scaling on for the MuJoCo tasks, as the Zoo's ``normalize: true``) and the Zoo's budget,
+1,000,000 env steps, rounded up to whole iterations (SB3's ``learn`` always finishes the
+rollout it has begun).
+
+For each task:
+
+* **rlcourse**, through :func:`rlcourse.seeds.run_seeds`: one spawned process per seed,
+  ``--workers`` at a time, one torch thread each; every final model judged on
+  ``--eval-episodes`` greedy episodes seeded from :func:`rlcourse.seeds.eval_seed` (a block
+  per seed, no seed training used), with its saved observation statistics; the interquartile
+  mean of the final returns with its 95% stratified bootstrap interval and the solved
+  fraction (the environment's ``reward_threshold``: 4,800 HalfCheetah, 3,800 Hopper, 200
+  LunarLander; Walker2d-v5 has none, 3,000 here);
+* **SB3** (``--algo ppo`` only; ``--no-sb3`` to skip): the same settings in SB3's words
+  (:func:`sb3_settings`: ``VecNormalize(gamma=γ)`` where the config normalises, the
+  networks' size, activation, initialisation and log σ), the same budget, the same
+  evaluation (VecNormalize's statistics frozen), one process per seed;
+* the difference of the two IQMs with its interval, and each library's env steps per second;
+* LunarLander-v3: how many seeds meet the Hugging Face course's bar, mean − std ≥ 200 over
+  the evaluation episodes (``--eval-episodes 10`` is the course's count).
+
+``--vectorization async`` steps rlcourse's environments in worker processes (the same
+numbers, other speed). ``--set key=value`` changes rlcourse's config (e.g. ``--algo trpo
+--set normalize_obs=true normalize_reward=true``). ``--quick`` is a smoke run: one seed,
+2,048 steps, two evaluation episodes.
+
+(Not ``benchmarks/mujoco.py``: a script's folder comes first on ``sys.path``, and a file of
+that name would stand in for the ``mujoco`` package in every process it starts.)
+
+Run (next to nothing else on the machine; ``--workers`` up to the cores)::
+
+    python benchmarks/mujoco_box2d.py --envs HalfCheetah-v5 Hopper-v5 Walker2d-v5 --seeds 5 --workers 2 --csv DIR
+    python benchmarks/mujoco_box2d.py --envs LunarLander-v3 --seeds 5 --eval-episodes 10 --csv DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlcourse import stats
+from rlcourse.algorithms import ALGORITHMS
+from rlcourse.config import apply_overrides
+from rlcourse.seeds import eval_seed, run_in_workers, run_seeds
+
+TASKS = {"HalfCheetah-v5": 4_800.0, "Hopper-v5": 3_800.0, "Walker2d-v5": 3_000.0, "LunarLander-v3": 200.0}
+ZOO_STEPS = 1_000_000  # the Zoo's n_timesteps for all four
+QUICK_STEPS = 2_048
+COURSE_BAR = ("LunarLander-v3", 200.0)  # the Hugging Face Deep RL course: mean - std >= 200
+
+
+def whole_iterations(config, steps: int) -> int:
+    """``steps`` rounded up to whole iterations of ``num_envs × n_steps``, the budget SB3 runs anyway."""
+    size = config.num_envs * getattr(config, "n_steps", 1)
+    return -(-steps // size) * size
+
+
+def rlcourse_config(algo: str, env_id: str, sets: list[str], vectorization: str):
+    config = apply_overrides(ALGORITHMS[algo].defaults_for(env_id), dict(item.split("=", 1) for item in sets))
+    return dataclasses.replace(config, vectorization=vectorization)
+
+
+def sb3_settings(config) -> tuple[dict, dict | None]:
+    """(keyword arguments of SB3's PPO, VecNormalize's or None): ``config``'s numbers in SB3's words."""
+    import torch
+
+    policy_kwargs = dict(
+        net_arch=dict(pi=list(config.hidden), vf=list(config.hidden)),
+        activation_fn={"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[config.activation],
+        ortho_init=config.ortho_init,
+        log_std_init=config.log_std_init,
+    )
+    lr, clip = config.lr, config.clip_range
+    kwargs = dict(
+        n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
+        gae_lambda=config.gae_lambda, learning_rate=(lambda p: p * lr) if config.anneal_lr else lr,
+        clip_range=(lambda p: p * clip) if config.anneal_clip else clip, ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, target_kl=config.target_kl,
+        clip_range_vf=config.clip_range_vf, normalize_advantage=config.normalize_advantages,
+        policy_kwargs=policy_kwargs,
+    )
+    normalize = None
+    if config.normalize_obs or config.normalize_reward:
+        normalize = dict(norm_obs=config.normalize_obs, norm_reward=config.normalize_reward,
+                         clip_obs=config.clip_obs, clip_reward=config.clip_reward, gamma=config.gamma)
+    return kwargs, normalize
+
+
+@dataclasses.dataclass(frozen=True)
+class SB3Job:
+    env_id: str
+    config: object
+    seed: int
+    steps: int
+    episodes: int
+
+
+def sb3_seed(job: SB3Job) -> dict:
+    """Train SB3's PPO with ``job.config``'s settings; judge the final model as run_seeds judges ours."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    kwargs, normalize = sb3_settings(job.config)
+    start = time.perf_counter()
+    env = make_vec_env(job.env_id, n_envs=job.config.num_envs, seed=job.seed, vec_env_cls=DummyVecEnv)
+    if normalize is not None:
+        env = VecNormalize(env, **normalize)
+    model = PPO("MlpPolicy", env, seed=job.seed, device="cpu", **kwargs)
+    model.learn(total_timesteps=job.steps)
+    seconds = time.perf_counter() - start
+    if normalize is not None:
+        env.training = False  # frozen statistics, as rlcourse's saved ones
+    evaluation, returns = gym.make(job.env_id), []
+    for episode in range(job.episodes):
+        obs, _ = evaluation.reset(seed=eval_seed(job.seed, job.episodes) + episode)
+        total, done = 0.0, False
+        while not done:
+            seen = env.normalize_obs(obs) if normalize is not None else obs
+            action = model.predict(seen, deterministic=True)[0]
+            obs, reward, terminated, truncated, _ = evaluation.step(action)
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    return {"seed": job.seed, "final_return": float(np.mean(returns)), "final_std": float(np.std(returns)),
+            "env_steps": model.num_timesteps, "seconds": seconds, "steps_per_second": model.num_timesteps / seconds}
+
+
+def machine() -> str:
+    import torch
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPU cores (load average {load}), Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def summary_line(label: str, runs: pd.DataFrame, threshold: float) -> str:
+    row = stats.summarise(runs["final_return"].to_numpy(float), threshold)
+    speed = float((runs["env_steps"] / runs["seconds"]).mean())
+    return (f"{label}: IQM {row['iqm']:,.1f}, 95% CI [{row['ci_low']:,.1f}, {row['ci_high']:,.1f}], "
+            f"mean {row['mean']:,.1f}, solved (>= {threshold:g}) {row['solved']}/{row['runs']}, {speed:,.0f} steps/s")
+
+
+def run_task(env_id: str, args) -> pd.DataFrame:
+    threshold = TASKS[env_id]
+    config = rlcourse_config(args.algo, env_id, args.set, args.vectorization)
+    steps = whole_iterations(config, args.steps or (QUICK_STEPS if args.quick else ZOO_STEPS))
+    print(f"{args.algo} on {env_id}: {steps:,} steps, seeds {args.seeds}, {args.eval_episodes} evaluation episodes "
+          f"per seed, threshold {threshold:g}; {machine()}\n  rlcourse config: {config}", flush=True)
+    ours = run_seeds(args.algo, env_id, args.seeds, steps=steps, threshold=threshold, config=config,
+                     workers=args.workers, eval_episodes=args.eval_episodes).runs.assign(library="rlcourse")
+    frames = [ours]
+    if args.algo == "ppo" and not args.no_sb3:
+        jobs = [SB3Job(env_id, config, seed, steps, args.eval_episodes) for seed in args.seeds]
+        frames.append(pd.DataFrame(run_in_workers(sb3_seed, jobs, args.workers)).assign(library="SB3"))
+    runs = pd.concat(frames, ignore_index=True)
+    print(runs[["library", "seed", "final_return", "final_std", "env_steps", "seconds"]].to_string(index=False))
+    for library, group in runs.groupby("library", sort=False):
+        print(summary_line(library, group, threshold), flush=True)
+    if len(frames) == 2:
+        diff = stats.difference_ci(*(frame["final_return"].to_numpy(float) for frame in frames))
+        verdict = "excludes 0: a difference" if diff.excludes(0) else "contains 0: no difference claimed"
+        print(f"rlcourse - SB3, IQM of the final return: {diff.estimate:+,.1f}, 95% CI "
+              f"[{diff.low:+,.1f}, {diff.high:+,.1f}]; the interval {verdict}", flush=True)
+    if env_id == COURSE_BAR[0]:
+        for library, group in runs.groupby("library", sort=False):
+            met = int((group["final_return"] - group["final_std"] >= COURSE_BAR[1]).sum())
+            print(f"{library}: mean - std >= {COURSE_BAR[1]:g} over {args.eval_episodes} episodes: "
+                  f"{met}/{len(group)} seeds", flush=True)
+    return runs.assign(env=env_id, algo=args.algo, steps=steps)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument("--algo", choices=("ppo", "trpo", "a2c"), default="ppo")
+    parser.add_argument("--steps", type=int, help=f"env steps per run (default {ZOO_STEPS:,}; --quick {QUICK_STEPS:,})")
+    parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 1)")
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (default 2)")
+    parser.add_argument("--eval-episodes", type=int, help="greedy episodes per final model (default 10; --quick 2)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--vectorization", choices=("sync", "async"), default="sync")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one seed, 2,048 steps, two episodes")
+    parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--csv", help="write every seed's row of both libraries to this file")
+    args = parser.parse_args(argv)
+    args.seeds = list(range(args.seeds or (1 if args.quick else 5)))
+    args.eval_episodes = args.eval_episodes or (2 if args.quick else 10)
+    if args.algo == "ppo" and not args.no_sb3:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            parser.error("Stable-Baselines3 is not installed: pip install stable-baselines3 torch==2.13.0 (or --no-sb3)")
+    runs = pd.concat([run_task(env_id, args) for env_id in args.envs], ignore_index=True)
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        runs.assign(machine=machine()).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Smoke runs on the field's tasks (the mujoco and box2d extras): PPO with the RL Zoo's settings
+runs a few thousand steps, saves, loads and evaluates with its observation statistics. The
+learning claims are benchmarks (benchmarks/mujoco.py), not tests."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rlcourse
+from rlcourse.pg import ppo
+from rlcourse.play import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = [
+    ("HalfCheetah-v5", "mujoco"),
+    ("Hopper-v5", "mujoco"),
+    ("Walker2d-v5", "mujoco"),
+    ("LunarLander-v3", "Box2D"),
+]
+
+
+@pytest.mark.parametrize("env_id, module", TASKS, ids=[t[0] for t in TASKS])
+def test_ppo_with_the_zoo_settings_runs_saves_and_evaluates(tmp_path, env_id, module):
+    pytest.importorskip(module, reason=f"{env_id} needs the {'mujoco' if module == 'mujoco' else 'box2d'} extra")
+    # the Zoo's settings but for the update's length (seconds, not a minute, on two busy cores)
+    config = dataclasses.replace(ppo.PPOConfig.for_env(env_id), n_epochs=1)
+    if env_id == "LunarLander-v3":
+        config = dataclasses.replace(config, num_envs=4)  # four environments: not all 2,048 steps in one iteration
+    result = ppo.train(env_id, config, steps=1_024, seed=0)
+    assert result.steps == 1_024 and len(result.log) >= 1
+    numbers = result.log.drop(columns=["return", "length"]).to_numpy(dtype=float)
+    assert np.isfinite(numbers).all()
+    stats = result.policy.obs_normalizer
+    assert (stats is not None) == config.normalize_obs
+    result.save(tmp_path)
+    loaded = rlcourse.load(tmp_path)
+    if stats is not None:
+        assert loaded.policy.obs_normalizer.state_dict() == stats.state_dict()
+    # the same greedy actions (a MuJoCo model takes a second to build here: no second environment)
+    for obs in np.random.default_rng(0).normal(size=(5, result.policy.spec["obs_dim"])).astype(np.float32):
+        np.testing.assert_array_equal(loaded.policy.act(obs), result.policy.act(obs))
+    assert math.isfinite(evaluate(loaded, episodes=1, seed=0, max_steps=200)["mean_return"])
+
+
+def test_the_zoo_mujoco_networks_are_relu_without_orthogonal_initialisation(tmp_path):
+    pytest.importorskip("mujoco")
+    config = ppo.PPOConfig.for_env("Hopper-v5")
+    assert (config.activation, config.ortho_init, config.hidden, config.log_std_init) == ("relu", False, (256, 256), -2)
+    assert config.normalize_obs and config.normalize_reward and config.num_envs == 1
+    policy, critic = ppo.make_networks("ppo", "Hopper-v5", None, (256, 256), -2.0, "relu", ortho_init=False)
+    assert isinstance(policy.mean[1], torch.nn.ReLU) and isinstance(critic.v[1], torch.nn.ReLU)
+    first = policy.mean[0]
+    assert first.bias.abs().max() > 0  # torch's default draws the biases too; the orthogonal init zeroes them
+    assert first.weight.abs().max() <= 1 / math.sqrt(first.in_features)  # kaiming_uniform(a=√5)'s bound
+    policy.save(tmp_path)
+    assert json.loads((tmp_path / "policy.json").read_text())["activation"] == "relu"
+    assert isinstance(rlcourse.pg.policies.load_policy(tmp_path).mean[1], torch.nn.ReLU)
+
+
+def test_the_benchmark_quick_runs_both_libraries_over_seeds():
+    # with Stable-Baselines3 where it is installed (an optional dependency); without it, rlcourse alone
+    pytest.importorskip("mujoco")
+    with_sb3 = importlib.util.find_spec("stable_baselines3") is not None
+    command = [sys.executable, str(ROOT / "benchmarks" / "mujoco_box2d.py"), "--quick", "--envs", "Hopper-v5",
+               "--steps", "1024", "--workers", "1"]
+    proc = subprocess.run(command + ([] if with_sb3 else ["--no-sb3"]), cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ppo on Hopper-v5: 1,024 steps, seeds [0]" in proc.stdout
+    summaries = re.findall(r"^(rlcourse|SB3): IQM -?[\d,.]+, 95% CI \[", proc.stdout, flags=re.MULTILINE)
+    assert summaries == (["rlcourse", "SB3"] if with_sb3 else ["rlcourse"]), proc.stdout
+    if with_sb3:
+        assert re.search(r"^rlcourse - SB3, IQM of the final return: [+-][\d,.]+, 95% CI", proc.stdout,
+                         flags=re.MULTILINE), proc.stdout
