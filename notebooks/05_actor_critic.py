@@ -54,6 +54,7 @@ ACROBOT_STEPS = 50_000      # environment steps per A2C run on Acrobot (three en
 SHARED_STEPS = 25_000       # environment steps per run of the shared-trunk comparison
 A3C_STEPS = 20_000          # environment steps per A3C run, all workers together
 A3C_EVAL_EVERY = 2_500      # environment steps between greedy evaluations during A3C
+TD_LAMBDA_AC_STEPS = 15_000 # environment steps of the TD(λ) actor-critic (section 7)
 
 # %%
 import math
@@ -597,3 +598,71 @@ pd.DataFrame({
 # **Try it:** add `normalize_advantages=True` to the $c_H = 0.01$ Acrobot run and watch the
 # entropy column; give A3C `lock=True`; or run section 2 with seeds 1 and 2 and see which
 # parts of its ordering survive.
+
+# %% [markdown]
+# ## 7. The TD(λ) actor-critic: GAE, one step at a time
+#
+# GAE needs the TD errors *after* step $t$, so A2C collects a batch before it updates.
+# Lesson 2's eligibility traces turn the sum around: keep a trace per parameter vector,
+# $\mathbf z_\theta \leftarrow \gamma\lambda\,\mathbf z_\theta + \nabla_\theta \log\pi_\theta(a_t \mid s_t)$
+# (and $\mathbf z_w$ likewise with $\nabla_w V_w(s_t)$), and after every single step move
+# $\theta \leftarrow \theta + \alpha_\theta\,\delta_t\,\mathbf z_\theta$,
+# $w \leftarrow w + \alpha_w\,\delta_t\,\mathbf z_w$. Summed over an episode with the
+# parameters held fixed, the actor's steps are exactly $\sum_t \nabla_\theta \log\pi_\theta
+# \cdot \hat A^{\text{GAE}}_t$: the same member of the Ψ family, in its backward view.
+# The check, on one CartPole episode (the two agree to float32 rounding, about $10^{-6}$):
+
+# %%
+import gymnasium as gym
+
+from rlcourse.pg.policies import ValueFunction, make_policy
+from rlcourse.pg.td_lambda_ac import TDLambdaACConfig, decay_and_add
+from rlcourse.pg.td_lambda_ac import train as td_lambda_ac_train
+
+torch.manual_seed(SEED)
+pg_env = gym.make("CartPole-v1")
+actor = make_policy("td-lambda-ac", pg_env.observation_space, pg_env.action_space, (16,))
+value_net = ValueFunction(4, (16,))
+obs, _ = pg_env.reset(seed=SEED)
+states, actions, rewards, done = [obs], [], [], False
+while not done:
+    with torch.no_grad():
+        action = int(actor.distribution(torch.as_tensor(obs).unsqueeze(0)).sample())
+    obs, reward, terminated, truncated, _ = pg_env.step(action)
+    states.append(obs)
+    actions.append(action)
+    rewards.append(float(reward))
+    done = terminated or truncated
+x = torch.as_tensor(np.array(states))
+with torch.no_grad():
+    v = value_net(x)
+next_v = v[1:].clone()
+if terminated:
+    next_v[-1] = 0.0  # nothing follows a terminal state
+deltas = torch.as_tensor(rewards) + 0.99 * next_v - v[:-1]
+params = list(actor.parameters())
+traces, summed = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+for t, a in enumerate(actions):
+    logp = actor.log_prob(actor.distribution(x[t:t + 1]), torch.tensor([a])).sum()
+    decay_and_add(traces, torch.autograd.grad(logp, params), 0.99 * 0.9)
+    for s_, z in zip(summed, traces):
+        s_.add_(z, alpha=float(deltas[t]))
+ends = torch.zeros(len(actions), 1, dtype=torch.bool)
+gae_A = psi.gae(torch.as_tensor(rewards).unsqueeze(1), v[:-1].unsqueeze(1), next_v.unsqueeze(1), ends, ends,
+                0.99, 0.9)[:, 0]
+forward = torch.autograd.grad((actor.log_prob(actor.distribution(x[:-1]), torch.as_tensor(actions)) * gae_A).sum(),
+                              params)
+print(f"{len(actions)} steps: max |Σ δ_t z_t − ∇ Σ log π · GAE| = "
+      f"{max(float((a - b).abs().max()) for a, b in zip(summed, forward)):.1e}")
+
+# %% [markdown]
+# Online, the parameters change after every step, and the trace is an approximation of
+# that forward view, as online TD(λ) is of the λ-return. It needs no batch and no memory
+# of the episode, but it also takes one noisy step per transition, with plain SGD, on one
+# environment: it learns CartPole, slowly (`TD_LAMBDA_AC_STEPS` steps here).
+
+# %%
+ac_result = td_lambda_ac_train("CartPole-v1", TDLambdaACConfig(), steps=TD_LAMBDA_AC_STEPS, seed=SEED)
+fig = ac_result.plot(window=20)
+plt.show()
+print(f"mean return of the last 20 episodes: {ac_result.log['return'].tail(20).mean():.1f}")

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rlcourse.config import config_from_dict
-from rlcourse.pg import a2c, a3c, dagger, ppo, reinforce, trpo
+from rlcourse.pg import a2c, a3c, dagger, ppo, reinforce, td_lambda_ac, trpo
 from rlcourse.pg.policies import load_policy
 from rlcourse.run import Result
 from rlcourse.tabular import dyna, td_control
@@ -52,6 +52,9 @@ ALGORITHMS = {
     "linear-q": Algorithm(linear.LinearQConfig, linear.LinearQConfig(), linear.train, linear.LinearQPolicy.load),
     "a2c": Algorithm(a2c.A2CConfig, a2c.A2CConfig(), a2c.train, load_policy),
     "a3c": Algorithm(a3c.A3CConfig, a3c.A3CConfig(), a3c.train, load_policy),
+    "td-lambda-ac": Algorithm(
+        td_lambda_ac.TDLambdaACConfig, td_lambda_ac.TDLambdaACConfig(), td_lambda_ac.train, load_policy
+    ),
     "dagger": Algorithm(dagger.DAggerConfig, dagger.DAggerConfig(), dagger.train, load_policy),
     "ppo": Algorithm(ppo.PPOConfig, ppo.PPOConfig.for_env, ppo.train, load_policy),
     "trpo": Algorithm(trpo.TRPOConfig, trpo.TRPOConfig.for_env, trpo.train, load_policy),

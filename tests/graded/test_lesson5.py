@@ -19,6 +19,7 @@ from rlcourse.pg.rollout import Batch
 
 a2c = student_module("rlcourse.pg.a2c")
 a3c = student_module("rlcourse.pg.a3c")
+td_lambda_ac = student_module("rlcourse.pg.td_lambda_ac")
 
 
 def make_batch(seed: int, T: int = 6, N: int = 2, obs_dim: int = 3, continuous: bool = False) -> Batch:
@@ -213,4 +214,38 @@ def test_shared_adam_statistics_continue_across_optimiser_objects_sharing_them()
     second.step()
     np.testing.assert_allclose(p.detach().numpy(), hand_adam([0.0, 1.0], grads, 0.05, 0.9, 0.999, 1e-8),
                                rtol=1e-7, atol=1e-9)
+### END HIDDEN TESTS
+
+
+# --------------------------------------------------------------------------- the TD(λ) actor-critic
+
+
+@pytest.mark.points(1)
+def test_td_lambda_traces_decay_and_add():
+    # z ← γλ z + g with γλ = 0.5, per parameter
+    traces = [torch.tensor([1.0, 2.0]), torch.tensor([[0.5, -1.0]])]
+    td_lambda_ac.decay_and_add(traces, [torch.tensor([1.0, 0.0]), torch.tensor([[1.0, 1.0]])], 0.5)
+    torch.testing.assert_close(traces[0], torch.tensor([1.5, 1.0]))
+    torch.testing.assert_close(traces[1], torch.tensor([[1.25, 0.5]]))
+
+
+@pytest.mark.points(1)
+def test_td_lambda_trace_step_moves_the_parameters_along_delta_times_the_trace():
+    # θ ← θ + α δ z with α = 0.1, δ = −2: a step against the trace (the TD error was negative)
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.ones(1, 2))]
+    td_lambda_ac.trace_step(params, [torch.tensor([1.0, 0.5]), torch.tensor([[2.0, 0.0]])], -2.0, 0.1)
+    torch.testing.assert_close(params[0].data, torch.tensor([-0.2, -0.1]))
+    torch.testing.assert_close(params[1].data, torch.tensor([[0.6, 1.0]]))
+    assert params[0].grad is None
+
+
+### BEGIN HIDDEN TESTS
+@pytest.mark.points(1)
+def test_td_lambda_traces_over_three_steps_are_the_discounted_sum_of_gradients():
+    # after steps with gradients g_0, g_1, g_2 from z = 0: z = (γλ)² g_0 + γλ g_1 + g_2
+    traces = [torch.zeros(3)]
+    grads = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])]
+    for g in grads:
+        td_lambda_ac.decay_and_add(traces, [g], 0.9 * 0.5)
+    torch.testing.assert_close(traces[0], torch.tensor([0.45**2, 0.45, 1.0]))
 ### END HIDDEN TESTS
