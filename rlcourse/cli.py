@@ -1,4 +1,4 @@
-"""The command line: ``rlcourse train``, ``evaluate``, ``tour``, ``assignment release``, ``grade``, ``rlhf``.
+"""The command line: ``rlcourse train``, ``evaluate``, ``tour``, ``assignment release``, ``grade``, ``rlhf``, ``rlvr``.
 
 A user's mistake (unknown algorithm or environment, a bad ``--set`` value or seed, a
 folder that holds no run or a damaged one, an ``--out`` that holds something else) ends

@@ -96,6 +96,32 @@ def seed_study(config, rl, seeds: int, workers: int) -> dict:
     return {"bar": LIFT_BAR, "lift": stats.summarise(lifts, LIFT_BAR), "runs": runs}
 
 
+def plot_seeds(runs: list[dict]):
+    """Held-out pass@1 over the RL iterations (one line a seed, where curves were logged) and
+    pass@k before and after, per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for run in runs:
+        curve = {0: run["before"]["pass@1"], **{int(k): v for k, v in run.get("curve", {}).items()}}
+        axes[0].plot(list(curve), list(curve.values()), "o-", ms=3, label=f"seed {run['seed']}")
+        ks = [int(k.split("@")[1]) for k in run["before"]]
+        axes[1].plot(ks, list(run["before"].values()), "o--", color="C0", alpha=0.6)
+        axes[1].plot(ks, list(run["after"].values()), "o-", color="C1", alpha=0.6)
+    axes[0].set(xlabel="RL iteration", ylabel="held-out pass@1", title="pass@1 during RL (n = 4 at the checks)")
+    axes[0].legend(fontsize=8)
+    axes[1].plot([], [], "o--", color="C0", label="after SFT")
+    axes[1].plot([], [], "o-", color="C1", label="after RL")
+    axes[1].set_xscale("log", base=2)
+    axes[1].set(xlabel="k", ylabel="held-out pass@k (n = 16)", title="pass@k before and after, each seed")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
 def cmd_seeds(args) -> int:
     from rlcourse.rlhf.pipeline import write_json
 
@@ -107,6 +133,8 @@ def cmd_seeds(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "seeds.json", {"rlvr": dataclasses.asdict(config), "grpo": dataclasses.asdict(rl), **result})
+    figure = plot_seeds(result["runs"])
+    figure.savefig(out / "seeds.png", dpi=120)
     print(json.dumps({"out": args.out, "bar": LIFT_BAR, **result["lift"]}))
     return 0
 
