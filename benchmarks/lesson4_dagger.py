@@ -4,7 +4,7 @@ expert, return and own-state error against expert labels, over seeds.
 Writes ``docs/lessons/04_dagger.png`` and ``benchmarks/results/dagger_study.csv`` and prints the
 numbers quoted in ``docs/lessons/04_policy_gradients.md``::
 
-    python benchmarks/lesson4_dagger.py --seeds 5
+    python benchmarks/lesson4_dagger.py --seeds 10
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def labels_to_solve(frame: pd.DataFrame, threshold: float = 475.0) -> np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--labels-per-round", type=int, default=100)
     args = parser.parse_args()
