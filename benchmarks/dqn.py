@@ -1,34 +1,39 @@
 """Benchmark: rlcourse's DQN against Stable-Baselines3's on CartPole-v1, in one run.
 
-Both get the RL Zoo's hyperparameters for DQN on CartPole-v1 (rl-baselines3-zoo,
-``hyperparams/dqn.yml``: lr 2.3e-3, batch 64, buffer 100,000, learning_starts 1,000,
-γ 0.99, target_update_interval 10, train_freq 256, gradient_steps 128,
-exploration_fraction 0.16, exploration_final_eps 0.04, net_arch [256, 256]; Huber loss
-and gradient-norm clipping at 10 are SB3's defaults and ours). For each seed and each
-library the script measures, the same way for both:
+The comparison runs both libraries with the same settings, the RL Zoo's hyperparameters
+for DQN on CartPole-v1 (rl-baselines3-zoo, ``hyperparams/dqn.yml``: lr 2.3e-3, batch 64,
+buffer 100,000, learning_starts 1,000, γ 0.99, target_update_interval 10, train_freq 256,
+gradient_steps 128, exploration_fraction 0.16, exploration_final_eps 0.04, net_arch
+[256, 256]; the Huber loss and gradient-norm clipping at 10 are SB3's defaults), which
+are ``rlcourse.value.dqn.RL_ZOO``. A third row, ``rlcourse (defaults)``, trains
+rlcourse's default config, which differs from the RL Zoo's where the first line of the
+output says (γ 0.98, the square loss, 64 updates per round, a step size falling to 0):
+it is rlcourse alone, not a comparison between the libraries, because SB3's DQN computes
+the Huber loss with no option to change it. For each seed and each row the script
+measures, the same way for all:
 
 * **steps to 475**: the env steps at the first evaluation whose mean return reaches 475.
   An evaluation is 10 greedy (deterministic) episodes on a separate CartPole-v1, seeded
   0, 1, …, 9, every 2,000 env steps;
 * **steps/s**: environment steps per second of training (acting, storing, updating),
   over the whole budget, with the evaluations left out of the clock;
-* **final**: the same evaluation of the model as it is at the end of the budget (SB3
-  with the RL Zoo settings tends to solve CartPole and then forget it), and **last 10**,
-  the mean of the last ten evaluations;
+* **final**: the same evaluation of the model as it is at the end of the budget (with the
+  RL Zoo settings both libraries tend to solve CartPole and then forget it), and
+  **last 10**, the mean of the last ten evaluations;
 * **peak MB**: the peak resident memory of the process that ran it (each run has a
   fresh process).
 
 Runs alternate between the libraries so that both see the same machine conditions.
 rlcourse acts on one thread and updates on ``--threads`` (2 by default: on an idle
-two-core machine the updates are about 1.25× faster, and the log is the same bit for
-bit); SB3 runs with ``torch.set_num_threads(--sb3-threads)``, 1 by default, because with
-2 it was about 6% slower here.
-The row ``rlcourse (defaults)`` is rlcourse's default config, which differs from the RL
-Zoo's only where it says (``--defaults-note``), to show that it keeps what it learned.
+two-core machine the updates are about 1.25× faster); SB3 runs with
+``torch.set_num_threads(--sb3-threads)``, 1 by default, because with 2 it was about 6%
+slower here.
 
 Run ``python benchmarks/dqn.py`` (100,000 steps, seeds 0 1 2: about 15 minutes on two
-cores), ``--quick`` for a smoke run, ``--no-sb3`` without Stable-Baselines3 (install it
-with ``pip install stable-baselines3 torch==2.13.0``, pinning the torch you have).
+idle cores), ``--quick`` for a smoke run, ``--no-sb3`` without Stable-Baselines3 (install
+it with ``pip install stable-baselines3 torch==2.13.0``, pinning the torch you have).
+Whether the final models keep what they learned is a question for many seeds:
+``rlcourse train dqn`` over ten seeds is in the DQN section of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -40,9 +45,6 @@ from common import Evaluator, print_run, print_table, run_fresh
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
-RL_ZOO = dict(lr=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000, gamma=0.99,
-              target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
-              exploration_final_eps=0.04, hidden=(256, 256))
 
 
 class QAct:
@@ -61,7 +63,7 @@ class QAct:
 def run_rlcourse(seed: int, steps: int, every: int, episodes: int, defaults: bool, threads: int) -> dict:
     from rlcourse.value import dqn
 
-    config = dqn.DQNConfig() if defaults else dqn.DQNConfig(**RL_ZOO, lr_schedule="constant")
+    config = dqn.DQNConfig() if defaults else dqn.DQNConfig(**dqn.RL_ZOO)
     evaluator = Evaluator(ENV_ID, every, episodes)
     result = dqn.train(ENV_ID, config, steps=steps, seed=seed, threads=threads,
                        callback=lambda env_steps, online: evaluator.maybe(env_steps, QAct(online)))
@@ -77,10 +79,14 @@ def run_sb3(seed: int, steps: int, every: int, episodes: int, defaults: bool, th
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from rlcourse.value.dqn import RL_ZOO
+
     torch.set_num_threads(threads)
     zoo = dict(RL_ZOO)
     hidden = zoo.pop("hidden")
     zoo["learning_rate"] = zoo.pop("lr")
+    if (zoo.pop("loss"), zoo.pop("lr_schedule")) != ("huber", "constant"):
+        raise ValueError("SB3's DQN runs the Huber loss at a constant step size")
     model = DQN("MlpPolicy", gym.make(ENV_ID), policy_kwargs=dict(net_arch=list(hidden)), seed=seed,
                 device="cpu", **zoo)
     evaluator = Evaluator(ENV_ID, every, episodes)
@@ -104,9 +110,9 @@ RUNNERS = {"rlcourse (RL Zoo)": (run_rlcourse, False), "SB3 (RL Zoo)": (run_sb3,
 
 
 def defaults_note() -> str:
-    from rlcourse.value.dqn import DQNConfig
+    from rlcourse.value.dqn import RL_ZOO, DQNConfig
 
-    zoo = DQNConfig(**RL_ZOO, lr_schedule="constant")
+    zoo = DQNConfig(**RL_ZOO)
     differ = {f.name: getattr(DQNConfig(), f.name) for f in dataclasses.fields(DQNConfig)
               if getattr(DQNConfig(), f.name) != getattr(zoo, f.name)}
     return ", ".join(f"{k}={v}" for k, v in differ.items()) or "none"
@@ -139,7 +145,8 @@ def main(argv=None) -> int:
 
     print(f"DQN on {ENV_ID}: {steps:,} env steps per run, seeds {seeds}; evaluation: {episodes} greedy "
           f"episodes every {args.eval_every:,} env steps; threads: rlcourse updates {args.threads}, SB3 "
-          f"{args.sb3_threads}; rlcourse defaults differ from the RL Zoo in: {defaults_note()}", flush=True)
+          f"{args.sb3_threads}; the RL Zoo rows: both libraries with the RL Zoo's settings; rlcourse (defaults) "
+          f"differs from them in: {defaults_note()}", flush=True)
     results = {label: [] for label in labels}
     for seed in seeds:
         for label in labels:

@@ -16,8 +16,8 @@ Three modes:
   seed; the scores are the ground-truth reward gains of DPO and PPO over SFT on the
   pipeline's held-out prompts.
 * ``python benchmarks/seeds.py --sb3 ppo CartPole-v1 --seeds 10`` (or ``a2c CartPole-v1``,
-  ``ppo Pendulum-v1``): rlcourse against Stable-Baselines3, the runs of
-  ``benchmarks/ppo.py`` / ``a2c.py`` (same settings, same evaluation for both), seeds
+  ``ppo Pendulum-v1``, ``dqn CartPole-v1``): rlcourse against Stable-Baselines3, the runs of
+  ``benchmarks/ppo.py`` / ``a2c.py`` / ``dqn.py`` (same settings, same evaluation for both), seeds
   0..9 per library, and the 95% interval of each difference. A difference is claimed
   only where its interval excludes 0.
 
@@ -201,7 +201,8 @@ def run_pipeline_seeds(seeds: int, workers: int, csv: str | None) -> None:
 
 SB3_THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -250.0}
 # the budgets of benchmarks/ppo.py (the Zoo's 1e5, rounded up to whole iterations) and a2c.py
-SB3_STEPS = {("ppo", "CartPole-v1"): 100_096, ("ppo", "Pendulum-v1"): 102_400, ("a2c", "CartPole-v1"): 500_000}
+SB3_STEPS = {("ppo", "CartPole-v1"): 100_096, ("ppo", "Pendulum-v1"): 102_400, ("a2c", "CartPole-v1"): 500_000,
+             ("dqn", "CartPole-v1"): 100_000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +218,14 @@ class LibraryRun:
 
 
 def library_run(job: LibraryRun) -> dict:
-    """One run of ``benchmarks/ppo.py`` or ``a2c.py``'s runners: its final, steps to threshold, speed."""
-    if job.algo == "a2c":
+    """One run of ``benchmarks/ppo.py``, ``a2c.py`` or ``dqn.py``'s runners: its final, steps to threshold,
+    speed. DQN runs the RL Zoo's settings in both libraries (SB3 has no other loss than the Huber)."""
+    if job.algo == "dqn":
+        import dqn as bench
+
+        runner = bench.run_rlcourse if job.library == "rlcourse" else bench.run_sb3
+        row = runner(job.seed, job.steps, job.every, job.episodes, defaults=False, threads=1)
+    elif job.algo == "a2c":
         import a2c as bench
 
         row = bench.RUNNERS[job.library](job.seed, job.steps, job.every, job.episodes)
@@ -235,7 +242,7 @@ def compare_sb3(algo: str, env_id: str, seeds: int, workers: int, every: int, no
     """Both libraries over ``seeds`` seeds; each one's summary, and the interval of each difference."""
     steps = steps or SB3_STEPS[(algo, env_id)]
     threshold = SB3_THRESHOLDS[env_id]
-    script = "a2c.py" if algo == "a2c" else "ppo.py"
+    script = {"a2c": "a2c.py", "dqn": "dqn.py"}.get(algo, "ppo.py")
     print(f"{algo} on {env_id}, rlcourse against SB3 with benchmarks/{script}'s settings"
           f"{' (SB3 without gSDE)' if no_sde and env_id == 'Pendulum-v1' else ''}: {steps:,} steps, seeds "
           f"0..{seeds - 1} per library, 10 greedy episodes (seeds 0-9) every {every:,} steps and at the end, "
@@ -277,7 +284,7 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", help="write one row per seed here")
     parser.add_argument("--curves", help="write the seeds' learning curves here")
     parser.add_argument("--table", nargs="*", metavar="ROW", help="run these rows of the docs' table (none: all)")
-    parser.add_argument("--sb3", action="store_true", help="compare with Stable-Baselines3 (ppo or a2c)")
+    parser.add_argument("--sb3", action="store_true", help="compare with Stable-Baselines3 (ppo, a2c or dqn)")
     parser.add_argument("--sb3-no-sde", action="store_true", help="Pendulum-v1: SB3 without gSDE, as rlcourse runs")
     parser.add_argument("--eval-every", type=int, default=2_000, help="--sb3: env steps between evaluations")
     args = parser.parse_args(argv)

@@ -24,6 +24,8 @@ CASES = [
     ("ppo", "CartPole-v1", {}, 3_000, 768, 2_000),
     ("ppo", "Pendulum-v1", {"n_steps": 128, "surrogate": "adaptive-kl"}, 2_048, 512, 1_536),
     ("trpo", "CartPole-v1", {"n_steps": 256}, 2_560, 512, 2_000),
+    ("dqn", "CartPole-v1", {"hidden": (32, 32), "learning_starts": 200, "train_freq": 64, "gradient_steps": 16,
+                            "buffer_size": 5_000}, 3_000, 640, 2_000),
 ]
 
 

@@ -76,6 +76,20 @@ Stable-Baselines3's A2C. Adam's step size is raised from those repositories' 1e-
 two workers this reaches 475 within 50,000 steps, where t_max 5 and a clip at 0.5 (A2C's
 settings) left the policy swinging between 105 and 500 for 300,000 steps
 (``benchmarks/README.md``).
+
+Running it: :func:`train`'s ``callback(env_steps, policy)`` is called with the shared
+policy while the workers are paused, once the first update that reaches each multiple of
+``callback_every`` env steps is applied (and at the end); with ``out`` set, a checkpoint
+is written the same way every ``checkpoint_every`` steps, and ``resume=True`` goes on
+from the last one: the shared networks, Adam's statistics, the log and the step count
+come back, while each worker starts fresh episodes (seeded anew), so a resumed run is
+not the same, bit for bit, as one never stopped (the workers' interleaving never is).
+The time the workers spend paused and their start-up are left out of
+``timing["steps_per_second"]``. Ctrl-C (or a KeyboardInterrupt in the callback) stops the
+workers and returns what was learned with ``status="interrupted"``. A worker that raises
+stops the run: the other workers are stopped and :class:`WorkerError` names the worker
+and its error. Workers left running ``join_timeout`` seconds after being told to stop
+are killed.
 """
 
 from __future__ import annotations
@@ -391,19 +405,7 @@ def train(
     the episodes that ended in those updates (NaN if none), ``episodes`` their number, and
     means of the loss terms and gradient norm (before clipping).
 
-    ``callback(env_steps, policy)`` is called with the shared policy while the workers are
-    paused, once the first update that reaches each multiple of ``callback_every`` env
-    steps is applied (and at the end); with ``out`` set, a checkpoint is written the same
-    way every ``checkpoint_every`` steps, and ``resume=True`` goes on from the last one: the
-    shared networks, Adam's statistics, the log and the step count come back, while each
-    worker starts fresh episodes (seeded anew), so a resumed run is not the same, bit for bit,
-    as one never stopped (the workers' interleaving never is). The time the workers spend
-    paused and their start-up are left out of ``timing["steps_per_second"]``.
-
-    Ctrl-C (or a KeyboardInterrupt in the callback) stops the workers and returns what
-    was learned with ``status="interrupted"``. A worker that raises stops the run: the
-    other workers are stopped and :class:`WorkerError` names the worker and its error.
-    Workers left running ``join_timeout`` seconds after being told to stop are killed.
+    Callbacks, checkpoints, resuming, Ctrl-C and failing workers: see the module's docstring.
     """
     config = config or A3CConfig()
     for name, value in (("steps", steps), ("callback_every", callback_every), ("checkpoint_every", checkpoint_every)):

@@ -316,16 +316,7 @@ def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     eval_seed = config.seed + 2
 
     # 1. SFT
-    sft_model = tiny_gpt2(
-        tokenizer.vocab_size,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        seed=config.seed,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    ).to(device)
+    sft_model = _toy_lm(tokenizer, config.n_embd, config.n_layer, config.n_head, config.seed).to(device)
     sft_log = train_sft(sft_model, tokenizer, corpus, dataclasses.replace(config.sft, seed=config.seed))
     save_lm(sft_model, tokenizer, out / "sft")
     sft_log.to_csv(out / "sft" / "log.csv", index=False)
@@ -348,18 +339,8 @@ def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     done("pairs", f"{len(pairs)} preference pairs sampled from the SFT model (+{len(heldout)} held out)")
 
     # 3. the reward model: a wider body than the policy's, from scratch (see the docstring)
-    rm = RewardModel.from_lm(
-        tiny_gpt2(
-            tokenizer.vocab_size,
-            n_embd=config.rm_n_embd,
-            n_layer=config.n_layer,
-            n_head=config.rm_n_head,
-            seed=config.seed + 5,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    ).to(device)
+    rm = RewardModel.from_lm(_toy_lm(tokenizer, config.rm_n_embd, config.n_layer, config.rm_n_head, config.seed + 5))
+    rm = rm.to(device)
     rm_log = train_reward(rm, tokenizer, pairs, dataclasses.replace(config.reward, seed=config.seed))
     rm.save(out / "reward")
     save_lm(None, tokenizer, out / "reward")
@@ -391,6 +372,20 @@ def _run(out: Path, config: PipelineConfig, progress, device) -> dict:
     summary["seconds"] = seconds
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _toy_lm(tokenizer: WordTokenizer, n_embd: int, n_layer: int, n_head: int, seed: int):
+    """A tiny GPT-2 for the toy task's vocabulary, with its special tokens, seeded."""
+    return tiny_gpt2(
+        tokenizer.vocab_size,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        seed=seed,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def _dpo_sweep(

@@ -31,6 +31,7 @@ Pseudocode (Sutton & Barto, 2nd ed., §6.4–6.5)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -101,27 +102,14 @@ def td_target(
     ### END SOLUTION
 
 
-def train(
-    env_id: str = "rlcourse/Corridor-v0",
-    config: TDControlConfig | None = None,
-    *,
-    steps: int = 3000,
-    seed: int = 0,
-    out: str | Path | None = None,
-    progress: bool = False,
-    env_kwargs: dict | None = None,
-    checkpoint_every: int = 10_000,
-    resume: bool = False,
-    tensorboard: str | Path | None = None,
-    callback=None,
-) -> Result:
+def train(env_id: str = "rlcourse/Corridor-v0", config: TDControlConfig | None = None, *, steps: int = 3000,
+          seed: int = 0, out: str | Path | None = None, progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 10_000, resume: bool = False, tensorboard: str | Path | None = None,
+          callback=None) -> Result:  # fmt: skip
     """Run TD control for ``steps`` environment steps; return a Result with a QTable.
 
-    The log has one row per finished episode: ``episode``, ``env_steps``, ``return``,
-    ``length``, ``epsilon`` and ``mean_abs_td_error``. With ``out`` set, a checkpoint is
-    written there at the end of the first episode after every ``checkpoint_every`` steps,
-    and ``resume=True`` goes on from the last one to the same log, bit for bit.
-    ``callback(env_steps, q_table)`` is called at the end of every episode, off the clock.
+    One log row (``LOG_COLUMNS``) and one iteration of the :class:`~rlcourse.run.IterationRecord`
+    per finished episode: checkpoints, ``resume`` and ``callback(env_steps, q_table)`` come at episode ends.
     """
     config = config or TDControlConfig()
     check_run_args(steps)
@@ -147,13 +135,9 @@ def train(
         resume=resume,
         tensorboard=tensorboard,
     )
-    if record.resumed:
-        q, env, obs, action, epsilon = _load(record.resumed, rng)
-    else:
-        obs, _ = env.reset(seed=seed)
-        env.action_space.seed(seed)
-        epsilon = epsilon_at(config, 0, steps)
-        action = epsilon_greedy(q[obs], epsilon, rng)
+    q, env, obs, action, epsilon = (
+        _load(record.resumed, rng) if record.resumed else _start(env, q, config, seed, steps, rng)
+    )
     episode_return, episode_length, abs_td, completed = 0.0, 0, 0.0, record.env_steps
     with record:
         for step in range(record.env_steps + 1, steps + 1):
@@ -186,21 +170,8 @@ def train(
                 }
                 if callback is not None:
                     policy.values[:] = q
-                record.end_iteration(
-                    step,
-                    stats,
-                    [],
-                    [],
-                    lambda obs=obs, action=action, epsilon=epsilon: {
-                        "q": [list(row) for row in q],
-                        "env": env,
-                        "obs": obs,
-                        "action": action,
-                        "epsilon": epsilon,
-                        "rng": rng.bit_generator.state,
-                    },
-                    policy,
-                )
+                state = functools.partial(_snapshot, q, env, obs, action, epsilon, rng)
+                record.end_iteration(step, stats, [], [], state, policy)
                 episode_return, episode_length, abs_td = 0.0, 0, 0.0
             else:
                 obs = next_obs
@@ -212,6 +183,26 @@ def train(
 
 
 LOG_COLUMNS = ["episode", "env_steps", "return", "length", "epsilon", "mean_abs_td_error"]
+
+
+def _start(env: gym.Env, q: list, config: TDControlConfig, seed: int, steps: int, rng: np.random.Generator) -> tuple:
+    """Q, the environment reset with ``seed``, its first observation, the first action and ε."""
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    epsilon = epsilon_at(config, 0, steps)
+    return q, env, obs, epsilon_greedy(q[obs], epsilon, rng), epsilon
+
+
+def _snapshot(q: list, env: gym.Env, obs: int, action: int, epsilon: float, rng: np.random.Generator) -> dict:
+    """What a checkpoint holds: Q, the environment as it stands, the next action and ε, the random state."""
+    return {
+        "q": [list(row) for row in q],
+        "env": env,
+        "obs": obs,
+        "action": action,
+        "epsilon": epsilon,
+        "rng": rng.bit_generator.state,
+    }
 
 
 def _load(state: dict, rng: np.random.Generator) -> tuple:

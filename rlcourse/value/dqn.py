@@ -46,19 +46,45 @@ The flags ``use_target_network=False`` (the target uses :math:`Q_\theta` itself)
 sees the same recent, correlated batch) switch the two devices off, for the notebook's
 demonstration of divergence.
 
-The defaults are the RL Zoo's hyperparameters for DQN on CartPole-v1
-(rl-baselines3-zoo, ``hyperparams/dqn.yml``: lr 2.3e-3, batch 64, buffer 100,000,
-learning_starts 1,000, γ 0.99, target_update_interval 10, train_freq 256, exploration
-fraction 0.16, exploration_final_eps 0.04, net_arch [256, 256]) with two changes that
-make the end of a run less of a gamble: ``gradient_steps`` 64 instead of 128 (one
-update per four env steps, the ratio of Mnih et al. 2015) and a learning rate that falls
-linearly to 0 (``lr_schedule="linear"``). With the RL Zoo's settings the greedy policy
-solves CartPole and loses it again, over and over, until the last step; with ours it
-still does (the cart drifts off the track when a small change flips the greedy action
-in the states where the two actions' values are nearly equal), but less, and the model
-saved at 100,000 steps scored 500, 235, 500, 99, 110 and 500 on seeds 0–5 (RL Zoo
-settings: 96, 238, 120 on seeds 0–2). ``DQNConfig(gradient_steps=128,
-lr_schedule="constant")`` is the RL Zoo's configuration.
+Why the greedy policy of a DQN forgets CartPole, and what the defaults change. With the RL
+Zoo's tuned hyperparameters (``RL_ZOO``, from rl-baselines3-zoo ``hyperparams/dqn.yml``) the
+greedy policy balances the pole for all 500 steps at some evaluations and about 100 at the
+others, and the model saved at 100,000 steps scored ≥ 475 for 2 of 10 seeds. The failed
+policies balance the pole, tilted by 5–8°, and the cart accelerates under it until it
+leaves the track after about 100 steps. The network does not know the track ends: it
+predicts :math:`Q \approx 107`–129 for a cart about to leave it (true value: about 1),
+because of two things:
+
+* **The Huber loss treats the most informative transitions as outliers.** Its gradient is
+  :math:`\operatorname{clip}(Q - y, -1, 1)`. The transitions that end an episode at the
+  track's edge have targets :math:`y = 1` and predictions near 100, so TD errors near 100,
+  and each counts no more than an ordinary transition with an error of 1. The clip was
+  made for Atari's rewards clipped to ±1 (Mnih et al. 2015); CartPole's values are 100
+  times that scale. The square (``loss="mse"``, CleanRL's choice) weighs them by their
+  error, and the network learns that the edge is worth little (Q of 26–52 there).
+* **γ = 0.99 asks more of the target network than the budget gives.** The values must
+  grow from 0 to :math:`1/(1-\gamma) = 100` one backup per round (390 rounds in 100,000
+  steps, :math:`0.99^{390} \approx 0.02`), and every backup's error is carried on for about
+  :math:`1/(1-\gamma)` more, so the mean Q overshoots 100 and is still climbing at the
+  end of the run (to 110–170), and late collapses came with that climb. With γ = 0.98
+  (the horizon of 50 steps the RL Zoo gives PPO on CartPole) the values settle near
+  :math:`1/(1-\gamma) = 50` by 40,000 steps and stay there, while 50 steps is still far
+  enough ahead to see the end of the track coming.
+
+The greedy action is decided by the action gap :math:`Q(s, 1) - Q(s, 0)`, a fraction of a
+point where Q is about 100 (Wang et al. 2016 make the same point for Atari), so either
+error is enough to flip it in many states at once.
+
+``DQNConfig()``'s defaults are therefore the RL Zoo's values with four changes:
+``loss="mse"`` and ``gamma=0.98`` (the two above), ``gradient_steps`` 64 instead of 128
+(one update per four env steps, the ratio of Mnih et al. 2015) and a step size that falls
+linearly to 0 (``lr_schedule="linear"``). Trained for 100,000 steps (``rlcourse train dqn
+--env CartPole-v1 --steps 100000 --seed S``) and judged on 20 greedy episodes seeded
+1000–1019 (``rlcourse evaluate RUN --episodes 20 --seed 1000``), the final model scored
+≥ 475 for 9 of the 10 seeds 0–9 (500 on nine, 389 on seed 5) and for 4 of 4 more, seeds
+10–13; with the RL Zoo's settings (``--set gamma=0.99 loss=huber gradient_steps=128
+lr_schedule=constant``) for 2 of 10, and with the defaults before this change (the Huber
+loss, γ = 0.99) for 3 of 10. ``DQNConfig(**RL_ZOO)`` is the RL Zoo's configuration.
 """
 
 from __future__ import annotations
@@ -66,50 +92,75 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
-from rlcourse.config import ConfigError, check_choice, check_layers, check_range
+from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.networks import clip_grad_norm, flatten_parameters, read_module, save_module
-from rlcourse.run import (CHECKPOINT, NonFiniteError, Result, UnsupportedSpaceError, load_checkpoint,
-                          progress_bar, save_checkpoint, seed_everything)
+from rlcourse.run import (
+    IterationRecord,
+    NonFiniteError,
+    Result,
+    UnsupportedSpaceError,
+    check_run_args,
+    seed_everything,
+    torch_threads,
+)
 from rlcourse.value.dqn_targets import dqn_target, linear_epsilon, polyak_update, q_network, td_loss
 from rlcourse.value.replay import ReplayBuffer
 
 LOG_COLUMNS = ["env_steps", "return", "episodes", "epsilon", "lr", "loss", "q_mean"]
 
+# rl-baselines3-zoo, hyperparams/dqn.yml, CartPole-v1 (its budget: 50,000 steps); the Huber loss
+# (δ = 1) and the gradient-norm clip at 10 are Stable-Baselines3's, which the Zoo runs
+RL_ZOO: dict[str, Any] = dict(
+    lr=2.3e-3,
+    batch_size=64,
+    buffer_size=100_000,
+    learning_starts=1_000,
+    gamma=0.99,
+    target_update_interval=10,
+    train_freq=256,
+    gradient_steps=128,
+    exploration_fraction=0.16,
+    exploration_final_eps=0.04,
+    hidden=(256, 256),
+    loss="huber",
+    max_grad_norm=10.0,
+    lr_schedule="constant",
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class DQNConfig:
-    lr: float = 2.3e-3                    # Adam step size α
+    lr: float = 2.3e-3  # Adam step size α
     batch_size: int = 64
-    buffer_size: int = 100_000            # replay capacity
-    learning_starts: int = 1_000          # env steps before the first update
-    gamma: float = 0.99
-    target_update_interval: int = 10      # env steps between target updates
-    tau: float = 1.0                      # 1 = hard copy
-    train_freq: int = 256                 # vector steps per round
-    gradient_steps: int = 64              # updates per round (RL Zoo: 128)
+    buffer_size: int = 100_000  # replay capacity
+    learning_starts: int = 1_000  # env steps before the first update
+    gamma: float = 0.98  # RL Zoo: 0.99
+    target_update_interval: int = 10  # env steps between target updates
+    tau: float = 1.0  # 1 = hard copy
+    train_freq: int = 256  # vector steps per round
+    gradient_steps: int = 64  # updates per round (RL Zoo: 128)
     exploration_fraction: float = 0.16
     exploration_initial_eps: float = 1.0
     exploration_final_eps: float = 0.04
     hidden: tuple[int, ...] = (256, 256)
-    loss: str = "huber"
+    loss: str = "mse"  # RL Zoo (SB3): "huber"
     max_grad_norm: float = 10.0
     num_envs: int = 1
     double: bool = False
     dueling: bool = False
     use_target_network: bool = True
     use_replay: bool = True
-    lr_schedule: str = "linear"           # α falls linearly to 0 at the end of the run (RL Zoo: "constant")
+    lr_schedule: str = "linear"  # α falls linearly to 0 at the end of the run (RL Zoo: "constant")
 
     def __post_init__(self):
         check_range(self, "lr", 0, None, low_open=True)
@@ -136,11 +187,10 @@ class DQNConfig:
 class QPolicy(nn.Module):
     """A Q-network that acts greedily: ``act`` is :math:`\\arg\\max_a Q(s, a)`."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (256, 256),
-                 dueling: bool = False):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (256, 256), dueling: bool = False):
         super().__init__()
         self.q = q_network(obs_dim, n_actions, tuple(hidden), dueling)
-        self.spec = dict(self.q.spec)
+        self.spec = dict(cast(dict, self.q.spec))  # q_network's description of itself
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q(obs)
@@ -154,7 +204,7 @@ class QPolicy(nn.Module):
         save_module(self, directory)
 
     @classmethod
-    def load(cls, directory) -> "QPolicy":
+    def load(cls, directory) -> QPolicy:
         """The Q-network ``save`` wrote, in evaluation mode."""
         spec, weights = read_module(directory)
         spec.pop("kind")
@@ -163,8 +213,9 @@ class QPolicy(nn.Module):
         return policy.eval()
 
 
-def dqn_update(online: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, y: torch.Tensor,
-               config: DQNConfig) -> tuple[float, float]:
+def dqn_update(
+    online: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, y: torch.Tensor, config: DQNConfig
+) -> tuple[float, float]:
     """One gradient step of the regression of Q(s, a) on the targets ``y``; return
     (loss, mean Q(s, a)). A non-finite loss is returned without stepping, for the caller
     to report. ``optimizer`` holds one flat parameter, the online network's
@@ -183,8 +234,9 @@ def dqn_update(online: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
     return float(loss.detach()), float(q_taken.detach().mean())
 
 
-def update_round(online: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer,
-                 buffer: ReplayBuffer, config: DQNConfig) -> tuple[list[float], list[float]]:
+def update_round(
+    online: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer, config: DQNConfig
+) -> tuple[list[float], list[float]]:
     """A round's ``gradient_steps`` updates on uniform minibatches; return their losses
     and mean Q-values (stopping after a non-finite loss).
 
@@ -198,8 +250,12 @@ def update_round(online: nn.Module, target: nn.Module, optimizer: torch.optim.Op
     batch = buffer.sample(config.batch_size * config.gradient_steps)
     if config.use_target_network and not config.double:
         slices = zip(*(batch[name].split(512) for name in ("rewards", "next_obs", "terminated")))
-        y = torch.cat([dqn_target(rewards, next_obs, terminated, target, config.gamma)
-                       for rewards, next_obs, terminated in slices])
+        y = torch.cat(
+            [
+                dqn_target(rewards, next_obs, terminated, target, config.gamma)
+                for rewards, next_obs, terminated in slices
+            ]
+        )
     else:
         y = None
     minibatches = zip(*(column.split(config.batch_size) for column in batch.values()))
@@ -207,11 +263,17 @@ def update_round(online: nn.Module, target: nn.Module, optimizer: torch.optim.Op
     for k, columns in enumerate(minibatches):
         minibatch = dict(zip(batch, columns))
         if y is None:
-            y_k = dqn_target(minibatch["rewards"], minibatch["next_obs"], minibatch["terminated"],
-                             target if config.use_target_network else online, config.gamma,
-                             double=config.double, online_net=online)
+            y_k = dqn_target(
+                minibatch["rewards"],
+                minibatch["next_obs"],
+                minibatch["terminated"],
+                target if config.use_target_network else online,
+                config.gamma,
+                double=config.double,
+                online_net=online,
+            )
         else:
-            y_k = y[k * config.batch_size:(k + 1) * config.batch_size]
+            y_k = y[k * config.batch_size : (k + 1) * config.batch_size]
         loss, q_mean = dqn_update(online, optimizer, minibatch, y_k, config)
         losses.append(loss)
         qs.append(q_mean)
@@ -231,40 +293,63 @@ def _spaces(env_id: str, env_kwargs: dict | None) -> tuple[int, int]:
     return obs_space.shape[0], int(act_space.n)
 
 
-def train(env_id: str = "CartPole-v1", config: DQNConfig | None = None, *,
-          steps: int = 100_000, seed: int = 0, out: str | Path | None = None,
-          progress: bool = False, env_kwargs: dict | None = None,
-          checkpoint_every: int = 50_000, resume: bool = False, threads: int = 1,
-          callback: Callable[[int, nn.Module], None] | None = None) -> Result:
-    """Run DQN for ``steps`` environment steps; return a Result holding the greedy QPolicy.
+@dataclasses.dataclass
+class DQNState:
+    """Everything a DQN run carries from one round to the next, and all a checkpoint saves.
 
-    The log has one row per round (``train_freq`` vector steps, then the round's updates;
-    the last round may be shorter), columns ``LOG_COLUMNS``: ``return`` is the mean return
-    of the episodes that ended in the round (NaN if none did), ``episodes`` their number,
-    ``epsilon`` ε at the round's last step, ``lr`` the step size of its updates, ``loss``
-    and ``q_mean`` means over its updates (NaN before ``learning_starts``).
-
-    With ``out`` set, everything the run needs to go on (networks, optimiser, replay
-    buffer, environments, random states, log) is checkpointed to ``out/checkpoint.pkl``
-    every ``checkpoint_every`` env steps, and ``resume=True`` continues from there: the
-    resumed run gives the same log, bit for bit, as one that was never stopped. It must
-    be the same run: same environment, config, seed and ``steps``.
-
-    Acting runs on one CPU thread; the updates on ``threads``. Two threads make them
-    about 1.25× faster on an otherwise idle two-core machine and give the same log, bit
-    for bit, but on a busy machine they can be many times slower, so the default is one.
-
-    ``callback(env_steps, online_network)``, if given, is called after every vector step
-    (the benchmarks evaluate with it); time spent in it is excluded from ``timing``.
+    ``online_flat`` and ``target_flat`` are the two networks' parameters as one vector each
+    (:func:`~rlcourse.pg.policies.flatten_parameters`): the networks' own parameters are
+    views of them. ``calls`` counts vector steps. The log, the env steps and the run's
+    identity are the :class:`~rlcourse.run.IterationRecord`'s.
     """
-    config = config or DQNConfig()
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps = {steps!r} is out of range: it must be an integer >= 1")
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads = {threads!r} is out of range: it must be an integer >= 1")
+
+    online: QPolicy
+    target: QPolicy
+    online_flat: torch.Tensor
+    target_flat: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    buffer: ReplayBuffer
+    envs: gym.vector.SyncVectorEnv
+    obs: np.ndarray
+    episode_return: np.ndarray
+    rng: np.random.Generator
+    env_steps: int = 0
+    calls: int = 0
+
+    def checkpoint(self) -> dict:
+        """The state a checkpoint saves beside the record's own."""
+        return {
+            "calls": self.calls,
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "replay": self.buffer.state_dict(),
+            "envs": self.envs.envs,
+            "obs": self.obs.copy(),
+            "episode_return": self.episode_return.copy(),
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+        }
+
+    def restore(self, saved: dict, env_steps: int) -> None:
+        """Continue from a checkpoint's state (the inverse of :meth:`checkpoint`) at ``env_steps``."""
+        self.envs.close()
+        self.online.load_state_dict(saved["online"])
+        self.target.load_state_dict(saved["target"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.buffer.load_state_dict(saved["replay"])
+        self.envs = gym.vector.SyncVectorEnv(
+            [functools.partial(_same, env) for env in saved["envs"]], autoreset_mode=AutoresetMode.SAME_STEP
+        )
+        self.obs, self.episode_return = saved["obs"], saved["episode_return"]
+        self.env_steps, self.calls = env_steps, saved["calls"]
+        self.rng.bit_generator.state = saved["rng"]["numpy"]
+        torch.set_rng_state(saved["rng"]["torch"])
+
+
+def start(env_id: str, config: DQNConfig, seed: int, env_kwargs: dict | None) -> DQNState:
+    """A fresh run: seeded networks (θ̄ = θ), Adam, an empty buffer, reset environments."""
     obs_dim, n_actions = _spaces(env_id, env_kwargs)
     rng = seed_everything(seed)
-    n = config.num_envs
     online = QPolicy(obs_dim, n_actions, config.hidden, config.dueling)
     target = QPolicy(obs_dim, n_actions, config.hidden, config.dueling)
     target.load_state_dict(online.state_dict())
@@ -273,118 +358,167 @@ def train(env_id: str = "CartPole-v1", config: DQNConfig | None = None, *,
     optimizer = torch.optim.Adam([online_flat], lr=config.lr, fused=True)
     capacity = config.buffer_size if config.use_replay else config.batch_size
     buffer = ReplayBuffer(capacity, (obs_dim,), seed=seed)
-    envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **(env_kwargs or {}))
+    envs = gym.make_vec(
+        env_id,
+        num_envs=config.num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        **(env_kwargs or {}),
+    )
+    assert isinstance(envs, gym.vector.SyncVectorEnv)  # its envs are what a checkpoint saves
     obs, _ = envs.reset(seed=seed)
-    run_id = {"env_id": env_id, "env_kwargs": dict(env_kwargs or {}), "config": dataclasses.asdict(config),
-              "seed": seed, "steps": steps}
-    rows, env_steps, calls, episode_return = [], 0, 0, np.zeros(n)
-    if resume:
-        envs.close()
-        state = _resume_state(out, run_id)
-        online.load_state_dict(state["online"])
-        target.load_state_dict(state["target"])
-        optimizer.load_state_dict(state["optimizer"])
-        buffer.load_state_dict(state["replay"])
-        envs = gym.vector.SyncVectorEnv([functools.partial(_same, env) for env in state["envs"]],
-                                        autoreset_mode=AutoresetMode.SAME_STEP)
-        obs, episode_return = state["obs"], state["episode_return"]
-        rows, env_steps, calls = state["rows"], state["env_steps"], state["calls"]
-        rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-    target_every = max(config.target_update_interval // n, 1)   # in vector steps
+    return DQNState(
+        online, target, online_flat, target_flat, optimizer, buffer, envs, obs, np.zeros(config.num_envs), rng
+    )
 
-    user_threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # acting on one observation: more threads only cost
-    status, last_checkpoint = "finished", None
-    next_checkpoint = (env_steps // checkpoint_every + 1) * checkpoint_every
-    bar = progress_bar(steps, "dqn", progress)
-    bar.update(env_steps)
-    outside = 0.0     # seconds spent in the callback
-    start = time.perf_counter()
-    try:
-        while env_steps < steps:
-            finished, epsilon = [], config.exploration_final_eps
-            for _ in range(config.train_freq):
-                if env_steps >= steps:
-                    break
-                epsilon = linear_epsilon(env_steps, config.exploration_initial_eps,
-                                         config.exploration_final_eps, config.exploration_fraction, steps)
-                explore = rng.random(n) < epsilon
-                actions = rng.integers(n_actions, size=n)
-                if not explore.all():
-                    with torch.inference_mode():
-                        greedy = online(torch.as_tensor(obs, dtype=torch.float32)).argmax(-1).numpy()
-                    actions = np.where(explore, actions, greedy)
-                new_obs, reward, term, trunc, info = envs.step(actions)
-                done = term | trunc
-                real_next = new_obs
-                if done.any():
-                    real_next = new_obs.copy()
-                    for i in np.flatnonzero(done):
-                        real_next[i] = info["final_obs"][i]
-                buffer.add(obs, actions, reward, real_next, term, trunc)
-                episode_return += reward
-                finished += [float(episode_return[i]) for i in np.flatnonzero(done)]
-                episode_return[done] = 0.0
-                obs = new_obs
-                env_steps += n
-                calls += 1
-                bar.update(n)
-                if config.use_target_network and calls % target_every == 0:
-                    polyak_update(target_flat, online_flat, config.tau)
-                if callback is not None:
-                    entered = time.perf_counter()
-                    callback(env_steps, online)
-                    outside += time.perf_counter() - entered
 
-            lr = config.lr * (1.0 - env_steps / steps if config.lr_schedule == "linear" else 1.0)
-            losses, qs = [], []
-            if env_steps > config.learning_starts and config.gradient_steps > 0:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                torch.set_num_threads(threads)
-                losses, qs = update_round(online, target, optimizer, buffer, config)
-                torch.set_num_threads(1)
-                if not math.isfinite(losses[-1]):
-                    raise NonFiniteError("TD loss", env_steps, last_checkpoint)
-            rows.append((env_steps, float(np.mean(finished)) if finished else float("nan"), len(finished),
-                         epsilon, lr, float(np.mean(losses)) if losses else float("nan"),
-                         float(np.mean(qs)) if qs else float("nan")))
-            if out is not None and env_steps >= next_checkpoint:
-                last_checkpoint = save_checkpoint(out, {
-                    "run": run_id, "env_steps": env_steps, "calls": calls, "rows": list(rows),
-                    "online": online.state_dict(), "target": target.state_dict(),
-                    "optimizer": optimizer.state_dict(), "replay": buffer.state_dict(), "envs": envs.envs,
-                    "obs": obs.copy(), "episode_return": episode_return.copy(),
-                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}})
-                next_checkpoint = (env_steps // checkpoint_every + 1) * checkpoint_every
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        bar.close()
-        envs.close()
-        torch.set_num_threads(user_threads)
-    elapsed = time.perf_counter() - start - outside
-    return Result(algo="dqn", env_id=env_id, env_kwargs=dict(env_kwargs or {}), config=config,
-                  policy=online.eval(), log=pd.DataFrame(rows, columns=LOG_COLUMNS), seed=seed,
-                  steps=env_steps, status=status,
-                  timing={"seconds": elapsed, "steps_per_second": env_steps / max(elapsed, 1e-9)})
+def act(state: DQNState, config: DQNConfig, steps: int) -> tuple[list[float], float]:
+    """One vector step: ε-greedy actions, the transitions stored with their real next
+    observations, the target network's update when it is due; return the returns of the
+    episodes that ended and ε."""
+    n = config.num_envs
+    epsilon = linear_epsilon(
+        state.env_steps,
+        config.exploration_initial_eps,
+        config.exploration_final_eps,
+        config.exploration_fraction,
+        steps,
+    )
+    explore = state.rng.random(n) < epsilon
+    actions = state.rng.integers(int(cast(gym.spaces.Discrete, state.envs.single_action_space).n), size=n)
+    if not explore.all():
+        with torch.inference_mode():
+            greedy = state.online(torch.as_tensor(state.obs, dtype=torch.float32)).argmax(-1).numpy()
+        actions = np.where(explore, actions, greedy)
+    new_obs, reward, term, trunc, info = state.envs.step(actions)
+    done = term | trunc
+    real_next = new_obs
+    if done.any():
+        real_next = new_obs.copy()
+        for i in np.flatnonzero(done):
+            real_next[i] = info["final_obs"][i]
+    state.buffer.add(state.obs, actions, reward, real_next, term, trunc)
+    state.episode_return += reward
+    finished = [float(state.episode_return[i]) for i in np.flatnonzero(done)]
+    state.episode_return[done] = 0.0
+    state.obs = new_obs
+    state.env_steps += n
+    state.calls += 1
+    if config.use_target_network and state.calls % max(config.target_update_interval // n, 1) == 0:
+        polyak_update(state.target_flat, state.online_flat, config.tau)
+    return finished, epsilon
+
+
+def act_round(
+    state: DQNState, config: DQNConfig, steps: int, after_step: Callable[[], None]
+) -> tuple[list[float], float]:
+    """``train_freq`` vector steps (fewer if the budget ends first), each followed by
+    ``after_step()``; return the returns of the episodes that ended and ε at the last step."""
+    finished, epsilon = [], config.exploration_final_eps
+    for _ in range(config.train_freq):
+        if state.env_steps >= steps:
+            break
+        ended, epsilon = act(state, config, steps)
+        finished += ended
+        after_step()
+    return finished, epsilon
+
+
+def learning_rate(config: DQNConfig, env_steps: int, steps: int) -> float:
+    """α for the round ending at ``env_steps``: ``lr``, or lr · (1 − env_steps / steps) when linear."""
+    return config.lr * (1.0 - env_steps / steps if config.lr_schedule == "linear" else 1.0)
+
+
+def learn(state: DQNState, config: DQNConfig, lr: float, threads: int) -> dict[str, float]:
+    """The round's updates at step size ``lr`` on ``threads`` threads, once ``learning_starts``
+    steps are in the buffer; return the means of their ``loss`` and ``q_mean`` (NaN before),
+    and ``last_loss``, the last update's loss (a non-finite one stops the round)."""
+    losses: list[float] = []
+    qs: list[float] = []
+    if state.env_steps > config.learning_starts and config.gradient_steps > 0:
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+        with torch_threads(threads):
+            losses, qs = update_round(state.online, state.target, state.optimizer, state.buffer, config)
+    nan = float("nan")
+    return {
+        "loss": float(np.mean(losses)) if losses else nan,
+        "q_mean": float(np.mean(qs)) if qs else nan,
+        "last_loss": losses[-1] if losses else 0.0,
+    }
+
+
+def train(
+    env_id: str = "CartPole-v1",
+    config: DQNConfig | None = None,
+    *,
+    steps: int = 100_000,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    env_kwargs: dict | None = None,
+    checkpoint_every: int = 50_000,
+    resume: bool = False,
+    threads: int = 1,
+    callback: Callable[[int, nn.Module], None] | None = None,
+    tensorboard: str | Path | None = None,
+) -> Result:
+    """Run DQN for ``steps`` environment steps; return a Result holding the greedy QPolicy.
+
+    Each round is :func:`act_round`, :func:`learn` at the step size :func:`learning_rate`
+    gives, and one row of the log (``LOG_COLUMNS``): the mean ``return`` of the episodes
+    that ended in the round (NaN if none did) and their number, ε at its last step, its
+    ``lr``, and the means of its updates' ``loss`` and ``q_mean`` (NaN before ``learning_starts``).
+
+    The bookkeeping is :class:`~rlcourse.run.IterationRecord`'s, one iteration a round: with
+    ``out`` set, the :class:`DQNState` is checkpointed to ``out/checkpoint.pkl`` every
+    ``checkpoint_every`` env steps, and ``resume=True`` goes on from there (same
+    environment, config, seed and ``steps``) to the same log, bit for bit, as a run that
+    never stopped; ``tensorboard`` (a folder) gets every row. The networks are built and
+    act on one thread, whatever the caller's thread count; the updates run on ``threads``
+    (on a busy machine more can be slower). ``callback(env_steps, online_network)`` is
+    called after every vector step; its time is left out of ``timing``.
+    """
+    config = config or DQNConfig()
+    check_run_args(steps, threads)
+    record = IterationRecord(
+        "dqn",
+        env_id,
+        env_kwargs,
+        config,
+        seed,
+        steps,
+        columns=LOG_COLUMNS,
+        make_row=lambda window, returns, lengths: window[-1],
+        out=out,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        tensorboard=tensorboard,
+    )
+    with torch_threads(1):  # the networks are built, and act on one observation, on one thread
+        state = start(env_id, config, seed, env_kwargs)
+        if record.resumed is not None:
+            state.restore(record.resumed, record.env_steps)
+
+        def after_step() -> None:
+            record.advance(state.env_steps)
+            record.call(callback, state.online)
+
+        try:
+            with record:
+                while state.env_steps < steps:
+                    returns, epsilon = act_round(state, config, steps, after_step)
+                    lr = learning_rate(config, state.env_steps, steps)
+                    stats = learn(state, config, lr, threads)
+                    if not math.isfinite(stats.pop("last_loss")):
+                        raise NonFiniteError("TD loss", state.env_steps, record.last_checkpoint)
+                    stats = {"epsilon": epsilon, "lr": lr, **stats}
+                    record.end_iteration(state.env_steps, stats, returns, [], state.checkpoint, state.online)
+        finally:
+            state.envs.close()
+    return record.result(state.online)
 
 
 def _same(env: gym.Env) -> gym.Env:
     return env
-
-
-def _resume_state(out, run_id: dict) -> dict:
-    """The checkpoint in ``out``, after checking it belongs to the run described by ``run_id``."""
-    if out is None or not (Path(out) / CHECKPOINT).is_file():
-        raise ConfigError(f"resume=True needs a checkpoint to resume from, but there is no "
-                          f"{CHECKPOINT} in {out}")
-    state = load_checkpoint(out)
-    saved = state.get("run", {})
-    for key, value in run_id.items():
-        if saved.get(key) != value:
-            raise ConfigError(f"cannot resume from {Path(out) / CHECKPOINT}: it was saved by a run with "
-                              f"{key} = {saved.get(key)!r}, this one has {key} = {value!r}")
-    return state

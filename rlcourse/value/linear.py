@@ -60,6 +60,7 @@ tilings of 8 × 8 tiles, :math:`\mathbf W = 0`, which is optimistic there)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
@@ -370,28 +371,15 @@ def features_for(env, config: LinearQConfig):
     return TileCoder(space.low, space.high, config.tiles_per_dim, config.tilings)
 
 
-def train(
-    env_id: str = "MountainCar-v0",
-    config: LinearQConfig | None = None,
-    *,
-    steps: int = 150_000,
-    seed: int = 0,
-    out: str | Path | None = None,
-    progress: bool = False,
-    env_kwargs: dict | None = None,
-    checkpoint_every: int = 50_000,
-    resume: bool = False,
-    tensorboard: str | Path | None = None,
-    callback=None,
-) -> Result:
+def train(env_id: str = "MountainCar-v0", config: LinearQConfig | None = None, *, steps: int = 150_000,
+          seed: int = 0, out: str | Path | None = None, progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None,
+          callback=None) -> Result:  # fmt: skip
     """Run linear Q-learning for ``steps`` env steps; return a Result holding a LinearQPolicy.
 
-    The log has one row per finished episode, the columns of tabular TD control:
-    ``episode``, ``env_steps``, ``return``, ``length``, ``epsilon``, ``mean_abs_td_error``.
-    With ``out`` set, W, the environment and the random state are checkpointed there at the
-    end of the first episode after every ``checkpoint_every`` steps, and ``resume=True`` goes
-    on from the last checkpoint to the same log, bit for bit. ``callback(env_steps, policy)``
-    is called at the end of every episode, off the clock.
+    One log row (``LOG_COLUMNS``, those of tabular TD control) and one iteration of the
+    :class:`~rlcourse.run.IterationRecord` per finished episode: checkpoints (W, the
+    environment, the random state), ``resume`` and ``callback(env_steps, policy)`` come at episode ends.
     """
     config = config or LinearQConfig()
     check_run_args(steps)
@@ -423,12 +411,7 @@ def train(
     )
     schedule = (config.epsilon_start, config.epsilon_end, config.exploration_fraction, steps)
     if record.resumed:
-        W[:], env, obs, epsilon = (
-            record.resumed["W"],
-            record.resumed["env"],
-            record.resumed["obs"],
-            record.resumed["epsilon"],
-        )
+        W[:], env, obs, epsilon = (record.resumed[key] for key in ("W", "env", "obs", "epsilon"))
         rng.bit_generator.state = record.resumed["rng"]
     else:
         obs, _ = env.reset(seed=seed)
@@ -461,25 +444,18 @@ def train(
                     "epsilon": epsilon,
                     "mean_abs_td_error": abs_td / episode_length,
                 }
-                record.end_iteration(
-                    step,
-                    stats,
-                    [],
-                    [],
-                    lambda obs=obs, epsilon=epsilon: {
-                        "W": W.copy(),
-                        "env": env,
-                        "obs": obs,
-                        "epsilon": epsilon,
-                        "rng": rng.bit_generator.state,
-                    },
-                    policy,
-                )
+                state = functools.partial(_snapshot, W, env, obs, epsilon, rng)
+                record.end_iteration(step, stats, [], [], state, policy)
                 episode_return, episode_length, abs_td = 0.0, 0, 0.0
             phi = phi_next
     record.advance(completed)
     env.close()
     return record.result(policy)
+
+
+def _snapshot(W: np.ndarray, env: gym.Env, obs, epsilon: float, rng: np.random.Generator) -> dict:
+    """What a checkpoint holds: W, the environment as it stands, its observation, ε, the random state."""
+    return {"W": W.copy(), "env": env, "obs": obs, "epsilon": epsilon, "rng": rng.bit_generator.state}
 
 
 LOG_COLUMNS = ["episode", "env_steps", "return", "length", "epsilon", "mean_abs_td_error"]
