@@ -300,7 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlcourse", description="Reinforcement learning, taught by building it.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_train, _add_evaluate, _add_tour, _add_assignment, _add_grade):
+        add(sub)
+    add_rlhf_parser(sub, _Parser)
+    add_rlvr_parser(sub, _Parser)
+    return parser
 
+
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train an algorithm and save the run")
     train.add_argument("algo", metavar="ALGO", help=f"one of: {', '.join(ALGORITHMS)}")
     train.add_argument("--env", required=True, help="a Gymnasium id, e.g. rlcourse/Corridor-v0")
@@ -332,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--device",
         help="where the networks train: cpu (the default; fastest for networks this "
-        "small), cuda, cuda:1, mps (reinforce, a2c, ppo, trpo, dqn)",
+        "small), cuda, cuda:1, mps (reinforce, a2c, ppo, trpo)",
     )
     train.add_argument(
         "--tensorboard",
@@ -344,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="replay a saved run's greedy policy")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=int, default=10, help="(default: %(default)s)")
@@ -358,12 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--video", help="where --render gif or mp4 writes (default: RUN_DIR/episode.gif or .mp4)")
     evaluate.set_defaults(func=cmd_evaluate)
 
+
+def _add_tour(sub) -> None:
     tour = sub.add_parser("tour", help="run every lesson on small budgets and write a report")
     tour.add_argument("--out", default="tour", help="report directory (default ./tour)")
     tour.add_argument("--quick", action="store_true", help="even smaller budgets (for tests)")
     tour.add_argument("--quiet", action="store_true", help="no progress bar")
     tour.set_defaults(func=cmd_tour)
 
+
+def _add_assignment(sub) -> None:
     assignment = sub.add_parser(
         "assignment", help="instructors: the student release, the Gradescope bundle, the graded tests' timings"
     )
@@ -382,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     timings.add_argument("--out", help="where to write (default tests/graded/timings.json)")
     timings.set_defaults(func=cmd_timings)
 
+
+def _add_grade(sub) -> None:
     grade = sub.add_parser("grade", help="grade a student's package with points per test")
     grade.add_argument("submission", help="the folder holding the student's rlcourse/ package")
     grade.add_argument(
@@ -410,10 +425,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="how student code is isolated (default: the best this machine allows)",
     )
     grade.set_defaults(func=cmd_grade)
-
-    add_rlhf_parser(sub, _Parser)
-    add_rlvr_parser(sub, _Parser)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
