@@ -6,10 +6,10 @@ import json
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from resumed import assert_resumes_bit_for_bit
 
 import rlcourse
 from rlcourse.algorithms import ALGORITHMS
@@ -124,20 +124,11 @@ def test_a_resumed_normalised_run_equals_one_that_never_stopped(tmp_path, algo, 
                                                                   stop_at):
     train = ALGORITHMS[algo].train
     config = dataclasses.replace(ALGORITHMS[algo].defaults_for(env_id), **overrides)
-    straight = train(env_id, config, steps=steps, seed=3)
-
-    def stop(env_steps, _model):
-        if env_steps >= stop_at:
-            raise KeyboardInterrupt
-
-    stopped = train(env_id, config, steps=steps, seed=3, out=tmp_path, checkpoint_every=every, callback=stop)
-    assert stopped.status == "interrupted"
-    resumed = train(env_id, config, steps=steps, seed=3, out=tmp_path, checkpoint_every=every, resume=True)
-    pd.testing.assert_frame_equal(resumed.log, straight.log, check_exact=True)
+    straight, resumed = assert_resumes_bit_for_bit(train, env_id, config, tmp_path, steps=steps, every=every,
+                                                   stop=stop_at)
     for a, b in zip(resumed.policy.parameters(), straight.policy.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    for mine, theirs in ((resumed.policy.obs_normalizer, straight.policy.obs_normalizer),):
-        assert mine.state_dict() == theirs.state_dict()
+    assert resumed.policy.obs_normalizer.state_dict() == straight.policy.obs_normalizer.state_dict()
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from resumed import assert_resumes_bit_for_bit, stop_at
 
 import rlcourse
+from rlcourse.config import ConfigError
 from rlcourse.pg import ppo
 from rlcourse.play import evaluate
 
@@ -81,3 +83,25 @@ def test_the_benchmark_quick_runs_both_libraries_over_seeds():
     if with_sb3:
         assert re.search(r"^rlcourse - SB3, IQM of the final return: [+-][\d,.]+, 95% CI", proc.stdout,
                          flags=re.MULTILINE), proc.stdout
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_a_resumed_mujoco_run_equals_one_that_never_stopped(tmp_path, vectorization):
+    """MuJoCo's environments pickle their constructor's arguments only (EzPickle): the checkpoint
+    saves each simulation's MjData and random generator beside it, and a resumed run goes on
+    from them (Hopper falls often, so resets draw from the restored generator)."""
+    pytest.importorskip("mujoco")
+    config = dataclasses.replace(ppo.PPOConfig.for_env("Hopper-v5"), n_epochs=1, n_steps=256, num_envs=2,
+                                 vectorization=vectorization)
+    straight, _ = assert_resumes_bit_for_bit(ppo.train, "Hopper-v5", config, tmp_path, steps=2_048, every=512,
+                                             stop=1_024)
+    assert straight.log["episodes"].sum() > 4
+
+
+def test_a_box2d_run_refuses_to_resume_in_one_line(tmp_path):
+    pytest.importorskip("Box2D")
+    config = dataclasses.replace(ppo.PPOConfig.for_env("LunarLander-v3"), num_envs=2, n_steps=128, n_epochs=1)
+
+    ppo.train("LunarLander-v3", config, steps=1_024, seed=0, out=tmp_path, checkpoint_every=256, callback=stop_at(512))
+    with pytest.raises(ConfigError, match=r"cannot resume on LunarLander: its simulation pickles as a new one"):
+        ppo.train("LunarLander-v3", config, steps=1_024, seed=0, out=tmp_path, checkpoint_every=256, resume=True)

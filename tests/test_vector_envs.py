@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from resumed import assert_resumes_bit_for_bit
 
 from rlcourse.pg import a2c, ppo
 from rlcourse.pg.policies import make_policy
@@ -30,16 +31,7 @@ def test_async_and_sync_environments_give_the_same_log(env_id, config):
 def test_an_async_run_resumes_bit_for_bit(tmp_path):
     """The checkpoint asks each worker for its environment (SendBack.inner) and restarts the workers from them."""
     config = a2c.A2CConfig(num_envs=2, log_interval=20, vectorization="async")
-    straight = a2c.train("CartPole-v1", config, steps=1_000, seed=2)
-
-    def stop(env_steps, _model):
-        if env_steps >= 700:
-            raise KeyboardInterrupt
-
-    stopped = a2c.train("CartPole-v1", config, steps=1_000, seed=2, out=tmp_path, checkpoint_every=400, callback=stop)
-    assert stopped.status == "interrupted"
-    resumed = a2c.train("CartPole-v1", config, steps=1_000, seed=2, out=tmp_path, checkpoint_every=400, resume=True)
-    pd.testing.assert_frame_equal(resumed.log, straight.log, check_exact=True)
+    assert_resumes_bit_for_bit(a2c.train, "CartPole-v1", config, tmp_path, steps=1_000, every=400, stop=700, seed=2)
 
 
 def test_gaussian_actions_are_clipped_for_the_environment_and_stored_unclipped():

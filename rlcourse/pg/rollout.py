@@ -40,9 +40,11 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
+from rlcourse.config import ConfigError
 from rlcourse.networks import owned
 from rlcourse.pg.normalize import ObsNormalizer, RewardScaler
 from rlcourse.run import random_state, restore_random_state
@@ -156,11 +158,12 @@ class Rollout:
         """Where every environment stands (the environments themselves, pickled), for a checkpoint,
         with the normalisation statistics (if any)."""
         if isinstance(self.envs, gym.vector.SyncVectorEnv):
-            envs = list(self.envs.envs)
+            envs = [(env, simulator_state(env)) for env in self.envs.envs]
         else:  # async: each worker sends its environment back, pickled
             envs = list(self.envs.call("inner"))
         state = {
-            "envs": envs,
+            "envs": [env for env, _ in envs],
+            "simulators": [simulation for _, simulation in envs],
             "obs": self.obs.copy(),
             "starts": self.starts.copy(),
             "timesteps": self.timesteps.copy(),
@@ -177,11 +180,12 @@ class Rollout:
         """Go on from a :meth:`state_dict`: the same environments, in the same state, and the same
         statistics (loaded into the normalisers in place: the policy holds the same one)."""
         self.envs.close()
+        saved = zip(state["envs"], state.get("simulators") or [None] * len(state["envs"]))
         if self.vectorization == "sync":
-            same: list[Callable[[], gym.Env]] = [functools.partial(_same, env) for env in state["envs"]]
+            same: list[Callable[[], gym.Env]] = [functools.partial(restored, *pair) for pair in saved]
             self.envs = gym.vector.SyncVectorEnv(same, autoreset_mode=AutoresetMode.SAME_STEP)
-        else:
-            sent: list[Callable[[], gym.Env]] = [functools.partial(SendBack, env) for env in state["envs"]]
+        else:  # each worker restores its environment where it will run
+            sent: list[Callable[[], gym.Env]] = [functools.partial(restored, *pair, SendBack) for pair in saved]
             self.envs = gym.vector.AsyncVectorEnv(sent, autoreset_mode=AutoresetMode.SAME_STEP)
         self.obs, self.starts, self.timesteps = state["obs"], state["starts"], state["timesteps"]
         self.episode_return, self.env_steps = state["episode_return"], state["env_steps"]
@@ -267,16 +271,42 @@ def real_next_obs(new_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -
     return real
 
 
-def _same(env: gym.Env) -> gym.Env:
-    return env
+def simulator_state(env: gym.Env) -> dict[str, Any] | None:
+    """What pickling ``env`` leaves out, to be saved beside it (None: nothing).
+
+    Most environments pickle whole. Gymnasium's MuJoCo and Box2D ones pickle through
+    ``gymnasium.utils.EzPickle``: their constructor's arguments, not where the simulation
+    stands, so they unpickle as new. A MuJoCo simulation's state is its ``MjData``, which
+    pickles, and its random generator; a Box2D world cannot be saved (``"lost"``)."""
+    if not isinstance(env.unwrapped, EzPickle):
+        return None
+    unwrapped: Any = env.unwrapped
+    if type(getattr(unwrapped, "data", None)).__name__ == "MjData":
+        return {"data": unwrapped.data, "np_random": unwrapped.np_random}
+    return {"lost": True}
+
+
+def restored(
+    env: gym.Env, simulation: dict[str, Any] | None, wrapper: Callable[[gym.Env], gym.Env] | None = None
+) -> gym.Env:
+    """``env`` (optionally ``wrapper(env)``) with the state :func:`simulator_state` saved put back."""
+    if simulation is not None and "lost" in simulation:
+        raise ConfigError(
+            f"cannot resume on {type(env.unwrapped).__name__}: its simulation pickles as a new one "
+            f"(gymnasium.utils.EzPickle) and cannot be saved in a checkpoint; start the run again"
+        )
+    if simulation is not None:
+        unwrapped: Any = env.unwrapped
+        unwrapped.data, unwrapped.np_random = simulation["data"], simulation["np_random"]
+    return env if wrapper is None else wrapper(env)
 
 
 class SendBack(gym.Wrapper):
     """An environment in an ``AsyncVectorEnv`` worker that can send its inner environment
     (wrappers, state, random generator) back for a checkpoint: ``envs.call("inner")``."""
 
-    def inner(self) -> gym.Env:
-        return self.env
+    def inner(self) -> tuple[gym.Env, dict[str, Any] | None]:
+        return self.env, simulator_state(self.env)
 
 
 #: What a checkpoint can hold by name: a tensor, a network, an optimiser (None: left out).
