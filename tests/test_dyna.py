@@ -86,6 +86,15 @@ def test_planning_cuts_the_episodes_to_solve_the_maze():
     assert summary.loc[50, "iqm"] <= 10
 
 
+def test_planning_helps_on_the_corridor_too():
+    # a 10-cell corridor (9 steps at best), 5 seeds: when this test was written, five episodes in a
+    # row averaged at most 12 steps after 12.6 episodes (IQM) without planning and 6.7 with n = 50
+    study = dyna.planning_study("rlcourse/Corridor-v0", planning_steps=(0, 50), seeds=range(5), episodes=40,
+                                env_kwargs={"n_cells": 10})
+    summary = dyna.solve_summary(study, good_length=12).set_index("planning_steps")
+    assert (summary["solved"] == 5).all() and summary.loc[50, "iqm"] < 0.7 * summary.loc[0, "iqm"]
+
+
 def test_episodes_to_solve():
     assert episodes_to_solve([100, 50, 20, 14, 14, 14, 16], 20, window=3) == 5  # episodes 3–5 average 16
     assert np.isnan(episodes_to_solve([100, 90], 20, window=3))
