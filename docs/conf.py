@@ -193,6 +193,14 @@ def hide_solution_markers(app, doctree):
 # too (_static/course.css), where sphinx-book-theme's page contents step aside for it.
 # The package's code runs to 120 characters; the text column holds about 76.
 WIDE_CODE_CHARACTERS = 76
+# MathJax breaks a long display equation across lines, but not the rows of an ``aligned``
+# block: such a block with a row longer than this many characters of TeX is marked wide too.
+WIDE_ALIGNED_ROW_CHARACTERS = 150
+
+
+def longest_row(tex: str) -> int:
+    """The length of the longest row (``\\\\``-separated) of ``tex``, spaces collapsed."""
+    return max(len(" ".join(row.split())) for row in tex.split("\\\\"))
 
 
 def outermost_block(node):
@@ -206,7 +214,8 @@ def outermost_block(node):
 
 
 def mark_wide_blocks(app, doctree):
-    """Add the classes ``wide`` and ``full-width`` to long code blocks and figure cells.
+    """Add the classes ``wide`` and ``full-width`` to long code blocks, figure cells and
+    aligned equations with long rows.
 
     ``full-width`` is sphinx-book-theme's own class: its script hides the page's table of
     contents while such an element is on the screen. ``wide`` sets the width.
@@ -217,6 +226,8 @@ def mark_wide_blocks(app, doctree):
             if max(map(len, block.astext().splitlines()), default=0) > WIDE_CODE_CHARACTERS]
     wide += [image for image in doctree.findall(nodes.image)
              if "cell" in outermost_block(image).get("classes", [])]
+    wide += [math for math in doctree.findall(nodes.math_block)
+             if "aligned" in math.astext() and longest_row(math.astext()) > WIDE_ALIGNED_ROW_CHARACTERS]
     for node in wide:
         classes = outermost_block(node)["classes"]
         classes.extend(name for name in ("wide", "full-width") if name not in classes)
