@@ -27,7 +27,7 @@ environments' own, so the log reads as without them.
 Action bounds. A Gaussian policy's sample can fall outside a Box's bounds; the environment
 gets ``clip(a, low, high)``, while the batch keeps the unclipped a and its log-probability,
 so that the ratio π_θ(a | s)/π_θold(a | s) is one of densities of the same sample (as SB3 and
-CleanRL do; the alternative, a tanh-squashed Gaussian, is in the lesson 6 notes).
+CleanRL do; the docs page on MuJoCo and Box2D weighs it against a tanh-squashed Gaussian).
 """
 
 from __future__ import annotations
