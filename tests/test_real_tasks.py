@@ -18,7 +18,7 @@ from resumed import assert_resumes_bit_for_bit, stop_at
 
 import rlcourse
 from rlcourse.config import ConfigError
-from rlcourse.pg import ppo
+from rlcourse.pg import ppo, trpo
 from rlcourse.play import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +105,13 @@ def test_a_box2d_run_refuses_to_resume_in_one_line(tmp_path):
     ppo.train("LunarLander-v3", config, steps=1_024, seed=0, out=tmp_path, checkpoint_every=256, callback=stop_at(512))
     with pytest.raises(ConfigError, match=r"cannot resume on LunarLander: its simulation pickles as a new one"):
         ppo.train("LunarLander-v3", config, steps=1_024, seed=0, out=tmp_path, checkpoint_every=256, resume=True)
+
+
+def test_trpo_with_the_zoo_mujoco_settings_normalises_and_runs():
+    pytest.importorskip("mujoco")
+    config = trpo.TRPOConfig.for_env("HalfCheetah-v5")
+    assert (config.normalize_obs, config.normalize_reward, config.max_kl, config.num_envs) == (True, True, 0.04, 2)
+    assert trpo.TRPOConfig.for_env("Hopper-v5").max_kl == 0.01
+    result = trpo.train("Hopper-v5", dataclasses.replace(config, critic_epochs=1), steps=1_024, seed=0)
+    assert result.steps == 1_024 and result.policy.obs_normalizer.rms.count == 1_024 + 2
+    assert np.isfinite(result.log.drop(columns=["return", "length"]).to_numpy(dtype=float)).all()

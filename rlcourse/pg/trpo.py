@@ -158,9 +158,23 @@ class TRPOConfig:
         return cls(**RL_ZOO.get(env_id, {}))
 
 
-# rl-baselines3-zoo, hyperparams/trpo.yml (learning_rate, batch_size and n_critic_updates there are
-# critic_lr, critic_batch_size and critic_epochs here). Its Pendulum-v1 entry also has use_sde: True,
-# which we do not implement: with a plain Gaussian, seed 0 reaches -144 in 200,000 steps.
+# rl-baselines3-zoo, hyperparams/trpo.yml (at commit 22e3ff2450fd92033f7f032915e1f64894a09584; learning_rate,
+# batch_size and n_critic_updates there are critic_lr, critic_batch_size and critic_epochs here). Its Pendulum-v1
+# entry also has use_sde: True, which we do not implement: with a plain Gaussian, seed 0 reaches -144 in 200,000
+# steps.
+_TRPO_MUJOCO: dict[str, Any] = dict(
+    normalize_obs=True,
+    normalize_reward=True,
+    num_envs=2,
+    n_steps=1024,
+    critic_batch_size=128,
+    gamma=0.99,
+    gae_lambda=0.95,
+    cg_iters=25,
+    cg_damping=0.1,
+    critic_epochs=20,
+    critic_lr=1e-3,
+)
 RL_ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         num_envs=2,
@@ -173,6 +187,16 @@ RL_ZOO: dict[str, dict[str, Any]] = {
         critic_epochs=20,
     ),
     "Pendulum-v1": dict(num_envs=2, n_steps=1024, gamma=0.9, critic_epochs=15),
+    # n_timesteps 2e5
+    "LunarLander-v3": dict(
+        num_envs=2, n_steps=512, cg_damping=0.01, gae_lambda=0.98, gamma=0.99, critic_lr=1e-3, critic_epochs=15
+    ),
+    # The Zoo's MuJoCo v4 entries (its "mujoco-defaults", the PyBullet values with n_timesteps 1e6; target_kl
+    # there is max_kl here, cg_max_steps is cg_iters, sub_sampling_factor 1 is no sub-sampling); v5 takes them as
+    # PPO's table does. normalize: true is normalize_obs and normalize_reward (see rlcourse.pg.ppo's RL_ZOO).
+    "HalfCheetah-v5": dict(_TRPO_MUJOCO, max_kl=0.04),
+    "Hopper-v5": _TRPO_MUJOCO,
+    "Walker2d-v5": _TRPO_MUJOCO,
 }
 
 
