@@ -54,7 +54,6 @@ LESSON_OF_MODULE = {
     "rlcourse/pg/a2c.py": 5,
     "rlcourse/pg/a3c.py": 5,
     "rlcourse/pg/td_lambda_ac.py": 5,
-    "rlcourse/pg/td_lambda_ac.py": 5,
     "rlcourse/pg/ppo.py": 6,
     "rlcourse/pg/trpo.py": 6,
     "rlcourse/rlhf/model.py": 7,
