@@ -46,7 +46,7 @@ EVAL_EPISODES = 10          # greedy episodes per evaluation
 BC_SAMPLE_SIZES = [25, 100, 500]  # expert pairs per clone
 BC_SEEDS = 2                # repetitions of the behaviour-cloning study
 BC_EVAL_EPISODES = 5        # episodes each clone plays
-DAGGER_ROUNDS = 4           # DAgger rounds of 100 expert labels each (the first: the expert's own play)
+DAGGER_ROUNDS = 3           # DAgger rounds of 100 expert labels each (the first: the expert's own play)
 DAGGER_SEEDS = 2            # seeds of the DAgger study (and of behaviour cloning beside it)
 
 # %%

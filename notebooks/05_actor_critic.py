@@ -54,7 +54,7 @@ ACROBOT_STEPS = 50_000      # environment steps per A2C run on Acrobot (three en
 SHARED_STEPS = 25_000       # environment steps per run of the shared-trunk comparison
 A3C_STEPS = 20_000          # environment steps per A3C run, all workers together
 A3C_EVAL_EVERY = 2_500      # environment steps between greedy evaluations during A3C
-TD_LAMBDA_AC_STEPS = 15_000 # environment steps of the TD(λ) actor-critic (section 7)
+TD_LAMBDA_AC_STEPS = 10_000 # environment steps of the TD(λ) actor-critic (section 7)
 
 # %%
 import math
