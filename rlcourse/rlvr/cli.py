@@ -116,7 +116,7 @@ def plot_seeds(runs: list[dict]):
     axes[1].plot([], [], "o--", color="C0", label="after SFT")
     axes[1].plot([], [], "o-", color="C1", label="after RL")
     axes[1].set_xscale("log", base=2)
-    axes[1].set(xlabel="k", ylabel="held-out pass@k (n = 16)", title="pass@k before and after, each seed")
+    axes[1].set(xlabel="k", ylabel="held-out pass@k", title="pass@k before and after, each seed")
     axes[1].legend()
     fig.tight_layout()
     return fig
