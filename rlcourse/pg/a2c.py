@@ -264,22 +264,11 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
     flat.addcdiv_(g, square_avg.sqrt().add_(config.rms_eps), value=-lr)
 
 
-def train(
-    env_id: str = "CartPole-v1",
-    config: A2CConfig | None = None,
-    *,
-    steps: int = 500_000,
-    seed: int = 0,
-    out: str | Path | None = None,
-    progress: bool = False,
-    env_kwargs: dict | None = None,
-    checkpoint_every: int = 100_000,
-    threads: int = 1,
-    resume: bool = False,
-    tensorboard: str | Path | None = None,
-    device: str = "cpu",
-    callback: Callable[[int, nn.Module], None] | None = None,
-) -> Result:
+def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *, steps: int = 500_000, seed: int = 0,
+          out: str | Path | None = None, progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False,
+          tensorboard: str | Path | None = None, device: str = "cpu",
+          callback: Callable[[int, nn.Module], None] | None = None) -> Result:  # fmt: skip
     """Run A2C for ``steps`` environment steps; return a Result holding the policy.
 
     Each iteration collects ``num_envs × n_steps`` steps (the last one fewer, so the run
@@ -315,23 +304,10 @@ def train(
         square_avg = torch.zeros_like(flat)  # RMSprop's running average of g²
         rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
         policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
-        record = IterationRecord(
-            "a2c",
-            env_id,
-            env_kwargs,
-            config,
-            seed,
-            steps,
-            columns=LOG_COLUMNS,
-            make_row=_row,
-            out=out,
-            progress=progress,
-            checkpoint_every=checkpoint_every,
-            log_interval=config.log_interval,
-            callback=callback,
-            resume=resume,
-            tensorboard=tensorboard,
-        )
+        record = IterationRecord("a2c", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
+                                 out=out, progress=progress, checkpoint_every=checkpoint_every,
+                                 log_interval=config.log_interval, callback=callback, resume=resume,
+                                 tensorboard=tensorboard)  # fmt: skip
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, square_avg=square_avg)
         iterations = math.ceil(steps / (config.num_envs * config.n_steps))

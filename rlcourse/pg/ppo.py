@@ -393,22 +393,11 @@ def make_networks(
     return policy, critic
 
 
-def train(
-    env_id: str = "CartPole-v1",
-    config: PPOConfig | None = None,
-    *,
-    steps: int = 100_000,
-    seed: int = 0,
-    out: str | Path | None = None,
-    progress: bool = False,
-    env_kwargs: dict | None = None,
-    checkpoint_every: int = 50_000,
-    threads: int = 1,
-    resume: bool = False,
-    tensorboard: str | Path | None = None,
-    device: str = "cpu",
-    callback: Callable[[int, nn.Module], None] | None = None,
-) -> Result:
+def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *, steps: int = 100_000, seed: int = 0,
+          out: str | Path | None = None, progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 50_000, threads: int = 1, resume: bool = False,
+          tensorboard: str | Path | None = None, device: str = "cpu",
+          callback: Callable[[int, nn.Module], None] | None = None) -> Result:  # fmt: skip
     """Run PPO for ``steps`` environment steps; return a Result holding the policy.
 
     ``config`` defaults to ``PPOConfig.for_env(env_id)``. Each iteration collects
@@ -442,23 +431,10 @@ def train(
         optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)
         rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
         policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
-        record = IterationRecord(
-            "ppo",
-            env_id,
-            env_kwargs,
-            config,
-            seed,
-            steps,
-            columns=LOG_COLUMNS,
-            make_row=_row,
-            out=out,
-            progress=progress,
-            checkpoint_every=checkpoint_every,
-            log_interval=config.log_interval,
-            callback=callback,
-            resume=resume,
-            tensorboard=tensorboard,
-        )
+        record = IterationRecord("ppo", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS, make_row=_row,
+                                 out=out, progress=progress, checkpoint_every=checkpoint_every,
+                                 log_interval=config.log_interval, callback=callback, resume=resume,
+                                 tensorboard=tensorboard)  # fmt: skip
         kl_coef = config.kl_coef
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)

@@ -70,7 +70,7 @@ from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss
 from rlcourse.pg.policies import Policy, ValueFunction, make_policy
-from rlcourse.pg.rollout import Rollout, load_training_state, training_state
+from rlcourse.pg.rollout import Part, Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
     NonFiniteError,
@@ -229,21 +229,10 @@ def fit_value(
     return float(np.mean(losses))
 
 
-def train(
-    env_id: str = "CartPole-v1",
-    config: ReinforceConfig | None = None,
-    *,
-    steps: int = 300_000,
-    seed: int = 0,
-    out: str | Path | None = None,
-    progress: bool = False,
-    env_kwargs: dict | None = None,
-    checkpoint_every: int = 50_000,
-    resume: bool = False,
-    tensorboard: str | Path | None = None,
-    device: str = "cpu",
-    callback: Callable[[int, nn.Module], None] | None = None,
-) -> Result:
+def train(env_id: str = "CartPole-v1", config: ReinforceConfig | None = None, *, steps: int = 300_000, seed: int = 0,
+          out: str | Path | None = None, progress: bool = False, env_kwargs: dict | None = None,
+          checkpoint_every: int = 50_000, resume: bool = False, tensorboard: str | Path | None = None,
+          device: str = "cpu", callback: Callable[[int, nn.Module], None] | None = None) -> Result:  # fmt: skip
     """Run REINFORCE for ``steps`` environment steps; return a Result holding the policy.
 
     Each iteration collects ``num_envs × steps_per_env`` steps (the last one fewer, so the
@@ -272,33 +261,16 @@ def train(
         value_optimizer = torch.optim.Adam(critic.parameters(), lr=config.value_lr) if critic else None
         rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
         policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
-        record = IterationRecord(
-            "reinforce",
-            env_id,
-            env_kwargs,
-            config,
-            seed,
-            steps,
-            columns=LOG_COLUMNS,
-            make_row=lambda window, returns, lengths: window[-1],
-            out=out,
-            progress=progress,
-            checkpoint_every=checkpoint_every,
-            callback=callback,
-            resume=resume,
-            tensorboard=tensorboard,
+        record = IterationRecord("reinforce", env_id, env_kwargs, config, seed, steps, columns=LOG_COLUMNS,
+                                 make_row=lambda window, returns, lengths: window[-1], out=out, progress=progress,
+                                 checkpoint_every=checkpoint_every, callback=callback, resume=resume,
+                                 tensorboard=tensorboard)  # fmt: skip
+        parts: dict[str, Part] = dict(
+            policy=policy, optimizer=optimizer, critic=critic, value_optimizer=value_optimizer
         )
         rho = None
         if record.resumed:
-            load_training_state(
-                record.resumed,
-                rng,
-                rollout,
-                policy=policy,
-                optimizer=optimizer,
-                critic=critic,
-                value_optimizer=value_optimizer,
-            )
+            load_training_state(record.resumed, rng, rollout, **parts)
             rho = record.resumed["rho"]
         iterations = math.ceil(steps / (config.num_envs * config.steps_per_env))
         with record, rollout:
@@ -327,17 +299,7 @@ def train(
                     stats,
                     batch.episode_returns,
                     batch.episode_lengths,
-                    lambda rho=rho: {
-                        **training_state(
-                            rng,
-                            rollout,
-                            policy=policy,
-                            optimizer=optimizer,
-                            critic=critic,
-                            value_optimizer=value_optimizer,
-                        ),
-                        "rho": rho,
-                    },
+                    lambda rho=rho: {**training_state(rng, rollout, **parts), "rho": rho},
                     policy,
                     final=iteration == iterations,
                 )
