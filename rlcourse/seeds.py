@@ -17,7 +17,9 @@ the seeds taken together.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
@@ -64,9 +66,16 @@ def run_in_workers(function: Callable, jobs: Sequence, workers: int) -> list:
     jobs = list(jobs)
     if not jobs:
         return []
+    with concurrent.futures.ThreadPoolExecutor(min(workers, len(jobs))) as threads:
+        return list(threads.map(functools.partial(_in_fresh_process, function), jobs))
+
+
+def _in_fresh_process(function: Callable, job: Any) -> Any:
+    """``function(job)`` in a spawned process of its own, on one torch thread, which then exits.
+    (Not a ``multiprocessing.Pool``: its workers are daemons, and A3C's run starts processes.)"""
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(jobs)), initializer=one_thread, maxtasksperchild=1) as pool:
-        return pool.map(function, jobs, chunksize=1)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=one_thread) as process:
+        return process.submit(function, job).result()
 
 
 @dataclasses.dataclass(frozen=True)
