@@ -50,7 +50,7 @@ class RLVRConfig:
     eval_prompts: int = 200  # held-out prompts for pass@k
     eval_samples: int = 16  # n answers per prompt (pass@k for k ≤ n)
     eval_every: int = 0  # RL iterations between held-out pass@1 checks in the log (0: never)
-    sft_epochs: int = 2  # passes of the SFT warm start over the training problems (0: none)
+    sft_epochs: int = 3  # passes of the SFT warm start over the training problems (0: none)
     sft_lr: float = 3e-3
     n_embd: int = 64  # the toy model's width
     n_layer: int = 2
