@@ -32,7 +32,7 @@ What the table says (:func:`bias_variance_table`):
   prompts the policy almost always or almost never solves the larger weights.
 * ``length_drift``: the rate of change of the mean answer length :math:`\mathbb E|y|` along
   :math:`\mathbb E\hat g / \alpha`, against its value along ∇J (``exact`` row). Dividing by
-  |y| (sequence-mean) gives each token of a long answer less weight than a short one's:
+  :math:`|y|` (sequence-mean) gives each token of a long answer less weight than a short one's:
   a long wrong answer is pushed down less, a short right one pushed up more, so the
   length moves in a way the true gradient does not ask for (Liu et al. 2025).
 * ``variance``: :math:`\operatorname{tr}\operatorname{Cov}(\hat g/\alpha) / \lVert\nabla J\rVert^2`,
