@@ -412,7 +412,7 @@ def _add_grade(sub) -> None:
     grade.add_argument(
         "--timeout",
         type=float,
-        help="seconds per test (default: 10 times the reference solution's time for it, at least 4)",
+        help="seconds per test (default: 10 times the reference solution's time for it, at least 2.5)",
     )
     grade.add_argument("--deadline", type=float, default=1200, help="seconds for the whole grading (default 1200)")
     grade.add_argument("--memory-mb", type=int, default=4096, help="address-space limit of the sandbox (MB)")

@@ -48,7 +48,7 @@ markers =
 addopts = -p no:cacheprovider -p no:xdist -p no:randomly -q --tb=no -W ignore::DeprecationWarning
 """
 TIMINGS = "timings.json"
-LIMIT_MULTIPLE, LIMIT_FLOOR = 10.0, 4.0  # a test's limit: max(floor, multiple × the reference's time)
+LIMIT_MULTIPLE, LIMIT_FLOOR = 10.0, 2.5  # a test's limit: max(floor, multiple × the reference's time)
 MAX_SUBMISSION_FILES, MAX_SUBMISSION_BYTES = 2_000, 50 << 20
 
 
