@@ -29,7 +29,7 @@ NOTEBOOKS = [p.stem for p in NOTEBOOK_PATHS]
 LESSON_PAGES = {1: "lessons/01_tabular_control.html", 2: "lessons/02_evaluation_planning.html",
                 3: "lessons/03_value_approximation.html", 4: "lessons/04_policy_gradients.html",
                 5: "lessons/05_actor_critic.html", 6: "lessons/06_trust_regions.html",
-                7: "lessons/07_rlhf_dpo.html"}
+                7: "lessons/07_rlhf_dpo.html", 8: "lessons/08_rl_verifiable_rewards.html"}
 # what each lesson page must show of the package's code (``def name(`` in the page's text)
 SHOWN = {1: ("td_target", "epsilon_at", "epsilon_greedy", "greedy_action", "train"),
          2: ("model_arrays", "exact_evaluation", "mc_evaluation", "td0_evaluation", "q_from_v",
@@ -39,7 +39,8 @@ SHOWN = {1: ("td_target", "epsilon_at", "epsilon_greedy", "greedy_action", "trai
          5: ("n_step_advantage", "advantages", "a2c_loss", "step", "worker"),
          6: ("importance_sampled_loss", "clipped_surrogate_loss", "ppo_loss", "adapt_kl_coef",
              "conjugate_gradient", "fisher_vector_product", "natural_step", "policy_update"),
-         7: ("sequence_logprobs", "sft_loss", "reward_loss", "dpo_loss")}
+         7: ("sequence_logprobs", "sft_loss", "reward_loss", "dpo_loss"),
+         8: ("verify", "rloo_advantages", "grpo_advantages", "token_weights", "grpo_loss")}
 
 SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", re.IGNORECASE)
 REMOTE = re.compile(r"^(https?:)?//", re.IGNORECASE)
