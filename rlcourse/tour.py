@@ -277,8 +277,9 @@ def lesson3_dqn(out: Path, quick: bool) -> list[str]:
     return [
         "## Lesson 3b: DQN on CartPole-v1",
         "",
-        f"A Q-network with a replay buffer and a target network, with the RL Zoo's "
-        f"hyperparameters but a step size that decays to 0 (`DQNConfig` in `rlcourse/value/dqn.py`); "
+        "A Q-network with a replay buffer and a target network, with the RL Zoo's hyperparameters but "
+        f"the square loss, γ = {gamma:g}, half the updates and a step size that decays to 0 (`DQNConfig` in "
+        "`rlcourse/value/dqn.py`; lesson 3's page says why); "
         f"{steps:,} steps ({result.timing['steps_per_second']:,.0f} steps/s). The left panel is the return "
         "of the ε-greedy episodes played while training; the greedy policy at the end, over 10 episodes "
         f"(seed 0), returns **{score['mean_return']:.0f}** (500 is the maximum). With γ = {gamma:g} and +1 "
