@@ -1,15 +1,16 @@
-r"""Data-parallel SFT and DPO over several processes, launched by ``torchrun``.
+r"""Data-parallel SFT, reward-model training, DPO and GRPO over several processes, launched by ``torchrun``.
 
 Data parallelism (what PyTorch's ``DistributedDataParallel`` does, written out here in a
 few lines so that it can be read): K processes ("ranks") hold identical copies of the
 model. Every step each rank takes its own slice of the *global* minibatch, computes the
 gradient of its share of the loss, and the ranks add their gradients up (an all-reduce).
-All of them then hold the global gradient, clip it and take the same AdamW step, so the
+All of them then hold the global gradient, clip it and take the same optimiser step, so the
 copies stay identical without ever sending weights.
 
 Why the *sum* of the shares is the single-process loss. A loss that is a mean over the
-items of a global batch (pairs for DPO, response tokens for SFT) splits over the ranks k
-with n_k items each, N = Σ_k n_k, as
+items of a global batch (pairs for DPO and the reward model, response tokens for SFT,
+answers or answer tokens for GRPO) splits over the ranks k with n_k items each,
+N = Σ_k n_k, as
 
 .. math::
 
@@ -27,21 +28,35 @@ with a zero share and a zero gradient. N is itself an all-reduce (a sum) of the 
 Every rank draws the same minibatch permutation (same seed), so they agree on the global
 batches without talking; :func:`shard` gives a rank its contiguous slice. ``batch_size``
 in the configs stays the *global* batch size: the same config gives the same updates on
-one process or on K, up to the rounding of sums taken in another order (the test measures
-parameters within about 1e-6 after a few AdamW steps, against a tolerance of 1e-5).
-The logged numbers are global-batch values (all-reduced), so every rank returns the same
-log; only the main rank (:func:`is_main`) should write files or print.
+one process or on K, up to the rounding of sums taken in another order (the tests measure
+logged numbers within 5e-7 and parameters within about 1e-6 after a few AdamW steps,
+except where the true gradient is zero and AdamW turns the rounding into steps; see
+tests/test_rlhf_distributed.py). The logged numbers are global-batch values
+(all-reduced), so every rank returns the same log; only the main rank (:func:`is_main`)
+should write files or print.
+
+GRPO (:mod:`rlcourse.rlvr.grpo`) shards *groups*, not answers: every rank picks the same P
+prompts, and rank k samples, scores and trains on the G answers of each prompt in its
+slice of them, since a group's baseline needs all of its rewards. Its minibatches are the
+same permutation of the P groups on every rank, each rank training on the groups of the
+minibatch that it holds; n_k counts its answers (or answer tokens, for the token-mean
+aggregation). Sampling is the one step whose randomness must be placed: each rank draws
+from its own stream (fast; the answers depend on the number of ranks), or each group from
+its own (``sampling="per-group"``; the same answers on any number of ranks).
 
 Launch, on one machine with two processes (two GPUs, or two CPU processes on gloo)::
 
     torchrun --nproc_per_node 2 -m rlcourse rlhf sft --out runs/sft
+    torchrun --nproc_per_node 2 -m rlcourse rlhf reward --data data/preferences.jsonl --out runs/rm
     torchrun --nproc_per_node 2 -m rlcourse rlhf dpo --out runs/dpo
+    torchrun --nproc_per_node 2 -m rlcourse rlvr train --out runs/grpo
 
 ``torchrun`` starts the processes and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT`` in their environment. The program calls :func:`setup`
 first (it joins the process group: NCCL on CUDA, gloo on the CPU, and returns the device of
-this process) and :func:`teardown` at the end. :func:`~rlcourse.rlhf.sft.train_sft` and
-:func:`~rlcourse.rlhf.dpo.train_dpo` notice the process group by themselves. Without
+this process) and :func:`teardown` at the end. :func:`~rlcourse.rlhf.sft.train_sft`,
+:func:`~rlcourse.rlhf.reward.train_reward`, :func:`~rlcourse.rlhf.dpo.train_dpo` and
+:func:`~rlcourse.rlvr.grpo.train_grpo` notice the process group by themselves. Without
 ``torchrun`` all of this does nothing: one process, the whole batch.
 """
 

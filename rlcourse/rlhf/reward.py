@@ -19,6 +19,10 @@ InstructGPT (Ouyang et al. 2022, section 3.5) has labellers rank K responses at 
 ranking expands to its K(K−1)/2 (better, worse) pairs (:func:`ranking_pairs`), all of one
 prompt's pairs kept in the same batch (and each weighted 1/C(K, 2) there) so that the model
 does not overfit to responses it sees K − 1 times.
+
+Data-parallel (under ``torchrun``, see :mod:`rlcourse.rlhf.distributed`), rank k scores
+n_k of a global batch's N pairs, and its share of the loss is its mean over them times
+n_k / N; the shares add up to L_R of the whole batch, evenly split or not.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
+from rlcourse.rlhf import distributed
 from rlcourse.rlhf.batching import encode
 from rlcourse.rlhf.model import autocast, position_ids_from_mask
 from rlcourse.rlhf.sft import check_training_fields, minibatches, optimizer_step, training_mode
@@ -164,6 +169,31 @@ def pair_scores(
     return scores[: len(pairs)], scores[len(pairs) :]
 
 
+def reward_step(
+    rm: RewardModel, optimizer, tokenizer, pairs: Sequence[dict], index: list, config: RewardConfig, step: int
+) -> dict:
+    """One AdamW step on the minibatch ``index`` of ``pairs``; the numbers of its log row.
+
+    In a process group each rank scores its slice (:func:`~rlcourse.rlhf.distributed.shard`)
+    and every number is that of the global batch.
+    """
+    device = next(rm.parameters()).device
+    mine = distributed.shard(index)  # this rank's pairs (all of them in one process)
+    sums = torch.zeros(2, device=device)  # this rank's correctly ranked pairs and its summed margin
+    if mine:
+        with autocast(device):  # bf16 forward pass on CUDA; nothing on the CPU
+            r_chosen, r_rejected = pair_scores(rm, tokenizer, [pairs[i] for i in mine], config.max_length)
+        terms = reward_loss(r_chosen.float(), r_rejected.float())
+        share = terms.loss * (len(mine) / len(index))  # n_k / N; exactly 1 in one process
+        sums = torch.stack([terms.accuracy, terms.margin]) * len(mine)
+    else:  # an empty slice still joins the all-reduces, with no gradient
+        share = torch.zeros((), device=device, requires_grad=True)
+    grad_norm = optimizer_step(rm, optimizer, share, config.max_grad_norm, "reward-model loss", step, all_reduce=True)
+    accuracy, margin = (distributed.all_reduce_sum(sums) / len(index)).tolist()
+    loss = distributed.all_reduce_sum(share.detach()).item()
+    return {"loss": loss, "accuracy": accuracy, "margin": margin, "grad_norm": grad_norm}
+
+
 def train_reward(
     rm: RewardModel,
     tokenizer,
@@ -183,32 +213,25 @@ def train_reward(
     The log has one row per step: ``step``, ``epoch``, ``loss``, ``accuracy`` (share of the
     minibatch's pairs with r_w > r_l), ``margin`` (mean r_w − r_l), ``grad_norm``, ``time``.
     ``callback(step, rm)`` runs after each step. Same seed: the same log on the CPU (``time`` aside).
+
+    Inside a process group (``torchrun``, :mod:`rlcourse.rlhf.distributed`) it trains
+    data-parallel: ``config.batch_size`` is the global batch of pairs, each rank scores its
+    slice (:func:`reward_step`), and every logged number is that of the global batch, the
+    same on every rank and, up to rounding, the same as one process's. ``callback`` runs on
+    every rank.
     """
     if not pairs:
         raise ValueError("train_reward: no pairs to train on")
-    device = next(rm.parameters()).device
     optimizer = torch.optim.AdamW(
         [p for p in rm.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
     )
     generator = torch.Generator().manual_seed(config.seed)
+    distributed.broadcast_parameters(rm)  # data-parallel: every rank starts from rank 0's weights
     log, start = [], time.perf_counter()
     with training_mode(config.seed, rm):
         for step, (epoch, index) in enumerate(minibatches(len(pairs), config.batch_size, config.epochs, generator), 1):
-            with autocast(device):  # bf16 forward pass on CUDA; nothing on the CPU
-                r_chosen, r_rejected = pair_scores(rm, tokenizer, [pairs[i] for i in index], config.max_length)
-            terms = reward_loss(r_chosen.float(), r_rejected.float())
-            grad_norm = optimizer_step(rm, optimizer, terms.loss, config.max_grad_norm, "reward-model loss", step)
-            log.append(
-                {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": terms.loss.item(),
-                    "accuracy": terms.accuracy.item(),
-                    "margin": terms.margin.item(),
-                    "grad_norm": grad_norm,
-                    "time": time.perf_counter() - start,
-                }
-            )
+            row = reward_step(rm, optimizer, tokenizer, pairs, index, config, step)
+            log.append({"step": step, "epoch": epoch, **row, "time": time.perf_counter() - start})
             if callback is not None:
                 callback(step, rm)
     return pd.DataFrame(log)

@@ -11,6 +11,12 @@
 ``iterations``, ``sft_epochs``, ``model``, …) and ``--set grpo.key=value`` one of
 ``GRPOConfig`` (``lr``, ``group_size``, ``kl_coef``, ``aggregation``, …). ``--model gpt2``
 (or a directory saved with ``save_pretrained``) runs the same pipeline on a pretrained model.
+
+``train`` runs data-parallel under ``torchrun`` (:mod:`rlcourse.rlhf.distributed`; SFT and
+GRPO split their batches over the processes, each rank sampling whole groups)::
+
+    torchrun --nproc_per_node 2 -m rlcourse rlvr train --out runs/grpo-2
+    torchrun --nproc_per_node 2 -m rlcourse rlvr train --out runs/grpo-2 --set grpo.sampling=per-group
 """
 
 from __future__ import annotations
@@ -69,11 +75,19 @@ def configs(args, seed: int):
 
 
 def cmd_train(args) -> int:
+    """One run; under ``torchrun`` each process is a rank, and only rank 0 writes and prints."""
+    from rlcourse.rlhf import distributed
     from rlcourse.rlvr.pipeline import run_rlvr
 
     config, rl = configs(args, args.seed)
-    summary = run_rlvr(config, rl, Path(args.out))
-    print(json.dumps({"out": args.out, **summary}))
+    distributed.setup(cuda=False)  # the pipeline trains on the CPU: the gloo backend under torchrun
+    rank0 = distributed.is_main()
+    try:
+        summary = run_rlvr(config, rl, Path(args.out) if rank0 else None)
+    finally:
+        distributed.teardown()
+    if rank0:
+        print(json.dumps({"out": args.out, **summary}))
     return 0
 
 

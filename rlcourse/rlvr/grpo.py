@@ -34,6 +34,20 @@ as in lesson 7: :math:`r_i \leftarrow r_i - \beta\, k_1(x, y_i)`,
 Since min(ρΨw, clip(ρ)Ψw) = w·min(ρΨ, clip(ρ)Ψ) for w > 0, the weights ride inside Ψ and
 the one clipped surrogate of the package computes the first term.
 
+**Data-parallel** (under ``torchrun``, :mod:`rlcourse.rlhf.distributed`): the P prompts of
+an iteration are the same on every rank (one shared prompt generator), and rank k samples,
+scores and trains on its contiguous slice of them, :math:`P_k` whole groups. A group never
+straddles two ranks: its baseline (mean, std, leave-one-out) needs all G of its rewards.
+Every rank draws the same permutation of the P groups for the minibatches and trains on the
+groups of each minibatch that it holds. The aggregation's normaliser is global: the weights
+above average over the *minibatch's* B answers (or its tokens, for ``"token-mean"``), so rank
+k's share of the loss is its own weighted sum times :math:`n_k / N`, with n_k its answers
+(tokens) and N their all-reduced sum; the ranks' gradients add up to the one-process gradient.
+Whose generator draws an answer is ``config.sampling``: ``"per-rank"`` (each process draws
+all its groups in one batch from its own stream; fast, but the answers depend on the number
+of processes) or ``"per-group"`` (group j of iteration k from a generator seeded by
+(seed, k, j), one batch per group: the same answers on one process or on K).
+
 Pseudocode::
 
     for iteration k = 1, …, K:
@@ -52,6 +66,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlcourse.config import check_choice, check_range
@@ -64,10 +79,12 @@ from rlcourse.pg.psi import (
     rloo_advantages,
     token_weights,
 )
+from rlcourse.rlhf import distributed
 from rlcourse.rlhf.batching import TokenBatch, response_text, sample
 from rlcourse.rlhf.model import autocast, token_logprobs
 from rlcourse.rlhf.ppo import action_mask, sequence_kl
-from rlcourse.run import NonFiniteError, torch_threads
+from rlcourse.rlhf.sft import optimizer_step
+from rlcourse.run import torch_threads
 
 #: Ψ of a group: rewards [P, G] -> Ψ [P, G].
 ADVANTAGES: dict[str, Callable[[Tensor], Tensor]] = {
@@ -84,6 +101,7 @@ METHODS = {
     "reinforce": ("reinforce", "constant"),
 }
 KL_IN = ("loss", "reward")
+SAMPLING = ("per-rank", "per-group")
 LOG_COLUMNS = [
     "iteration",
     "reward",
@@ -107,6 +125,7 @@ class GRPOConfig:
     group_size: int = 8  # G: answers sampled per prompt
     max_new_tokens: int = 4  # the longest answer (with <eos>); also the constant C of "constant"
     temperature: float = 1.0  # τ of sampling and of every log-probability
+    sampling: str = "per-rank"  # whose generator draws: each process's (fast) or each group's (any process count)
     advantage: str = "grpo"  # Ψ of a group: reinforce, rloo, group_mean, grpo
     aggregation: str = "sequence-mean"  # sequence-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO)
     epochs: int = 2  # μ: passes over each batch (the ratio is 1 on the first step only)
@@ -124,6 +143,7 @@ class GRPOConfig:
         check_range(self, "group_size", 2, integer=True)
         check_range(self, "max_new_tokens", 1, integer=True)
         check_range(self, "temperature", 0, None, low_open=True)
+        check_choice(self, "sampling", SAMPLING)
         check_choice(self, "advantage", tuple(ADVANTAGES))
         check_choice(self, "aggregation", AGGREGATIONS)
         check_range(self, "epochs", 1, integer=True)
@@ -204,20 +224,54 @@ class Groups:
 
 
 @torch.no_grad()
+def draw(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    config: GRPOConfig,
+    generator: torch.Generator,
+    iteration: int,
+    first: int,
+) -> TokenBatch:
+    """G answers to each of ``prompts``, the iteration's groups ``first``, ``first + 1``, …, right-padded.
+
+    ``config.sampling == "per-rank"``: all of them in one batch from ``generator``, this
+    process's stream. ``"per-group"``: group j from a generator of its own, seeded by
+    (seed, iteration, j), one batch per group: the answers do not depend on which process
+    draws them, nor on how many there are.
+    """
+    G = config.group_size
+    if config.sampling == "per-rank":
+        repeated = [p for p in prompts for _ in range(G)]
+        return sample(model, tokenizer, repeated, config.max_new_tokens, config.temperature, generator)
+    batches = []
+    for j, prompt in enumerate(prompts, first):
+        seed = int(np.random.SeedSequence((config.seed, iteration, j)).generate_state(1)[0])
+        own = torch.Generator(device=generator.device).manual_seed(seed)
+        batches.append(sample(model, tokenizer, [prompt] * G, config.max_new_tokens, config.temperature, own))
+    width = max(b.input_ids.shape[1] for b in batches)
+
+    def padded(column: Sequence[Tensor], value: int) -> Tensor:
+        return torch.cat([F.pad(t, (0, width - t.shape[1]), value=value) for t in column])
+
+    ids, attention, response = zip(*batches)
+    return TokenBatch(padded(ids, tokenizer.pad_token_id), padded(attention, 0), padded(response, 0))
+
+
+@torch.no_grad()
 def collect(
     model: nn.Module,
     reference: nn.Module | None,
     tokenizer,
     prompts: Sequence[str],
+    batch: TokenBatch,
     score: Score,
     config: GRPOConfig,
-    generator: torch.Generator | None = None,
 ) -> Groups:
-    """Sample G answers to each prompt, score them, and compute each answer's Ψ."""
+    """Score ``batch``, G answers to each of ``prompts`` (from :func:`draw`), and compute each answer's Ψ."""
     device = next(model.parameters()).device
     G = config.group_size
     repeated = [p for p in prompts for _ in range(G)]
-    batch = sample(model, tokenizer, repeated, config.max_new_tokens, config.temperature, generator)
     batch = TokenBatch(*(t.to(device) for t in batch))
     mask = action_mask(batch)
     logp = token_logprobs(model, batch.input_ids, batch.attention_mask, config.temperature).float()
@@ -234,30 +288,53 @@ def collect(
     return Groups(batch, mask, logp, ref_logp, advantages, scores, kl)
 
 
-def update(model: nn.Module, optimizer, groups: Groups, config: GRPOConfig, rng, iteration: int) -> list[Tensor]:
-    """μ epochs of minibatch steps on one iteration's groups; return each step's (loss, approx_kl, clipfrac)."""
-    device = groups.mask.device
-    G, n_groups = config.group_size, len(groups.scores) // config.group_size
+def update(
+    model: nn.Module, optimizer, groups: Groups, config: GRPOConfig, rng, iteration: int, first: int = 0
+) -> list[Tensor]:
+    """μ epochs of minibatch steps on one iteration's groups; return each step's (loss, approx_kl, clipfrac).
+
+    ``groups`` holds this process's groups, the iteration's ``first``, ``first + 1``, … of P
+    (all P in one process). Every rank draws the same permutation of the P groups, so they
+    agree on each minibatch; each trains on the minibatch's groups that it holds.
+    """
+    G = config.group_size
+    held = len(groups.scores) // G
     stats = []
     for _ in range(config.epochs):
-        for chunk in np.array_split(rng.permutation(n_groups), config.minibatches):
-            rows = torch.as_tensor((chunk[:, None] * G + np.arange(G)).ravel(), device=device)
-            mb = groups.rows(rows)
-            weights = token_weights(mb.mask, config.aggregation, config.max_new_tokens)
-            with autocast(device):
-                logp = token_logprobs(model, mb.batch.input_ids, mb.batch.attention_mask, config.temperature)
-                loss = grpo_loss(
-                    logp.float(), mb.logp_old, mb.advantages, weights, config.clip_range, mb.ref_logp, config.kl_coef
-                )
-            if not torch.isfinite(loss):
-                raise NonFiniteError("GRPO loss", iteration)
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            approx_kl, clipfrac = ratio_diagnostics(logp.float(), mb.logp_old, config.clip_range, mb.mask)
-            stats.append(torch.stack([loss.detach().float().cpu(), approx_kl.cpu(), clipfrac.cpu()]))
+        for chunk in np.array_split(rng.permutation(config.prompts_per_iteration), config.minibatches):
+            mine = chunk[(chunk >= first) & (chunk < first + held)] - first
+            rows = torch.as_tensor((mine[:, None] * G + np.arange(G)).ravel(), device=groups.mask.device)
+            stats.append(minibatch_step(model, optimizer, groups.rows(rows), config, iteration))
     return stats
+
+
+def minibatch_step(model: nn.Module, optimizer, mb: Groups, config: GRPOConfig, iteration: int) -> Tensor:
+    r"""One Adam step on a minibatch, of which ``mb`` holds this process's groups (maybe none);
+    return the whole minibatch's (loss, approx_kl, clipfrac).
+
+    The aggregation's weights average over this rank's n_k units (answers; tokens for
+    ``"token-mean"``), so its share of the minibatch's loss is :func:`grpo_loss` times
+    n_k / N, N = Σ_k n_k (exactly 1 in one process); the gradients of the shares are summed
+    over the ranks (:func:`rlcourse.rlhf.sft.optimizer_step`).
+    """
+    device = mb.mask.device
+    tokens = mb.mask.sum()
+    units = tokens if config.aggregation == "token-mean" else torch.tensor(len(mb.mask), device=device)
+    total = distributed.all_reduce_sum(units)
+    sums = torch.zeros(3, device=device)  # approx_kl and clipfrac summed over this rank's tokens, the tokens
+    if len(mb.mask):
+        weights = token_weights(mb.mask, config.aggregation, config.max_new_tokens)
+        with autocast(device):
+            logp = token_logprobs(model, mb.batch.input_ids, mb.batch.attention_mask, config.temperature).float()
+            loss = grpo_loss(logp, mb.logp_old, mb.advantages, weights, config.clip_range, mb.ref_logp, config.kl_coef)
+        share = loss * (units / total)  # n_k / N; exactly 1 in one process
+        approx_kl, clipfrac = ratio_diagnostics(logp.detach(), mb.logp_old, config.clip_range, mb.mask)
+        sums = torch.stack([approx_kl * tokens, clipfrac * tokens, tokens.float()])
+    else:  # no group of this minibatch here: a zero share, joining the all-reduces with no gradient
+        share = torch.zeros((), device=device, requires_grad=True)
+    optimizer_step(model, optimizer, share, config.max_grad_norm, "GRPO loss", iteration, all_reduce=True)
+    loss_sum, kl_sum, clip_sum, n = distributed.all_reduce_sum(torch.cat([share.detach()[None].float(), sums])).tolist()
+    return torch.tensor([loss_sum, kl_sum / n, clip_sum / n])
 
 
 def train_grpo(
@@ -280,32 +357,45 @@ def train_grpo(
     and the means over the steps of ``policy_loss``, ``approx_kl`` and ``clipfrac``. Same
     seed, same log, bit for bit, on the CPU (one torch thread meanwhile, the global RNG
     restored after). ``callback(iteration, model)`` runs after each iteration.
+
+    Inside a process group (``torchrun``, :mod:`rlcourse.rlhf.distributed`) it trains
+    data-parallel, as the module docstring says: ``config.prompts_per_iteration`` is the
+    global P (at least one prompt per rank), rank k draws with the seed
+    ``config.seed + k·2³²`` (rank 0's stream is one process's), and every logged number is
+    that of all P·G answers, the same on every rank. With ``sampling="per-group"`` the run
+    is, up to rounding, the one-process run. ``callback`` runs on every rank.
     """
     config = config or GRPOConfig()
     if not prompts:
         raise ValueError("train_grpo: prompts is empty")
     if config.kl_coef > 0 and reference is None:
         raise ValueError(f"train_grpo: kl_coef = {config.kl_coef} needs a reference model")
+    P = config.prompts_per_iteration
+    if distributed.world_size() > P:
+        raise ValueError(f"train_grpo: prompts_per_iteration = {P} is fewer than the {distributed.world_size()} ranks")
     prompts = list(prompts)
+    held = distributed.shard(range(P))  # this rank's groups of every iteration (all P in one process)
+    for m in (model, reference):
+        if m is not None:
+            distributed.broadcast_parameters(m)  # every rank starts from rank 0's weights
     with torch_threads(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         was_training = model.training
         model.eval()
-        rng = np.random.default_rng(config.seed)
+        rng = np.random.default_rng(config.seed)  # the same on every rank: prompts and minibatches
         device = next(model.parameters()).device
-        generator = torch.Generator(device=device).manual_seed(config.seed)
+        generator = torch.Generator(device=device).manual_seed(config.seed + distributed.rank() * 2**32)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
         rows = []
         try:
             for iteration in range(1, config.iterations + 1):
-                P = config.prompts_per_iteration
                 chosen = rng.choice(len(prompts), P, replace=len(prompts) < P)
+                mine = [prompts[chosen[j]] for j in held]
                 with autocast(device):
-                    groups = collect(
-                        model, reference, tokenizer, [prompts[i] for i in chosen], score, config, generator
-                    )
-                means = torch.stack(update(model, optimizer, groups, config, rng, iteration)).mean(0).tolist()
-                rows.append(_row(iteration, groups, config, means))
+                    batch = draw(model, tokenizer, mine, config, generator, iteration, held[0])
+                    groups = collect(model, reference, tokenizer, mine, batch, score, config)
+                steps = update(model, optimizer, groups, config, rng, iteration, held[0])
+                rows.append(_row(iteration, groups, config, steps))
                 if callback is not None:
                     callback(iteration, model)
         finally:
@@ -313,15 +403,11 @@ def train_grpo(
     return pd.DataFrame(rows, columns=LOG_COLUMNS)
 
 
-def _row(iteration: int, groups: Groups, config: GRPOConfig, means: list[float]) -> tuple:
+def _row(iteration: int, groups: Groups, config: GRPOConfig, steps: list[Tensor]) -> tuple:
+    """The log row: the iteration's numbers over all P·G answers (sums over the ranks), the steps' means."""
     by_group = groups.scores.view(-1, config.group_size)
-    no_signal = (by_group == by_group[:, :1]).all(-1).float().mean().item()
-    return (
-        iteration,
-        groups.scores.mean().item(),
-        (groups.scores >= 1).float().mean().item(),
-        no_signal,
-        groups.kl.mean().item(),
-        groups.mask.sum(-1).float().mean().item(),
-        *means,
-    )
+    no_signal = (by_group == by_group[:, :1]).all(-1)
+    sums = [groups.scores.sum(), (groups.scores >= 1).sum(), no_signal.sum(), groups.kl.sum(), groups.mask.sum()]
+    reward, correct, flat, kl, length = distributed.all_reduce_sum(torch.stack(sums).double()).tolist()
+    P, B = config.prompts_per_iteration, config.prompts_per_iteration * config.group_size
+    return (iteration, reward / B, correct / B, flat / P, kl / B, length / B, *torch.stack(steps).mean(0).tolist())
