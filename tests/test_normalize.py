@@ -74,6 +74,37 @@ def test_observation_statistics_count_every_observation_the_environments_returne
     assert batch.obs.abs().max() <= 10.0
 
 
+def test_next_step_autoreset_counts_first_observations_and_real_returns_only():
+    """Gymnasium's vectorised CartPole (NEXT_STEP): replayed in a fresh copy with the same actions, the
+    observation statistics are those of the reset observations and every observation a step returned but
+    an episode's final one; the reward scaler's, those of the discounted returns of every step but the
+    reset steps (whose reward belongs to no episode)."""
+    n, steps, gamma = 3, 300, 0.99
+    rollout = Rollout("CartPole-v1", n, seed=7, vectorization="vector_entry_point")
+    rollout.normalize(ObsNormalizer(4), RewardScaler(n, gamma))
+    with torch_threads(1):
+        policy = make_policy("ppo", rollout.single_observation_space, rollout.single_action_space)
+        batch = rollout.collect(policy, steps)
+    envs = gym.make_vec("CartPole-v1", n, "vector_entry_point")
+    seen, returns, counted, running = [envs.reset(seed=7)[0]], [], np.zeros(n), 0
+    for action, valid in zip(batch.actions.numpy(), batch.valid.numpy()):
+        obs, reward, terminated, truncated, _ = envs.step(action)
+        done = terminated | truncated
+        seen.append(obs[~done])
+        counted = gamma * counted + reward
+        returns.append(counted[valid])
+        counted[done] = 0.0
+        running += (~valid).sum()
+    assert running >= 10, "too few reset steps: the test would not see them"
+    everything = np.concatenate(seen).astype(np.float64)
+    stats = rollout.obs_normalizer.rms
+    np.testing.assert_allclose(stats.mean, everything.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(stats.var, everything.var(0), rtol=1e-10)
+    assert stats.count == len(everything) == n * (steps + 1) - batch.terminated.sum() - batch.truncated.sum()
+    assert rollout.reward_scaler.rms.count == n * steps - running
+    np.testing.assert_allclose(rollout.reward_scaler.rms.var, np.concatenate(returns).var(), rtol=1e-10)
+
+
 def test_the_log_keeps_the_environments_own_returns():
     config = dataclasses.replace(ppo.PPOConfig.for_env("CartPole-v1"), **NORMALIZED)
     log = ppo.train("CartPole-v1", config, steps=1_024, seed=0).log

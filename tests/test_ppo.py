@@ -316,3 +316,120 @@ def test_pendulum_200k_reaches_minus_250_for_four_of_five_seeds():
     # (seed 1: -237.6), and the bar leaves one seed's margin for another machine
     result = run_seeds("ppo", "Pendulum-v1", range(5), steps=200_000, threshold=-250, workers=2)
     assert result.summary["solved"] >= 4, result.runs
+
+
+# ---------------------------------------------------------------- Gymnasium's own vector CartPole
+
+
+def test_native_vector_cartpole_drops_reset_steps_and_replays_as_single_environments():
+    """vectorization="vector_entry_point": one NumPy simulation of all N with NEXT_STEP autoreset. Each
+    episode in the batch, replayed from its first state in a plain CartPole-v1 (what "sync" steps) with the
+    same actions, gives the same observations, flags, returns and lengths; the reset step after each end is
+    marked invalid and no valid transition crosses from one episode into the next."""
+    from rlcourse.pg.policies import make_policy
+    from rlcourse.pg.rollout import Rollout
+
+    with Rollout("CartPole-v1", 4, seed=0, vectorization="vector_entry_point") as rollout:
+        states, step = [], rollout.envs.step
+        rollout.envs.step = lambda action: states.append(rollout.envs.state.T.copy()) or step(action)
+        policy = make_policy("ppo", rollout.single_observation_space, rollout.single_action_space)
+        b = rollout.collect(policy, 200)
+    valid, done = b.valid.numpy(), (b.terminated | b.truncated).numpy()
+    assert done.sum() >= 20 and (~valid).sum() >= 20
+    np.testing.assert_array_equal(~valid[1:], done[:-1])  # exactly the step after each end is a reset step
+    assert not done[~valid].any() and (b.rewards.numpy()[~valid] == 0).all()
+    returns, lengths = [], []
+    for i, t in zip(*np.nonzero(valid.T)):  # column by column: one environment's episodes in turn
+        if b.starts[t, i]:  # a new episode: a plain CartPole put in the vector env's state
+            assert b.timesteps[t, i] == 0 and (t == 0 or not valid[t - 1, i])
+            env = gym.make("CartPole-v1")
+            env.reset(seed=0)
+            env.unwrapped.state, steps = states[t][i], 0
+        else:  # the same episode goes on: s_t is the s_{t+1} of the last valid step
+            last = t - 1
+            assert valid[last, i] and not done[last, i]
+            np.testing.assert_array_equal(b.obs[t, i], b.next_obs[last, i])
+        obs, reward, terminated, truncated, _ = env.step(int(b.actions[t, i]))
+        steps += 1
+        np.testing.assert_allclose(b.next_obs[t, i], obs, atol=1e-5)
+        assert (reward, terminated, truncated) == (b.rewards[t, i], b.terminated[t, i], b.truncated[t, i])
+        if terminated or truncated:
+            returns.append(float(steps)), lengths.append(steps)
+    assert sorted(b.episode_returns) == sorted(returns) and sorted(b.episode_lengths) == sorted(lengths)
+
+
+def test_native_vector_env_where_there_is_none_is_a_config_error():
+    config = replace(TINY, vectorization="vector_entry_point")
+    with pytest.raises(ConfigError, match="Pendulum-v1 has no vectorised implementation in Gymnasium"):
+        ppo.train("Pendulum-v1", config, steps=64, seed=0)
+    with pytest.raises(ConfigError, match="vectorization"):
+        replace(TINY, vectorization="native")
+
+
+def test_native_vector_cartpole_ppo_drops_the_reset_rows_and_resumes_bit_for_bit(tmp_path):
+    from resumed import assert_resumes_bit_for_bit
+
+    config = replace(TINY, vectorization="vector_entry_point")
+    straight, _ = assert_resumes_bit_for_bit(ppo.train, "CartPole-v1", config, tmp_path, steps=640, every=256,
+                                             stop=400, seed=1)
+    assert straight.log["episodes"].sum() >= 10
+
+
+def test_native_vector_cartpole_trpo_runs_through_the_same_gae_batch():
+    from rlcourse.pg import a2c, trpo
+
+    config = trpo.TRPOConfig(num_envs=4, n_steps=128, vectorization="vector_entry_point")
+    result = trpo.train("CartPole-v1", config, steps=1_024, seed=0)
+    assert result.log["episodes"].sum() >= 20 and np.isfinite(result.log.drop(columns="return").to_numpy(float)).all()
+    with pytest.raises(ConfigError, match="vectorization"):
+        a2c.A2CConfig(vectorization="vector_entry_point")  # A2C's Ψ keeps every row of the grid
+
+
+def test_native_vector_cartpole_learns_in_seconds():
+    # the RL Zoo settings, as test_cartpole_learns_in_seconds, on Gymnasium's own vector CartPole
+    config = replace(PPOConfig.for_env("CartPole-v1"), vectorization="vector_entry_point")
+    result = ppo.train("CartPole-v1", config, steps=40_000, seed=0)
+    assert evaluate(result, episodes=10, print_fn=None)["mean_return"] >= 200
+
+
+# ---------------------------------------------------------------- squashed Gaussians and gSDE (docs/mujoco.md)
+
+
+def test_gsde_pendulum_smoke_run_same_seed_same_log():
+    """The RL Zoo's Pendulum settings with its use_sde and sde_sample_freq 4, on a short budget: finite
+    numbers, the same log bit for bit for the same seed, and another log than the plain Gaussian's."""
+    from rlcourse.pg.policies import GSDEPolicy
+
+    config = replace(PPOConfig.for_env("Pendulum-v1"), use_sde=True, sde_sample_freq=4, n_steps=256, n_epochs=2)
+    runs = [ppo.train("Pendulum-v1", config, steps=2_048, seed=5) for _ in range(2)]
+    pd.testing.assert_frame_equal(runs[0].log, runs[1].log, check_exact=True)
+    assert isinstance(runs[0].policy, GSDEPolicy) and runs[0].log["episodes"].sum() == 8
+    assert np.isfinite(runs[0].log.to_numpy(dtype=float)).all()
+    plain = ppo.train("Pendulum-v1", replace(config, use_sde=False), steps=2_048, seed=5)
+    assert not np.array_equal(plain.log["return"], runs[0].log["return"])
+
+
+@pytest.mark.parametrize("options", [dict(squash_output=True), dict(use_sde=True, squash_output=True)])
+def test_squashed_and_gsde_a2c_resume_bit_for_bit(tmp_path, options):
+    """The noise matrices are drawn at the start of every rollout from the checkpointed random state, so a
+    resumed run ends with the log of one never stopped (A2C: a rollout of 5 steps, a draw per iteration)."""
+    from resumed import assert_resumes_bit_for_bit
+
+    from rlcourse.pg import a2c
+
+    config = a2c.A2CConfig(num_envs=2, log_interval=20, **options)
+    straight, _ = assert_resumes_bit_for_bit(a2c.train, "Pendulum-v1", config, tmp_path, steps=1_000, every=400,
+                                             stop=700, seed=2)
+    assert straight.policy.squash and np.isfinite(straight.log["entropy"]).all()
+
+
+def test_squashed_ppo_on_pendulum_acts_inside_the_bounds_after_training(tmp_path):
+    config = replace(PPOConfig.for_env("Pendulum-v1"), squash_output=True, n_steps=256, n_epochs=2)
+    result = ppo.train("Pendulum-v1", config, steps=2_048, seed=0)
+    result.save(tmp_path)
+    loaded = rlcourse.load(tmp_path)
+    assert loaded.policy.spec["squash"] and np.isfinite(result.log.to_numpy(dtype=float)).all()
+    for obs in np.random.default_rng(0).uniform(-8, 8, size=(20, 3)).astype(np.float32):
+        action = loaded.policy.act(obs)
+        assert np.abs(action).max() <= 2.0
+        np.testing.assert_array_equal(action, result.policy.act(obs))

@@ -100,7 +100,15 @@ from rlcourse.networks import clip_grad_norm, flat_grad, flatten_parameters, mlp
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss, value_loss
-from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, Policy, ValueFunction, make_policy
+from rlcourse.pg.policies import (
+    CategoricalPolicy,
+    GaussianPolicy,
+    Policy,
+    ValueFunction,
+    check_gaussian_options,
+    gaussian_options,
+    make_policy,
+)
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
@@ -146,6 +154,9 @@ class A2CConfig:
     shared: bool = False  # one trunk with two heads instead of two networks
     hidden: tuple[int, ...] = (64, 64)
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    squash_output: bool = False  # Gaussian policies: the environment gets c + h tanh(u), not clip(u) (policies.py)
+    use_sde: bool = False  # Gaussian policies: gSDE's state-dependent noise z(s) θ_ε (rlcourse.pg.policies.GSDEPolicy)
+    sde_sample_freq: int = -1  # gSDE: steps between draws of θ_ε (-1: once per rollout)
     log_interval: int = 100  # iterations per log row
     vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
     normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
@@ -170,6 +181,7 @@ class A2CConfig:
         check_choice(self, "shared", (True, False))
         check_layers(self)
         check_range(self, "log_std_init")
+        check_gaussian_options(self)
         check_range(self, "log_interval", 1, integer=True)
         check_env_options(self)
 
@@ -350,7 +362,14 @@ def make_networks(env_id: str, env_kwargs: dict | None, config: A2CConfig) -> tu
     """The policy for the environment's spaces (checked before any vector env starts) and its critic."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
-    policy = make_policy("a2c", probe.observation_space, probe.action_space, config.hidden, config.log_std_init)
+    policy = make_policy(
+        "a2c",
+        probe.observation_space,
+        probe.action_space,
+        config.hidden,
+        config.log_std_init,
+        **gaussian_options(config),
+    )
     return policy, make_critic(policy, gym.spaces.flatdim(probe.observation_space), config)
 
 

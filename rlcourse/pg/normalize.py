@@ -49,7 +49,9 @@ from rlcourse.config import check_choice, check_range
 from rlcourse.run import atomic_write
 
 EPSILON = 1e-8  # ε under the square roots
-VECTORIZATION = ("sync", "async")
+VECTORIZATION = ("sync", "async")  # what every policy-gradient config accepts
+# Gymnasium's own vectorised environment (rlcourse.pg.rollout): for trainers whose Ψ drops its reset steps
+VECTOR_ENTRY_POINT = "vector_entry_point"
 STATS_FILE = "obs_normalizer.json"  # beside policy.pt and policy.json
 
 
@@ -65,6 +67,8 @@ class RunningMeanStd:
         """Merge a batch of vectors (rows of ``batch``) in with Chan et al.'s parallel update."""
         batch = np.asarray(batch, dtype=np.float64)
         m = batch.shape[0]
+        if m == 0:
+            return
         batch_mean, batch_var = batch.mean(axis=0), batch.var(axis=0)
         n, total = self.count, self.count + m
         delta = batch_mean - self.mean
@@ -129,10 +133,11 @@ class RewardScaler:
         self.returns = np.zeros(num_envs)
         self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
 
-    def __call__(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """The scaled rewards of one step of the N environments; ``done``: which episodes ended with it."""
+    def __call__(self, rewards: np.ndarray, done: np.ndarray, real: np.ndarray | None = None) -> np.ndarray:
+        """The scaled rewards of one step of the N environments; ``done``: which episodes ended with it;
+        ``real``: which returns to count (None: all; a NEXT_STEP reset step's reward belongs to no episode)."""
         self.returns = self.returns * self.gamma + rewards
-        self.rms.update(self.returns)
+        self.rms.update(self.returns if real is None else self.returns[real])
         scaled = np.clip(rewards / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip)
         self.returns[done] = 0.0
         return scaled
@@ -145,10 +150,11 @@ class RewardScaler:
         self.returns = np.array(state["returns"], dtype=np.float64)
 
 
-def check_env_options(config: Any) -> None:
+def check_env_options(config: Any, native: bool = False) -> None:
     """The range checks of the fields every policy-gradient config shares for its environments:
-    ``vectorization``, ``normalize_obs``, ``normalize_reward``, ``clip_obs``, ``clip_reward``."""
-    check_choice(config, "vectorization", VECTORIZATION)
+    ``vectorization`` (with ``native``, also ``"vector_entry_point"``: for trainers that drop the rows
+    ``Batch.valid`` marks), ``normalize_obs``, ``normalize_reward``, ``clip_obs``, ``clip_reward``."""
+    check_choice(config, "vectorization", (*VECTORIZATION, VECTOR_ENTRY_POINT) if native else VECTORIZATION)
     check_choice(config, "normalize_obs", (True, False))
     check_choice(config, "normalize_reward", (True, False))
     check_range(config, "clip_obs", 0, None, low_open=True)

@@ -61,16 +61,24 @@ gae_lambda 0.95, learning_rate 3e-4, clip_range 0.2, vf_coef 0.5, ent_coef 0, ma
 0.5, Adam with ε = 1e-5, separate [64, 64] tanh networks). :meth:`PPOConfig.for_env` (what
 ``rlcourse train ppo`` uses) swaps in the RL Zoo's tuned values for the environments in
 :data:`RL_ZOO` (rl-baselines3-zoo, ``hyperparams/ppo.yml``). The Zoo's Pendulum-v1 entry
-also turns on gSDE (generalised state-dependent exploration), which we do not implement:
-with its other values and a plain Gaussian policy, 200,000 steps bring the greedy return
-to −144, −143 and −144 for seeds 0, 1 and 2 (10 episodes; random: about −1,200).
+also turns on gSDE (generalised state-dependent exploration, ``use_sde=True,
+sde_sample_freq=4`` here; :class:`rlcourse.pg.policies.GSDEPolicy`), which ``for_env``
+leaves off so that the measured figures stay: with its other values and a plain Gaussian
+policy, 200,000 steps bring the greedy return to −144, −143 and −144 for seeds 0, 1 and 2
+(10 episodes; random: about −1,200).
+
+Gaussian policies. ``squash_output`` sends c + h tanh(u) to the environment instead of
+clip(u) (the log-density with the change of variables), ``use_sde`` / ``sde_sample_freq``
+turn on gSDE: :mod:`rlcourse.pg.policies` and ``docs/mujoco.md`` give the equations.
 
 On the field's tasks (LunarLander-v3, HalfCheetah-v5, Hopper-v5, Walker2d-v5; the ``box2d``
 and ``mujoco`` extras) :data:`RL_ZOO` holds the Zoo's values too, which on MuJoCo turn on
 ``normalize_obs`` and ``normalize_reward`` (:mod:`rlcourse.pg.normalize`) and, for
 HalfCheetah and Hopper, ReLU networks of 256 × 256 without orthogonal initialisation
 (``activation``, ``ortho_init``) and log σ = −2 at the start. ``vectorization="async"``
-steps the environments in worker processes (:class:`rlcourse.pg.rollout.Rollout`).
+steps the environments in worker processes, ``"vector_entry_point"`` uses Gymnasium's own
+vectorised implementation (CartPole), whose reset steps :func:`gae_batch` drops
+(:class:`rlcourse.pg.rollout.Rollout`).
 """
 
 from __future__ import annotations
@@ -97,7 +105,14 @@ from rlcourse.pg.objective import (
     ratio_diagnostics,
     value_loss,
 )
-from rlcourse.pg.policies import ACTIVATIONS, Policy, ValueFunction, make_policy
+from rlcourse.pg.policies import (
+    ACTIVATIONS,
+    Policy,
+    ValueFunction,
+    check_gaussian_options,
+    gaussian_options,
+    make_policy,
+)
 from rlcourse.pg.rollout import Batch, Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
@@ -156,8 +171,13 @@ class PPOConfig:
     activation: str = "tanh"  # the hidden layers' nonlinearity: "tanh" or "relu"
     ortho_init: bool = True  # orthogonal initialisation (False: torch's default for nn.Linear, as SB3's ortho_init)
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    squash_output: bool = False  # Gaussian policies: the environment gets c + h tanh(u), not clip(u) (policies.py)
+    use_sde: bool = False  # Gaussian policies: gSDE's state-dependent noise z(s) θ_ε (rlcourse.pg.policies.GSDEPolicy)
+    sde_sample_freq: int = -1  # gSDE: steps between draws of θ_ε (-1: once per rollout)
     log_interval: int = 1  # iterations per log row
-    vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
+    vectorization: str = (
+        "sync"  # "sync": in this process, "async": one process each, "vector_entry_point": Gymnasium's own
+    )
     normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
     normalize_reward: bool = False  # divide rewards by the running std of a discounted return
     clip_obs: float = 10.0  # normalised observations are clipped to ±this
@@ -190,8 +210,9 @@ class PPOConfig:
         check_choice(self, "activation", tuple(ACTIVATIONS))
         check_choice(self, "ortho_init", (True, False))
         check_range(self, "log_std_init")
+        check_gaussian_options(self)
         check_range(self, "log_interval", 1, integer=True)
-        check_env_options(self)
+        check_env_options(self, native=True)
 
     @classmethod
     def for_env(cls, env_id: str) -> PPOConfig:
@@ -201,9 +222,10 @@ class PPOConfig:
 
 # rl-baselines3-zoo, hyperparams/ppo.yml ("lin_x" there is x with anneal_* here;
 # https://github.com/DLR-RM/rl-baselines3-zoo/blob/22e3ff2450fd92033f7f032915e1f64894a09584/hyperparams/ppo.yml,
-# the file as last changed in commit eec15dc). Pendulum-v1 also has use_sde: True there, which we leave out
-# (see the module's docstring). The Zoo tunes MuJoCo's v4 tasks and has no v5 entries; the v5 tasks differ
-# from v4 in details (model fixes, reset noise), not in size, and take the v4 values here. "normalize: true"
+# the file as last changed in commit eec15dc). Pendulum-v1 also has use_sde: True, sde_sample_freq: 4 there, which
+# for_env leaves off (see the module's docstring; use_sde and sde_sample_freq turn them on). The Zoo tunes
+# MuJoCo's v4 tasks and has no v5 entries; the v5 tasks differ from v4 in details (model fixes, reset noise),
+# not in size, and take the v4 values here. "normalize: true"
 # there is SB3's VecNormalize with its defaults and the run's γ (the Zoo's exp_manager passes gamma on):
 # observations and rewards both, clips of 10; here normalize_obs and normalize_reward with clip_obs = clip_reward
 # = 10. Its policy_kwargs "log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[256, 256],
@@ -298,12 +320,14 @@ def gae_batch(batch: Batch, critic: nn.Module, gamma: float, gae_lambda: float) 
     """Score a collected batch with the critic and GAE(γ, λ); return it flattened to rows.
 
     One forward pass of the critic over s_t and s_{t+1} together; Â from
-    :func:`rlcourse.pg.psi.gae` on the time-major [T, N] grid, y = Â + V(s_t).
+    :func:`rlcourse.pg.psi.gae` on the time-major [T, N] grid, y = Â + V(s_t). Rows that
+    ``batch.valid`` marks as reset steps (``vectorization="vector_entry_point"``) are left out:
+    the done flag of the step before cuts GAE there, so no other row's Â reads them.
     """
     T, N = batch.rewards.shape
     v_now, v_next = critic(torch.cat([batch.obs, batch.next_obs]).flatten(0, 1)).view(2 * T, N).split(T)
     adv = psi_fns.gae(batch.rewards, v_now, v_next, batch.terminated, batch.truncated, gamma, gae_lambda)
-    return Minibatch(
+    rows = Minibatch(
         batch.obs.flatten(0, 1),
         batch.actions.flatten(0, 1),
         batch.logp.flatten(),
@@ -311,6 +335,7 @@ def gae_batch(batch: Batch, critic: nn.Module, gamma: float, gae_lambda: float) 
         (adv + v_now).flatten(),
         v_now.flatten(),
     )
+    return rows if batch.valid is None else rows.rows(batch.valid.flatten())
 
 
 class Terms(NamedTuple):
@@ -379,12 +404,16 @@ def make_networks(
     log_std_init: float,
     activation: str = "tanh",
     ortho_init: bool = True,
+    **gaussian: Any,
 ) -> tuple[Policy, nn.Module]:
     """A policy for the environment's spaces (or an error naming ``algo`` and the space) and a critic;
-    without ``ortho_init``, every linear layer drawn again by torch's default initialisation."""
+    without ``ortho_init``, every linear layer drawn again by torch's default initialisation.
+    ``gaussian``: ``squash``, ``use_sde``, ``sde_sample_freq`` for :func:`~rlcourse.pg.policies.make_policy`."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
-    policy = make_policy(algo, probe.observation_space, probe.action_space, hidden, log_std_init, activation)
+    policy = make_policy(
+        algo, probe.observation_space, probe.action_space, hidden, log_std_init, activation, **gaussian
+    )
     critic = ValueFunction(gym.spaces.flatdim(probe.observation_space), hidden, activation)
     if not ortho_init:
         for layer in [*policy.modules(), *critic.modules()]:
@@ -423,9 +452,8 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *, steps
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = make_networks(
-            "ppo", env_id, env_kwargs, config.hidden, config.log_std_init, config.activation, config.ortho_init
-        )
+        policy, critic = make_networks("ppo", env_id, env_kwargs, config.hidden, config.log_std_init, config.activation,
+                                       config.ortho_init, **gaussian_options(config))  # fmt: skip
         policy, critic = policy.to(device), critic.to(device)
         flat = flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
         optimizer = torch.optim.Adam([flat], lr=config.lr, eps=config.adam_eps, fused=True)

@@ -18,6 +18,15 @@ of its own (``gym.vector.AsyncVectorEnv``): worth it when the simulator, not the
 takes the time (MuJoCo), and the same numbers as ``"sync"`` bit for bit, since each
 environment is seeded and stepped the same way wherever it runs.
 
+Gymnasium's own vectorised implementations. ``vectorization="vector_entry_point"`` builds
+the environment's ``vector_entry_point`` (CartPole: one NumPy simulation of all N). Those
+know only ``NEXT_STEP``: the step that ends an episode returns its real final observation,
+and the next step of that environment is a *reset step* (action ignored, reward 0, the
+next episode's first observation returned). The collector still steps it, but marks its
+transition ``valid = False``: it crosses the boundary from one episode to the next and must
+not be trained on (the trainers drop those rows after computing Ψ; the done flag of the
+step before already cuts GAE there). Reset steps count as environment steps, as in SB3.
+
 Normalisation (off by default; :mod:`rlcourse.pg.normalize`). With an observation
 normaliser, every observation the environments return is counted into its statistics and
 the batch holds the normalised ones, the policy's inputs (``obs``, ``next_obs``); with a
@@ -28,6 +37,11 @@ Action bounds. A Gaussian policy's sample can fall outside a Box's bounds; the e
 gets ``clip(a, low, high)``, while the batch keeps the unclipped a and its log-probability,
 so that the ratio π_θ(a | s)/π_θold(a | s) is one of densities of the same sample (as SB3 and
 CleanRL do; the docs page on MuJoCo and Box2D weighs it against a tanh-squashed Gaussian).
+A squashed policy (``policy.squash``) samples u; the environment gets ``policy.squash_action(u)``,
+inside the bounds, and the batch keeps u, at which its log-density is evaluated.
+
+Exploration noise. At the start of every :meth:`Rollout.collect` the policy's
+``reset_noise(N)`` is called: gSDE draws its noise matrices there (others do nothing).
 """
 
 from __future__ import annotations
@@ -46,15 +60,22 @@ from torch import Tensor
 
 from rlcourse.config import ConfigError
 from rlcourse.networks import owned
-from rlcourse.pg.normalize import ObsNormalizer, RewardScaler
+from rlcourse.pg.normalize import VECTOR_ENTRY_POINT, ObsNormalizer, RewardScaler
 from rlcourse.run import random_state, restore_random_state
 
 
 class SamplingPolicy(Protocol):
-    """What :meth:`Rollout.collect` needs of a policy: actions for a batch of observations,
-    with their log-probabilities."""
+    """What :meth:`Rollout.collect` needs of a policy (:class:`rlcourse.pg.policies.Policy` has it all):
+    actions for a batch of observations, with their log-probabilities; a new draw of its exploration
+    noise at the start of each rollout (gSDE); and, if it squashes, the action for the environment."""
+
+    squash: bool
 
     def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def reset_noise(self, num_envs: int) -> None: ...
+
+    def squash_action(self, u: Tensor) -> Tensor: ...
 
 
 @dataclasses.dataclass
@@ -68,6 +89,7 @@ class Batch:
     next_obs: Tensor  # [T, N, obs_dim]  the real s_{t+1} (final observation at an episode's end)
     starts: Tensor  # [T, N] bool: s_t is the first state of its episode
     timesteps: Tensor  # [T, N] long: t's index within its episode
+    valid: Tensor | None = None  # [T, N] bool: a real transition, not a NEXT_STEP reset step (None: all are)
     values: Tensor | None = None  # [T, N]  V(s_t), filled by add_values
     next_values: Tensor | None = None  # [T, N]  V(s_{t+1})
     episode_returns: list[float] = dataclasses.field(default_factory=list)  # episodes that ended here
@@ -99,17 +121,20 @@ class Rollout:
         vectorization: str = "sync",
     ) -> None:
         self.vectorization = vectorization
-        envs = gym.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode=vectorization,
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            # async: each worker's environment can be sent back whole for a checkpoint
-            wrappers=[SendBack] if vectorization == "async" else None,
-            **(env_kwargs or {}),
-        )
-        assert isinstance(envs, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))  # a checkpoint pickles them
-        self.envs = envs
+        if vectorization == VECTOR_ENTRY_POINT:
+            self.envs = native_vector_env(env_id, num_envs, env_kwargs)
+        else:
+            self.envs = gym.make_vec(
+                env_id,
+                num_envs=num_envs,
+                vectorization_mode=vectorization,
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                # async: each worker's environment can be sent back whole for a checkpoint
+                wrappers=[SendBack] if vectorization == "async" else None,
+                **(env_kwargs or {}),
+            )
+        # NEXT_STEP: an environment whose episode ended is reset by its next step (see the module's docstring)
+        self.next_step_reset = self.envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
         self.single_action_space = self.envs.single_action_space
         self.single_observation_space = self.envs.single_observation_space
         self.continuous = isinstance(self.single_action_space, gym.spaces.Box)
@@ -119,6 +144,7 @@ class Rollout:
         self.envs.action_space.seed(seed)
         self.obs: np.ndarray = obs  # where each environment stands (as the environment sent it)
         self.starts = np.ones(num_envs, dtype=bool)
+        self.resetting = np.zeros(num_envs, dtype=bool)  # NEXT_STEP: the next step of these is a reset step
         self.timesteps = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
         self.env_steps = 0
@@ -157,15 +183,19 @@ class Rollout:
     def state_dict(self) -> dict[str, Any]:
         """Where every environment stands (the environments themselves, pickled), for a checkpoint,
         with the normalisation statistics (if any)."""
+        envs: list[tuple[Any, dict[str, Any] | None]]  # (environment, what pickling it leaves out)
         if isinstance(self.envs, gym.vector.SyncVectorEnv):
             envs = [(env, simulator_state(env)) for env in self.envs.envs]
-        else:  # async: each worker sends its environment back, pickled
+        elif isinstance(self.envs, gym.vector.AsyncVectorEnv):  # each worker sends its environment back, pickled
             envs = list(self.envs.call("inner"))
+        else:  # vector_entry_point: one simulation of all N, pickled whole
+            envs = [(self.envs, None)]
         state = {
             "envs": [env for env, _ in envs],
             "simulators": [simulation for _, simulation in envs],
             "obs": self.obs.copy(),
             "starts": self.starts.copy(),
+            "resetting": self.resetting.copy(),
             "timesteps": self.timesteps.copy(),
             "episode_return": self.episode_return.copy(),
             "env_steps": self.env_steps,
@@ -181,13 +211,16 @@ class Rollout:
         statistics (loaded into the normalisers in place: the policy holds the same one)."""
         self.envs.close()
         saved = zip(state["envs"], state.get("simulators") or [None] * len(state["envs"]))
-        if self.vectorization == "sync":
+        if self.vectorization == VECTOR_ENTRY_POINT:
+            self.envs = state["envs"][0]
+        elif self.vectorization == "sync":
             same: list[Callable[[], gym.Env]] = [functools.partial(restored, *pair) for pair in saved]
             self.envs = gym.vector.SyncVectorEnv(same, autoreset_mode=AutoresetMode.SAME_STEP)
         else:  # each worker restores its environment where it will run
             sent: list[Callable[[], gym.Env]] = [functools.partial(restored, *pair, SendBack) for pair in saved]
             self.envs = gym.vector.AsyncVectorEnv(sent, autoreset_mode=AutoresetMode.SAME_STEP)
         self.obs, self.starts, self.timesteps = state["obs"], state["starts"], state["timesteps"]
+        self.resetting = state.get("resetting", np.zeros_like(self.starts))
         self.episode_return, self.env_steps = state["episode_return"], state["env_steps"]
         if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
@@ -211,31 +244,40 @@ class Rollout:
         truncated = np.empty((steps, n), dtype=bool)
         starts = np.empty((steps, n), dtype=bool)
         timesteps = np.empty((steps, n), dtype=np.int64)
+        valid = np.empty((steps, n), dtype=bool) if self.next_step_reset else None
         finished_returns: list[float] = []
         finished_lengths: list[int] = []
         space = self.single_action_space
         low, high = (space.low, space.high) if isinstance(space, gym.spaces.Box) else (None, None)
 
         with torch.inference_mode():
+            policy.reset_noise(n)
             for t in range(steps):
                 obs[t], starts[t], timesteps[t] = self.policy_input(self.obs), self.starts, self.timesteps
                 action, action_logp = policy.sample(torch.from_numpy(obs[t]).to(self.device))
                 actions[t], logp[t] = action.cpu().numpy(), action_logp.cpu().numpy()
-                env_action = np.clip(actions[t], low, high) if self.continuous else actions[t]
+                if policy.squash:  # a = c + h tanh(u) for the environment; the batch keeps u
+                    env_action = policy.squash_action(action).cpu().numpy()
+                else:
+                    env_action = np.clip(actions[t], low, high) if self.continuous else actions[t]
                 new_obs, reward, term, trunc, info = self.envs.step(env_action)
                 done = term | trunc
-                if self.obs_normalizer is not None:
-                    self.obs_normalizer.update(new_obs)
-                next_obs[t] = self.policy_input(real_next_obs(new_obs, done, info))
-                rewards[t] = reward if self.reward_scaler is None else self.reward_scaler(reward, done)
+                real = None  # which transitions belong to an episode (None: all)
+                if valid is not None:
+                    real = valid[t] = ~self.resetting
+                if self.obs_normalizer is not None:  # every first observation, no final one
+                    self.obs_normalizer.update(new_obs[~done] if self.next_step_reset else new_obs)
+                next_obs[t] = self.policy_input(new_obs if self.next_step_reset else real_next_obs(new_obs, done, info))
+                rewards[t] = reward if self.reward_scaler is None else self.reward_scaler(reward, done, real)
                 terminated[t], truncated[t] = term, trunc
                 self.episode_return += reward
                 for i in np.flatnonzero(done):
                     finished_returns.append(float(self.episode_return[i]))
                     finished_lengths.append(int(self.timesteps[i]) + 1)
                 self.episode_return[done] = 0.0
-                self.timesteps = np.where(done, 0, self.timesteps + 1)
-                self.starts = done
+                first = self.resetting if self.next_step_reset else done  # now at an episode's first state
+                self.timesteps = np.where(done | first, 0, self.timesteps + 1)
+                self.starts, self.resetting = first, done & self.next_step_reset
                 self.obs = new_obs
         self.env_steps += steps * n
 
@@ -252,6 +294,7 @@ class Rollout:
             next_obs=tensor(next_obs),
             starts=tensor(starts),
             timesteps=tensor(timesteps),
+            valid=None if valid is None else tensor(valid),
             episode_returns=finished_returns,
             episode_lengths=finished_lengths,
         )
@@ -259,6 +302,25 @@ class Rollout:
     def policy_input(self, obs: np.ndarray) -> np.ndarray:
         """What the policy sees of observations: normalised, if the rollout normalises them."""
         return obs if self.obs_normalizer is None else self.obs_normalizer(obs)
+
+
+def native_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None) -> gym.vector.VectorEnv:
+    """Gymnasium's own vectorised ``env_id`` (``vectorization_mode="vector_entry_point"``), or a
+    :class:`ConfigError` if it has none or resets its environments in a way the collector does not know."""
+    if gym.spec(env_id).vector_entry_point is None:
+        raise ConfigError(
+            f"vectorization='vector_entry_point': {env_id} has no vectorised implementation in Gymnasium "
+            f"(no vector_entry_point in its registration); use 'sync' or 'async'"
+        )
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **(env_kwargs or {}))
+    mode = envs.metadata.setdefault("autoreset_mode", AutoresetMode.NEXT_STEP)  # Gymnasium's default
+    if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+        envs.close()
+        raise ConfigError(
+            f"vectorization='vector_entry_point': {env_id} resets its environments by {mode}, "
+            f"which the collector does not handle; use 'sync' or 'async'"
+        )
+    return envs
 
 
 def real_next_obs(new_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:

@@ -75,7 +75,7 @@ from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.networks import flat_grad, flatten_parameters
 from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import explained_variance, importance_sampled_loss
-from rlcourse.pg.policies import Policy
+from rlcourse.pg.policies import Policy, check_gaussian_options, gaussian_options
 from rlcourse.pg.ppo import Minibatch, gae_batch, make_networks
 from rlcourse.pg.psi import normalize_advantages
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
@@ -125,8 +125,13 @@ class TRPOConfig:
     critic_batch_size: int = 128  # samples per critic minibatch
     hidden: tuple[int, ...] = (64, 64)
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    squash_output: bool = False  # Gaussian policies: the environment gets c + h tanh(u), not clip(u) (policies.py)
+    use_sde: bool = False  # Gaussian policies: gSDE's state-dependent noise z(s) θ_ε (rlcourse.pg.policies.GSDEPolicy)
+    sde_sample_freq: int = -1  # gSDE: steps between draws of θ_ε (-1: once per rollout)
     log_interval: int = 1  # iterations per log row
-    vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
+    vectorization: str = (
+        "sync"  # "sync": in this process, "async": one process each, "vector_entry_point": Gymnasium's own
+    )
     normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
     normalize_reward: bool = False  # divide rewards by the running std of a discounted return
     clip_obs: float = 10.0  # normalised observations are clipped to ±this
@@ -149,8 +154,9 @@ class TRPOConfig:
         check_range(self, "critic_batch_size", 1, integer=True)
         check_layers(self)
         check_range(self, "log_std_init")
+        check_gaussian_options(self)
         check_range(self, "log_interval", 1, integer=True)
-        check_env_options(self)
+        check_env_options(self, native=True)
 
     @classmethod
     def for_env(cls, env_id: str) -> TRPOConfig:
@@ -160,8 +166,8 @@ class TRPOConfig:
 
 # rl-baselines3-zoo, hyperparams/trpo.yml (at commit 22e3ff2450fd92033f7f032915e1f64894a09584; learning_rate,
 # batch_size and n_critic_updates there are critic_lr, critic_batch_size and critic_epochs here). Its Pendulum-v1
-# entry also has use_sde: True, which we do not implement: with a plain Gaussian, seed 0 reaches -144 in 200,000
-# steps.
+# entry also has use_sde: True, which for_env leaves off (use_sde=True turns it on): with a plain Gaussian, seed 0
+# reaches -144 in 200,000 steps.
 _TRPO_MUJOCO: dict[str, Any] = dict(
     normalize_obs=True,
     normalize_reward=True,
@@ -359,7 +365,8 @@ def train(
     with torch_threads(1):
         device = check_device(device)
         rng = seed_everything(seed)
-        policy, critic = make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init)
+        policy, critic = make_networks(config.method, env_id, env_kwargs, config.hidden, config.log_std_init,
+                                       **gaussian_options(config))  # fmt: skip
         policy, critic = policy.to(device), critic.to(device)
         theta, phi = flatten_parameters(policy), flatten_parameters(critic)
         optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
