@@ -1,5 +1,6 @@
 import contextlib
 import io
+import json
 import re
 
 import pandas as pd
@@ -27,7 +28,7 @@ def test_tour_writes_a_report_with_its_plots(tour):
     for image in images:
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for heading in ("Lesson 1a", "Lesson 1b", "Lesson 1c", "Lesson 2a", "Lesson 2b", "Lesson 4a", "Lesson 4b",
-                    "Lesson 5", "Lesson 6", "Lesson 7"):
+                    "Lesson 5", "Lesson 6", "Lesson 7", "Lesson 8"):
         assert heading in report
     assert "same optimal policy: **True**" in report
     assert "mean length 5" in report
@@ -45,14 +46,30 @@ def test_dqn_reference_line_follows_the_configured_gamma(tour):
     assert f"1/(1 − γ) = {bound:g}" in report
 
 
-def test_every_column_of_the_variance_table_is_defined(tour):
+@pytest.mark.parametrize("lesson, first_column", [("4a", "Ψ_t"), ("8", "estimator")])
+def test_every_column_of_the_variance_tables_is_defined(tour, lesson, first_column):
     _, report, _ = tour
-    section = report.split("## Lesson 4a")[1].split("## ")[0]
-    header = next(line for line in section.splitlines() if line.startswith("| Ψ_t |"))
+    section = report.split(f"## Lesson {lesson}")[1].split("## ")[0]
+    header = next(line for line in section.splitlines() if line.startswith(f"| {first_column} |"))
     columns = [name.strip() for name in header.strip("|").split("|")[1:]]
     assert columns
     for column in columns:
-        assert f"- *{column}*:" in section, f"the column {column!r} is not defined"
+        name = "weight x, y, z" if column.startswith("weight ") else column
+        assert f"- *{name}*:" in section, f"the column {column!r} is not defined"
+
+
+def test_lesson8_reports_the_exact_table_and_pass_at_k(tour):
+    out, report, _ = tour
+    section = report.split("## Lesson 8")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert {"| exact ", "| rloo ", "| GRPO (std, sequence-mean) "} <= {row[: row.index("|", 2)] for row in rows}
+    exact = next(row for row in rows if row.startswith("| exact "))
+    assert [float(x) for x in exact.strip("|").split("|")[1:3]] == [1.0, 0.0]  # scale 1, bias 0 against itself
+    summary = json.loads((out / "runs" / "rlvr_grpo" / "summary.json").read_text())
+    shown = re.search(r"goes from \*\*(\d\.\d\d)\*\* to \*\*(\d\.\d\d)\*\*", section)
+    assert shown, "the report states held-out pass@1 before and after"
+    assert float(shown[1]) == round(summary["before"]["pass@1"], 2)
+    assert float(shown[2]) == round(summary["after"]["pass@1"], 2)
 
 
 def test_frozenlake_scores_come_with_their_standard_error(tour):
