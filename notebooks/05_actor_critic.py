@@ -32,9 +32,9 @@
 #
 # The code is the lesson-4 core: the same `Rollout`, the same Ψ functions of
 # `rlcourse.pg.psi`, the same `policy_gradient_loss`. The next cell holds the budgets. The
-# values given run the whole notebook in about a minute and a half on two CPU cores (83 s
-# of CPU time when this notebook was written, 36 s of it A3C's); the test suite replaces
-# them with tiny ones. None of these runs anneals its step size, so a longer budget
+# values given run the whole notebook in about a minute on two CPU cores (71 s of CPU time,
+# measured on a busy machine, 23 s of it A3C's); the test suite replaces them with tiny
+# ones. None of these runs anneals its step size, so a longer budget
 # replays the same first steps and goes on: where a section quotes what a longer run
 # showed, it names the budget.
 #
@@ -52,9 +52,9 @@ EVAL_EVERY = 5_000          # environment steps between greedy evaluations
 EVAL_EPISODES = 5           # greedy episodes per evaluation
 ACROBOT_STEPS = 50_000      # environment steps per A2C run on Acrobot (three entropy weights)
 SHARED_STEPS = 25_000       # environment steps per run of the shared-trunk comparison
-A3C_STEPS = 20_000          # environment steps per A3C run, all workers together
-A3C_EVAL_EVERY = 2_500      # environment steps between greedy evaluations during A3C
-TD_LAMBDA_AC_STEPS = 10_000 # environment steps of the TD(λ) actor-critic (section 7)
+A3C_STEPS = 10_000          # environment steps per A3C run, all workers together
+A3C_EVAL_EVERY = 2_000      # environment steps between greedy evaluations during A3C
+TD_LAMBDA_AC_STEPS = 5_000  # environment steps of the TD(λ) actor-critic (section 7)
 
 # %%
 import math
@@ -538,7 +538,7 @@ pd.DataFrame({
     "training seconds": [run.timing["seconds"] for run in a3c_runs.values()],
     "start-up seconds": [run.timing["startup_seconds"] for run in a3c_runs.values()],
     "wall seconds (all in)": [run.timing["wall_seconds"] for run in a3c_runs.values()],
-    "final greedy return": [a3c_evals[w]["greedy_return"].iloc[-1] for w in a3c_runs],
+    "greedy returns": [a3c_evals[w]["greedy_return"].round().astype(int).tolist() for w in a3c_runs],
 }, index=pd.Index(list(a3c_runs), name="workers")).round(1)
 
 # %% [markdown]
@@ -548,8 +548,9 @@ pd.DataFrame({
 # whatever else is running. When this notebook was written, with one core free, a
 # 30,000-step run gave about 2,600 steps/s with one worker and 4,700 with two (1.8×);
 # with another job holding one of the two cores, this notebook gave 2,400 and 2,100–2,200:
-# two workers were *slower*. `benchmarks/README.md` measured 2,420 and 2,954 steps/s
-# (1.22×) on two busy cores. Either way A3C is about ten times slower per step than A2C's
+# two workers were *slower*; at a load average of 6 on the two cores, both gave about
+# 1,300. `benchmarks/README.md` measured 2,420 and 2,954 steps/s (1.22×) on two busy
+# cores. Either way A3C is about ten times slower per step than A2C's
 # batched loop above: each worker steps one environment and runs its networks on one
 # observation at a time. Spreading the work over processes pays when each process has a
 # core to itself and each step is expensive enough to keep it busy (Atari games and
@@ -557,13 +558,15 @@ pd.DataFrame({
 #
 # **Learning.** A3C's CartPole settings (Adam $10^{-3}$, $T = 20$, $c_H = 0.01$, clip at
 # 40; sources in the module's docstring) learn within a few tens of thousands of steps,
-# and, like A2C, do not always keep what they learnt. The one-worker run is the same every
-# time: when this notebook was written its greedy policy wandered between 150 and 430 over
-# these 20,000 steps, and with `A3C_STEPS = 40_000` held 500 from 30,000 steps on. The
-# two-worker run is not: one 20,000-step run reached 500 at 10,000 steps, fell to 119 and
-# ended at 500; with 40,000 steps, one run reached 500 at 15,000 steps and ended at 216,
-# the next never got past 483. Judge the worker counts on several seeds and runs
-# (`benchmarks/a3c.py`), not on one.
+# and, like A2C, do not always keep what they learnt. The one-worker run is the same
+# every time: over these 10,000 steps its greedy returns are 170, 356, 300, 403 and 229
+# (the table); with `A3C_STEPS = 20_000` it wandered between 150 and 430, and with
+# `A3C_STEPS = 40_000` held 500 from 30,000 steps on. The two-worker run is not: one run
+# of 10,000 steps scored 79, 386, 466, 500 and 500, another ended at 483; one
+# 20,000-step run reached 500 at 10,000 steps, fell to 119 and ended at 500; with 40,000
+# steps, one run reached 500 at 15,000 steps and ended at 216, the next never got past
+# 483. Judge the worker counts on several seeds and runs (`benchmarks/a3c.py`), not on
+# one.
 #
 # **What is deterministic.** From the module docstring of `rlcourse/pg/a3c.py`:
 #
@@ -659,7 +662,8 @@ print(f"{len(actions)} steps: max |Σ δ_t z_t − ∇ Σ log π · GAE| = "
 # Online, the parameters change after every step, and the trace is an approximation of
 # that forward view, as online TD(λ) is of the λ-return. It needs no batch and no memory
 # of the episode, but it also takes one noisy step per transition, with plain SGD, on one
-# environment: it learns CartPole, slowly (`TD_LAMBDA_AC_STEPS` steps here).
+# environment: it learns CartPole, slowly (with seed 0, from episodes of about 20 steps to
+# a mean of 79 over the last 20 episodes in these 5,000 steps).
 
 # %%
 ac_result = td_lambda_ac_train("CartPole-v1", TDLambdaACConfig(), steps=TD_LAMBDA_AC_STEPS, seed=SEED)
