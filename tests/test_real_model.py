@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, LlamaModel, PreTrainedTokenizerFast
 
 from rlcourse.cli import main
 from rlcourse.rlhf import task
 from rlcourse.rlhf.batching import prompt_ids
 from rlcourse.rlhf.model import load_model, model_source, tiny_gpt2, token_logprobs
+from rlcourse.rlhf.reward import RewardModel
 from rlcourse.rlhf.tokenizer import ChatTokenizer, chat_prompt, load_tokenizer
 from rlcourse.rlvr import arithmetic
 from rlcourse.rlvr.grpo import GRPOConfig, train_grpo
@@ -179,7 +180,7 @@ def test_grpo_steps_a_chat_model_with_the_free_text_verifier(chat_dir):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def test_lesson_7_sft_and_dpo_run_on_a_chat_model(chat_dir, tmp_path):
+def test_lesson_7_stages_run_on_a_chat_model(chat_dir, tmp_path):
     d = tmp_path
     assert main(["rlhf", "data", "--out", str(d / "data"), "--sft-rows", "32", "--pairs", "16"]) == 0
     assert main(["rlhf", "sft", "--model", str(chat_dir), "--data", str(d / "data/sft.jsonl"), "--out", str(d / "sft"),
@@ -188,6 +189,12 @@ def test_lesson_7_sft_and_dpo_run_on_a_chat_model(chat_dir, tmp_path):
     assert isinstance(load_tokenizer(d / "sft"), ChatTokenizer)  # the template is saved with the model
     assert main(["rlhf", "dpo", "--model", str(d / "sft"), "--data", str(d / "data/preferences.jsonl"),
                  "--out", str(d / "dpo"), "--set", "epochs=1", "max_length=64", "--device", "cpu"]) == 0  # fmt: skip
+    assert main(["rlhf", "reward", "--model", str(d / "sft"), "--data", str(d / "data/preferences.jsonl"),
+                 "--out", str(d / "rm"), "--set", "epochs=1", "max_length=64", "--device", "cpu"]) == 0  # fmt: skip
+    rm = RewardModel.load(d / "rm")  # a Llama body (no GPT-2 ``transformer``), with its width's head
+    assert isinstance(rm.body, LlamaModel) and rm.head.in_features == rm.body.config.hidden_size
+    assert main(["rlhf", "ppo", "--model", str(d / "sft"), "--reward-model", str(d / "rm"), "--out", str(d / "ppo"),
+                 "--set", "iterations=1", "batch_size=8", "minibatch_size=4", "--device", "cpu"]) == 0  # fmt: skip
 
 
 def test_the_real_model_benchmark_runs_on_a_chat_model_by_path(chat_dir):

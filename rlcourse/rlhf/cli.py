@@ -14,8 +14,9 @@ Every stage writes its model (``save_pretrained``, with the tokenizer), ``log.cs
 ``train_config.json`` to ``--out`` and prints one JSON line of results. ``--set key=value``
 overrides the stage's config (``SFTConfig``, ``RewardConfig``, ``DPOConfig``,
 ``PPOConfig``; the pipeline's ``PipelineConfig`` takes ``stage.key=value`` too). The device
-is CUDA when present (bf16 autocast), else the CPU; ``--device cpu`` forces the CPU. SFT
-and DPO run data-parallel under ``torchrun --nproc_per_node K -m rlcourse rlhf sft|dpo ...``
+is CUDA when present (bf16 autocast), else the CPU; ``--device cpu`` forces the CPU. SFT,
+the reward model and DPO run data-parallel under
+``torchrun --nproc_per_node K -m rlcourse rlhf sft|reward|dpo ...``
 (:mod:`rlcourse.rlhf.distributed`).
 
 With a chat model (``--model smollm2``, or any model whose tokenizer has a chat template)

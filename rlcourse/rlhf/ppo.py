@@ -182,7 +182,7 @@ class PolicyWithValue(nn.Module):
     def __init__(self, lm: PreTrainedModel):
         super().__init__()
         self.lm = lm
-        self.v_head = nn.Linear(lm.config.n_embd, 1)
+        self.v_head = nn.Linear(lm.config.hidden_size, 1)
         nn.init.zeros_(self.v_head.weight)
         nn.init.zeros_(self.v_head.bias)
         self.v_head.to(next(lm.parameters()).dtype)

@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
+from transformers import AutoModel, GPT2Config, GPT2Model, PreTrainedModel
 
 from rlcourse.rlhf import distributed
 from rlcourse.rlhf.batching import encode
@@ -50,12 +50,13 @@ HEAD_FILE = "reward_head.pt"
 
 
 class RewardModel(nn.Module):
-    """GPT-2 body plus a scalar head read at the last real (attention mask 1) token of each sequence."""
+    """A language model's body (GPT-2's, or any ``AutoModel``) plus a scalar head read at the last
+    real (attention mask 1) token of each sequence."""
 
-    def __init__(self, body: GPT2Model):
+    def __init__(self, body: PreTrainedModel):
         super().__init__()
         self.body = body
-        n_embd = body.config.n_embd
+        n_embd = body.config.hidden_size
         self.head = nn.Linear(n_embd, 1)
         nn.init.normal_(self.head.weight, std=1 / (n_embd + 1) ** 0.5)
         nn.init.zeros_(self.head.bias)
@@ -66,9 +67,11 @@ class RewardModel(nn.Module):
         return cls(GPT2Model(config))
 
     @classmethod
-    def from_lm(cls, lm: GPT2LMHeadModel) -> RewardModel:
+    def from_lm(cls, lm: PreTrainedModel) -> RewardModel:
         """A copy of a language model's body (the SFT model's, say); ``lm`` itself is left untouched."""
-        return cls(copy.deepcopy(lm.transformer))
+        body = lm.base_model  # GPT-2's ``transformer``, Llama's ``model``
+        assert isinstance(body, PreTrainedModel)
+        return cls(copy.deepcopy(body))
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the body (``save_pretrained``) and the head (``reward_head.pt``) into ``directory``."""
@@ -86,7 +89,7 @@ class RewardModel(nn.Module):
                 f"{directory} holds no reward model (no {HEAD_FILE}); "
                 f"train one with `rlcourse rlhf reward --out {directory}`"
             )
-        rm = cls(GPT2Model.from_pretrained(directory))
+        rm = cls(AutoModel.from_pretrained(directory))
         rm.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))
         return rm
 

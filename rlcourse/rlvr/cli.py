@@ -10,7 +10,9 @@
 ``--set key=value`` overrides a field of ``RLVRConfig`` (``method``, ``digits``,
 ``iterations``, ``sft_epochs``, ``model``, …) and ``--set grpo.key=value`` one of
 ``GRPOConfig`` (``lr``, ``group_size``, ``kl_coef``, ``aggregation``, …). ``--model gpt2``
-(or a directory saved with ``save_pretrained``) runs the same pipeline on a pretrained model.
+(or a directory saved with ``save_pretrained``, a ``.gguf`` file, or ``smollm2``, the
+SmolLM2-135M-Instruct of the ``smollm`` extra) runs the same pipeline on a pretrained model;
+a chat model is asked in words through its chat template (set ``sft_epochs=0``).
 
 ``train`` runs data-parallel under ``torchrun`` (:mod:`rlcourse.rlhf.distributed`; SFT and
 GRPO split their batches over the processes, each rank sampling whole groups)::
@@ -37,7 +39,9 @@ def add_parser(sub, parser_class) -> None:
 
     def common(p):
         p.add_argument("--method", default="grpo", help="grpo, dr_grpo, rloo or reinforce")
-        p.add_argument("--model", default="toy", help="toy (a tiny GPT-2), gpt2, or a model directory")
+        p.add_argument(
+            "--model", default="toy", help="toy (a tiny GPT-2), gpt2, smollm2, a model directory or a .gguf file"
+        )
         p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="override RLVRConfig fields (key=value) or GRPOConfig fields (grpo.key=value)")  # fmt: skip
         p.add_argument("--out", required=True, help="the directory to write into")
