@@ -93,6 +93,78 @@ def test_grader_benchmark_quick_grades_the_reference_fully_and_the_hanging_submi
     rows = re.findall(r"^(reference|hanging)\s+5\s+(\d+)\s+(\S+) / (\S+)\s+(\d+)\s+([\d.]+)$", proc.stdout,
                       flags=re.MULTILINE)
     assert [r[0] for r in rows] == ["reference", "hanging"], proc.stdout
-    (_, tests, score, most, timed_out, _), hanging = rows
+    (_, _, score, most, timed_out, _), hanging = rows
     assert score == most and int(timed_out) == 0
     assert hanging[2] == "0" and int(hanging[4]) == int(hanging[1]), proc.stdout     # every test timed out
+
+
+def test_trl_grpo_benchmark_quick_prints_the_settings_the_throughput_and_the_rewards():
+    # with TRL where it is installed (the bench extra), so that its column, row and ratio are checked too
+    with_trl = importlib.util.find_spec("trl") is not None
+    command = [sys.executable, str(ROOT / "benchmarks" / "trl_grpo.py"), "--quick", "--updates", "2"]
+    proc = subprocess.run(command + ([] if with_trl else ["--no-trl"]), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(r"^group size G +group_size=8" + (" +num_generations=8$" if with_trl else "$"), out,
+                     flags=re.MULTILINE), out
+    rows = re.findall(r"^(rlcourse|TRL [\d.]+) +1 +2 +[\d,]+ +[\d.]+ +([\d,]+) ", out, flags=re.MULTILINE)
+    assert [label for label, _ in rows] == (["rlcourse", rows[-1][0]] if with_trl else ["rlcourse"]), out
+    assert all(int(tps.replace(",", "")) > 0 for _, tps in rows)
+    assert re.findall(r"^(1-1|2-2) +[\d.]+", out, flags=re.MULTILINE) == ["1-1", "2-2"], out
+    if with_trl:
+        assert rows[-1][0].startswith("TRL ")
+        assert "advantage=grpo, aggregation=sequence-mean  loss_type=grpo, scale_rewards=group" in out
+        assert re.search(r"^ratio rlcourse / TRL [\d.]+: [\d.]+x the generated tokens per second .*"
+                         r"(meets|BELOW) the 1.5x target", out, flags=re.MULTILINE), out
+        assert out.count("no claim from fewer than 5 seeds") == 2, out      # one seed: nothing is claimed
+    else:
+        assert "TRL GRPOTrainer: skipped" in out
+
+
+def _trl_grpo_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("trl_grpo", ROOT / "benchmarks" / "trl_grpo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("method, loss_type, scale_rewards", [("grpo", "grpo", "group"),
+                                                              ("dr_grpo", "dr_grpo", "none")])
+def test_trl_grpo_benchmark_gives_trl_rlcourse_s_settings(monkeypatch, method, loss_type, scale_rewards):
+    module = _trl_grpo_module(monkeypatch)
+    rl = module.rl_settings(method, updates=7, seed=3, kl_coef=0.05)
+    trl = module.trl_settings(rl)
+    # one generation of P x G answers per update, cut into the same minibatches, mu passes over them
+    assert trl["num_generations"] == rl.group_size == 8
+    assert trl["per_device_train_batch_size"] * trl["steps_per_generation"] == rl.prompts_per_iteration * 8
+    assert trl["steps_per_generation"] == rl.minibatches and trl["num_iterations"] == rl.epochs
+    assert trl["max_steps"] == 7 * rl.epochs * rl.minibatches and trl["logging_steps"] == rl.epochs * rl.minibatches
+    assert (trl["loss_type"], trl["scale_rewards"]) == (loss_type, scale_rewards)
+    assert (trl["learning_rate"], trl["epsilon"], trl["beta"], trl["max_completion_length"], trl["seed"]) == (
+        rl.lr, rl.clip_range, 0.05, rl.max_new_tokens, 3)
+    assert trl["lr_scheduler_type"] == "constant" and trl["weight_decay"] == 0 and not trl["use_bias_correction_kl"]
+    with pytest.raises(ValueError, match="no loss"):
+        module.trl_settings(module.rl_settings("rloo", updates=1, seed=0, kl_coef=0.0))
+
+
+def test_trl_grpo_benchmark_scores_trl_s_answers_as_rlcourse_scores_its_own(monkeypatch):
+    from rlcourse.rlhf.batching import from_pieces, prompt_ids, response_text
+    from rlcourse.rlvr import arithmetic
+    from rlcourse.rlvr.pipeline import verifier
+
+    module = _trl_grpo_module(monkeypatch)
+    tokenizer = arithmetic.tokenizer()
+    eos, sep = tokenizer.eos_token_id, tokenizer.sep_token_id
+    problem = arithmetic.prompt(47, 38, 2)
+    answers = [[*tokenizer.encode("8 5"), eos], tokenizer.encode("8 5"), [*tokenizer.encode("8"), sep, *tokenizer.encode("5"), eos],
+               [*tokenizer.encode("0 8 5"), eos], [*tokenizer.encode("8 6"), eos]]
+    calls = []
+    rewards = module.trl_reward(tokenizer, calls)(prompts=None, completions=None, completion_ids=answers,
+                                                   problem=[problem] * len(answers))
+    # rlcourse's own path: the same tokens in its batch layout, written out by response_text, scored by verifier()
+    batch = from_pieces([(prompt_ids(tokenizer, problem), ids) for ids in answers], tokenizer.pad_token_id)
+    expected = verifier()([problem] * len(answers), response_text(tokenizer, batch)).tolist()
+    assert rewards == expected == [1.0, 1.0, 0.0, 0.0, 0.0]       # "8 <sep> 5" is no number, as in rlcourse
+    assert calls[0]["reward"] == pytest.approx(0.4) and calls[0]["tokens"] == sum(map(len, answers))
