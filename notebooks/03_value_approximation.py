@@ -372,8 +372,8 @@ print(f"predicted cost-to-go at the episode's start {path[0].round(3)}: "
 # This section uses the RL Zoo's hyperparameters for CartPole-v1
 # (rl-baselines3-zoo, `hyperparams/dqn.yml`), on half its budget of 50,000 steps
 # (`DQN_STEPS`, to fit a lecture): act for `train_freq` = 256 steps (ε-greedy, ε falling
-# from 1 to 0.04 over the first 16% of the run), then take `gradient_steps` = 128 Adam steps (lr 2.3e-3, minibatches of
-# 64) on a [256, 256] network. The target network is copied every
+# from 1 to 0.04 over the first 16% of the run), then take `gradient_steps` = 128 Adam
+# steps (lr 2.3e-3, minibatches of 64) on a [256, 256] network. The target network is copied every
 # `target_update_interval` = 10 environment steps, which sounds like almost no target
 # network at all, but copies happen only while acting: during each round of 128 updates
 # the target stays what the network was before the round.
@@ -547,9 +547,10 @@ print(f"{len(zoo_episode)} steps; predicted max_a Q at the first and last state:
 # until it left the track at $x = -2.4$. At the first state the network predicted
 # $\max_a Q = 69.5$, close to the 69.1 the episode then collected; at the last state
 # 5.4, where 1.0 was left. After 25,000 steps the values are still young (section 5: the
-# minibatches' mean Q is 54, on its way to 100), and they still roughly track the return. Run on, and they stop tracking it: with `DQN_STEPS = 50_000` the
-# final network's greedy episode lasted 379 steps, the cart drifting right until it left
-# the track, and the network predicted 98.1 at the first state (97.8 collected) and still
+# minibatches' mean Q is 54, on its way to 100), and they still roughly track the
+# return. Run on, and they stop tracking it: with `DQN_STEPS = 50_000` the final
+# network's greedy episode lasted 379 steps, the cart drifting right until it left the
+# track, and the network predicted 98.1 at the first state (97.8 collected) and still
 # 96.1 at the last, where 1.0 was left to collect. That network does not know that the
 # track ends.
 #
@@ -751,15 +752,15 @@ pd.DataFrame({
 # rate and everything else.
 #
 # **Without the target network the Q-values run away at once.** With the default budgets
-# (seed 0, the table above), `q_mean` is 381 in the first round of updates, passes $10^4$
-# in the third, and is about $10^7$ after 5,000 steps, when no state of CartPole can be
-# worth more than 100. Each of the round's 128 steps raises $Q_\theta(s, a)$ and, through
-# the shared weights, the $Q_\theta(s', \cdot)$ of its own target; nothing holds the
-# targets still. Values that wrong say nothing about which action is better: once the
-# updates have begun, the greedy policy drops the pole after 9 steps at every evaluation.
-# A longer run only goes further: over 50,000 steps (`run_dqn(use_target_network=False,
-# steps=50_000)` with `DQN_STEPS = 50_000`) `q_mean` reached about $2 \times 10^{10}$ with
-# seed 0, and the same with seed 1.
+# (seed 0, the table above), `q_mean` is 381 in the first round of updates, passes
+# $10^4$ in the third, and is about $10^7$ after 5,000 steps, when no state of CartPole
+# can be worth more than 100. Each of the round's 128 steps raises $Q_\theta(s, a)$ and,
+# through the shared weights, the $Q_\theta(s', \cdot)$ of its own target; nothing holds
+# the targets still. Values that wrong say nothing about which action is better: once
+# the updates have begun, the greedy policy drops the pole after 9 steps at every
+# evaluation. A longer run only goes further: over 50,000 steps
+# (`run_dqn(use_target_network=False)` with `DQN_STEPS = 50_000`) `q_mean` reached about
+# $2 \times 10^{10}$ with seed 0, and the same with seed 1.
 #
 # **Without replay, at this budget, nothing dramatic happens.** The buffer holds only the
 # last 64 transitions, so every update of a round fits the same batch; but `q_mean` does
