@@ -302,3 +302,50 @@ def test_benchmark_quick_runs_and_prints_the_table():
     rows = re.findall(r"^(\d) workers?\s+[\d,]+\s+[\d.]+x\s+(?:[\d,]+|> 2,000)\s+\d/1\s+[\d.]+$", proc.stdout,
                       flags=re.MULTILINE)
     assert rows == ["1", "2"], proc.stdout
+
+
+# ---------------------------------------------------------------- squashed Gaussians and gSDE (docs/mujoco.md)
+
+
+class InsideBoundsPendulum(gym.Wrapper):
+    """Pendulum that raises on an action on or beyond its bounds ±2 (importable by workers): clipping puts
+    about 5% of σ = 1 samples there, c + h tanh(u) none."""
+
+    def __init__(self):
+        from gymnasium.envs.classic_control import PendulumEnv
+
+        super().__init__(PendulumEnv())
+
+    def step(self, action):
+        if np.abs(action).max() >= 2.0:
+            raise Crash(f"action {action} is not strictly inside (-2, 2)")
+        return self.env.step(action)
+
+
+if "test/A3CInsideBoundsPendulum-v1" not in gym.registry:
+    gym.register(id="test/A3CInsideBoundsPendulum-v1", entry_point=InsideBoundsPendulum, max_episode_steps=200)
+
+
+def test_gaussian_option_errors_name_a3c():
+    with pytest.raises(ConfigError, match=r"A3CConfig.sde_sample_freq = 0 is not allowed"):
+        A3CConfig(sde_sample_freq=0)
+    with pytest.raises(ConfigError, match=r"A3CConfig.squash_output = 'yes' is not allowed"):
+        A3CConfig(squash_output="yes")
+
+
+def test_squashed_gsde_workers_act_inside_the_bounds(tmp_path):
+    from dataclasses import replace
+
+    from rlcourse.pg.policies import GSDEPolicy
+
+    config = A3CConfig(workers=1, hidden=(16,), log_interval=10, squash_output=True, use_sde=True,
+                       sde_sample_freq=4)
+    result = a3c.train("test/A3CInsideBoundsPendulum-v1", config, steps=600, seed=1)
+    policy = result.policy
+    assert isinstance(policy, GSDEPolicy) and policy.squash and policy.sde_sample_freq == 4
+    assert result.log["episodes"].sum() == 3 and np.isfinite(result.log["entropy"]).all()
+    result.save(tmp_path)
+    assert rlcourse.load(tmp_path).policy.spec == policy.spec
+    # the same run with clipping sends an action onto the bound, and the worker that did is named
+    with pytest.raises(WorkerError, match="A3C worker 0 failed: Crash: action"):
+        a3c.train("test/A3CInsideBoundsPendulum-v1", replace(config, squash_output=False), steps=600)

@@ -313,3 +313,77 @@ def test_cartpole_stays_solved_at_the_end_of_100k_steps_for_nine_of_ten_seeds(tm
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         means = list(pool.map(_train_and_evaluate, seeds, [str(tmp_path / f"seed{seed}") for seed in seeds]))
     assert sum(mean >= 475 for mean in means) >= 9, means
+
+
+# ---------------------------------------------------------------- per-environment settings (issue 19)
+
+
+def test_lunar_lander_gets_the_zoo_settings_and_cartpole_keeps_the_defaults():
+    # rl-baselines3-zoo, hyperparams/dqn.yml, LunarLander-v3; loss, clip, tau, initial epsilon and a constant lr
+    # are SB3's DQN defaults
+    lunar = DQNConfig.for_env("LunarLander-v3")
+    assert (lunar.lr, lunar.batch_size, lunar.buffer_size, lunar.learning_starts, lunar.gamma,
+            lunar.target_update_interval, lunar.train_freq, lunar.gradient_steps, lunar.exploration_fraction,
+            lunar.exploration_final_eps, lunar.hidden) == \
+        (6.3e-4, 128, 50_000, 0, 0.99, 250, 4, -1, 0.12, 0.1, (256, 256))
+    assert (lunar.loss, lunar.max_grad_norm, lunar.tau, lunar.exploration_initial_eps, lunar.lr_schedule,
+            lunar.num_envs, lunar.double, lunar.dueling) == ("huber", 10.0, 1.0, 1.0, "constant", 1, False, False)
+    # CartPole's measured defaults: untouched, whichever way a run picks its config
+    from rlcourse.algorithms import ALGORITHMS
+
+    for env_id in ("CartPole-v1", "Acrobot-v1"):
+        assert DQNConfig.for_env(env_id) == ALGORITHMS["dqn"].defaults_for(env_id) == DQNConfig()
+    defaults = DQNConfig()
+    assert (defaults.lr, defaults.batch_size, defaults.gamma, defaults.train_freq, defaults.gradient_steps,
+            defaults.target_update_interval, defaults.loss, defaults.lr_schedule, defaults.hidden) == \
+        (2.3e-3, 64, 0.98, 256, 64, 10, "mse", "linear", (256, 256))
+
+
+def test_gradient_steps_minus_one_updates_once_per_env_step_of_the_round(monkeypatch):
+    updates = []
+    real = dqn.update_round
+
+    def spy(online, target, optimizer, buffer, config, n=None):
+        updates.append(n)
+        return real(online, target, optimizer, buffer, config, n)
+
+    monkeypatch.setattr(dqn, "update_round", spy)
+    config = DQNConfig(hidden=(8,), learning_starts=0, train_freq=4, gradient_steps=-1, num_envs=2, batch_size=8)
+    result = dqn.train("CartPole-v1", config, steps=25, seed=0)
+    # rounds of 4 vector steps (8 env steps), the last cut short by the budget: 1 vector step
+    assert updates == [8, 8, 8, 2] and list(result.log["env_steps"]) == [8, 16, 24, 26]
+    assert np.isfinite(result.log["loss"]).all()
+    with pytest.raises(ConfigError, match=r"DQNConfig.gradient_steps = -2 is out of range: it must be in \[-1, inf\)"):
+        DQNConfig(gradient_steps=-2)
+
+
+def test_cli_trains_dqn_on_lunar_lander_with_the_zoo_settings(tmp_path, capsys):
+    pytest.importorskip("Box2D", reason="LunarLander needs the box2d extra")
+    out = tmp_path / "run"
+    assert main(["train", "dqn", "--env", "LunarLander-v3", "--steps", "200", "--seed", "0", "--out", str(out),
+                 "--quiet"]) == 0
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert {k: saved[k] for k in ("lr", "batch_size", "target_update_interval", "train_freq", "gradient_steps",
+                                  "loss", "gamma")} == \
+        dict(lr=6.3e-4, batch_size=128, target_update_interval=250, train_freq=4, gradient_steps=-1, loss="huber",
+             gamma=0.99)
+    log = rlcourse.load(out).log
+    # learning_starts = 0: a row and 4 updates every 4 steps from the first round on; epsilon falls over 12%
+    assert list(log["env_steps"]) == list(range(4, 201, 4)) and np.isfinite(log[["loss", "q_mean"]]).all().all()
+    assert (log["lr"] == 6.3e-4).all() and log["epsilon"].iloc[-1] == 0.1
+    assert json.loads((out / "policy.json").read_text())["n_actions"] == 4
+
+
+def test_resuming_on_lunar_lander_says_its_world_cannot_be_saved(tmp_path, capsys):
+    pytest.importorskip("Box2D", reason="LunarLander needs the box2d extra")
+
+    def stop_at_300(env_steps, _online):
+        if env_steps == 300:
+            raise KeyboardInterrupt
+
+    config = dataclasses.replace(DQNConfig.for_env("LunarLander-v3"), hidden=(16,))
+    dqn.train("LunarLander-v3", config, steps=400, out=tmp_path, checkpoint_every=200, callback=stop_at_300)
+    assert (tmp_path / "checkpoint.pkl").is_file()
+    assert main(["train", "dqn", "--env", "LunarLander-v3", "--steps", "400", "--out", str(tmp_path), "--quiet",
+                 "--resume", "--set", "hidden=16"]) == 2
+    assert "cannot resume on LunarLander: its simulation pickles as a new one" in capsys.readouterr().err

@@ -265,3 +265,83 @@ def test_benchmark_quick_prints_a_row_per_psi():
     row = r"^(\S+)\s+8,000\s+[\d.]+\s+[\d,]+\s+(?:[\d,]+|-)\s+[\d.]+$"   # psi, steps, s, steps/s, to 475, final
     rows = re.findall(row, proc.stdout, flags=re.MULTILINE)
     assert rows == list(PSI), proc.stdout
+
+
+# ---------------------------------------------------------------- squashed Gaussians and gSDE (docs/mujoco.md)
+
+
+SENT_ACTIONS: list[np.ndarray] = []  # every action ActionLog was sent
+
+
+class ActionLog(gym.Wrapper):
+    """Pendulum that keeps every action it is sent (in this process: REINFORCE steps its envs here)."""
+
+    def step(self, action):
+        SENT_ACTIONS.append(np.array(action))
+        return self.env.step(action)
+
+
+if "test/ActionLogPendulum-v1" not in gym.registry:
+    gym.register(id="test/ActionLogPendulum-v1", max_episode_steps=200,
+                 entry_point=lambda: ActionLog(gym.make("Pendulum-v1").unwrapped))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("squash_output", "yes", r"ReinforceConfig.squash_output = 'yes' is not allowed"),
+    ("use_sde", "no", r"ReinforceConfig.use_sde = 'no' is not allowed"),
+    ("sde_sample_freq", 0, r"ReinforceConfig.sde_sample_freq = 0 is not allowed: -1 \(once per rollout\)"),
+])
+def test_gaussian_option_errors_name_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        ReinforceConfig(**{field: value})
+
+
+@pytest.mark.parametrize("options", [dict(squash_output=True), dict(use_sde=True, sde_sample_freq=4),
+                                     dict(use_sde=True, squash_output=True, psi="min-variance-baseline")])
+def test_gaussian_options_reach_the_policy_and_change_the_run(tmp_path, options):
+    from dataclasses import replace
+
+    from rlcourse.pg.policies import GSDEPolicy
+
+    config = ReinforceConfig(num_envs=2, steps_per_env=200, hidden=(16,), value_epochs=2, value_minibatches=2,
+                             **options)
+    result = reinforce.train("Pendulum-v1", config, steps=800, seed=0)
+    assert isinstance(result.policy, GSDEPolicy) == config.use_sde and result.policy.squash == config.squash_output
+    assert np.isfinite(result.log.drop(columns=["value_loss"]).to_numpy(dtype=float)).all(), result.log
+    plain = replace(config, squash_output=False, use_sde=False, sde_sample_freq=-1)
+    assert not result.log.equals(reinforce.train("Pendulum-v1", plain, steps=800, seed=0).log)
+    result.save(tmp_path)
+    loaded = rlcourse.load(tmp_path)
+    assert loaded.policy.spec == result.policy.spec
+    for obs in np.random.default_rng(0).uniform(-8, 8, size=(10, 3)).astype(np.float32):
+        np.testing.assert_array_equal(loaded.policy.act(obs), result.policy.act(obs))
+
+
+def test_squashed_actions_stay_strictly_inside_the_bounds_where_clipped_ones_sit_on_them():
+    # σ = 1 around a mean near 0: about 5% of samples fall beyond ±2, which clipping puts on the bound;
+    # c + h tanh(u) stays inside it (tanh(u) rounds to 1 in float32 only beyond |u| ≈ 8)
+    for squash in (True, False):
+        SENT_ACTIONS.clear()
+        config = ReinforceConfig(num_envs=2, steps_per_env=200, hidden=(16,), squash_output=squash)
+        reinforce.train("test/ActionLogPendulum-v1", config, steps=800, seed=0)
+        actions = np.abs(np.concatenate(SENT_ACTIONS))
+        assert len(actions) == 800 and actions.max() <= 2.0
+        assert (actions == 2.0).sum() == 0 if squash else (actions == 2.0).sum() > 10
+
+
+def test_gsde_noise_is_drawn_at_each_batch_and_every_sde_sample_freq_steps(monkeypatch):
+    from rlcourse.pg.policies import GSDEPolicy
+
+    draws = []
+    real = GSDEPolicy.reset_noise
+
+    def counted(self, num_envs):
+        draws.append(num_envs)
+        real(self, num_envs)
+
+    monkeypatch.setattr(GSDEPolicy, "reset_noise", counted)
+    for freq, per_batch in ((-1, 1), (50, 4)):  # 200 steps a batch: once, or at steps 0, 50, 100, 150
+        draws.clear()
+        config = ReinforceConfig(num_envs=2, steps_per_env=200, hidden=(16,), use_sde=True, sde_sample_freq=freq)
+        reinforce.train("Pendulum-v1", config, steps=1_200, seed=0)
+        assert draws == [2] * (3 * per_batch)

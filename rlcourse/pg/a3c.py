@@ -77,6 +77,12 @@ two workers this reaches 475 within 50,000 steps, where t_max 5 and a clip at 0.
 settings) left the policy swinging between 105 and 500 for 300,000 steps
 (``benchmarks/README.md``).
 
+Gaussian policies take A2C's options (:mod:`rlcourse.pg.policies`): ``squash_output`` sends
+c + h tanh(u) to the environment instead of clip(u), and ``use_sde`` uses gSDE, each worker
+drawing its own noise matrices from its own seed at the start of every T-step batch
+(``Rollout.collect``, after the local copy is synced, so σ is the shared model's) and every
+``sde_sample_freq`` steps within it.
+
 Running it: :func:`train`'s ``callback(env_steps, policy)`` is called with the shared
 policy while the workers are paused, once the first update that reaches each multiple of
 ``callback_every`` env steps is applied (and at the end); with ``out`` set, a checkpoint
@@ -114,7 +120,7 @@ from rlcourse.config import ConfigError, check_choice, check_range
 from rlcourse.networks import clip_grad_norm, flat_grad, flatten_parameters
 from rlcourse.pg.a2c import A2CConfig, a2c_loss, make_critic
 from rlcourse.pg.objective import explained_variance
-from rlcourse.pg.policies import make_policy
+from rlcourse.pg.policies import check_gaussian_options, gaussian_options, make_policy
 from rlcourse.pg.rollout import Rollout, load_training_state, training_state
 from rlcourse.run import IterationRecord, NonFiniteError, Result, check_count, seed_everything, torch_threads
 
@@ -152,6 +158,9 @@ class A3CConfig:
     shared: bool = False  # one trunk with two heads instead of two networks
     hidden: tuple[int, ...] = (64, 64)
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    squash_output: bool = False  # Gaussian policies: the environment gets c + h tanh(u), not clip(u) (policies.py)
+    use_sde: bool = False  # Gaussian policies: gSDE's state-dependent noise z(s) θ_ε (rlcourse.pg.policies.GSDEPolicy)
+    sde_sample_freq: int = -1  # gSDE: steps between draws of θ_ε (-1: once per rollout)
     lock: bool = False  # a lock around each shared Adam step (the paper: none)
     log_interval: int = 100  # updates of one worker per log row
 
@@ -168,6 +177,7 @@ class A3CConfig:
         check_range(self, "adam_eps", 0, None, low_open=True)
         check_choice(self, "lock", (True, False))
         check_range(self, "log_interval", 1, integer=True)
+        check_gaussian_options(self)
         try:  # the fields A2C shares are checked by A2CConfig, under this class's name
             self.a2c()
         except ConfigError as err:
@@ -236,7 +246,9 @@ class WorkerError(RuntimeError):
 
 def _networks(observation_space, action_space, config: A3CConfig) -> tuple[nn.Module, nn.Module, nn.Parameter]:
     """Policy and critic whose parameters are views of one flat vector (returned third)."""
-    policy = make_policy("a3c", observation_space, action_space, config.hidden, config.log_std_init)
+    policy = make_policy(
+        "a3c", observation_space, action_space, config.hidden, config.log_std_init, **gaussian_options(config)
+    )
     critic = make_critic(policy, observation_space.shape[0], config.a2c())
     return policy, critic, flatten_parameters(nn.ModuleDict({"policy": policy, "critic": critic}))
 

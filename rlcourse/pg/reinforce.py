@@ -49,6 +49,11 @@ Pseudocode::
 The steps are Adam's, with the policy gradient's norm clipped to ``max_grad_norm``. One
 gradient step per batch: after it the batch was drawn by an older policy, and reusing it
 would need the importance ratio of lesson 6.
+
+Gaussian policies take PPO's options (:mod:`rlcourse.pg.policies`): ``squash_output`` sends
+c + h tanh(u) to the environment instead of clip(u), and ``use_sde`` uses gSDE, its noise
+matrices drawn at the start of every batch (``Rollout.collect``) and every
+``sde_sample_freq`` steps within it.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.pg import psi as psi_fns
 from rlcourse.pg.normalize import check_env_options
 from rlcourse.pg.objective import explained_variance, policy_gradient_loss
-from rlcourse.pg.policies import Policy, ValueFunction, make_policy
+from rlcourse.pg.policies import Policy, ValueFunction, check_gaussian_options, gaussian_options, make_policy
 from rlcourse.pg.rollout import Part, Rollout, load_training_state, training_state
 from rlcourse.run import (
     IterationRecord,
@@ -123,6 +128,9 @@ class ReinforceConfig:
     max_grad_norm: float = 0.5  # clip the policy gradient's norm
     entropy_coef: float = 0.0  # c_H, weight of the entropy bonus
     log_std_init: float = 0.0  # Gaussian policies: initial log σ
+    squash_output: bool = False  # Gaussian policies: the environment gets c + h tanh(u), not clip(u) (policies.py)
+    use_sde: bool = False  # Gaussian policies: gSDE's state-dependent noise z(s) θ_ε (rlcourse.pg.policies.GSDEPolicy)
+    sde_sample_freq: int = -1  # gSDE: steps between draws of θ_ε (-1: once per rollout)
     vectorization: str = "sync"  # step the environments in this process ("sync") or one process each ("async")
     normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
     normalize_reward: bool = False  # divide rewards by the running std of a discounted return
@@ -145,6 +153,7 @@ class ReinforceConfig:
         check_range(self, "max_grad_norm", 0, None, low_open=True)
         check_range(self, "entropy_coef", 0, None)
         check_range(self, "log_std_init")
+        check_gaussian_options(self)
         check_env_options(self)
 
 
@@ -311,7 +320,14 @@ def make_networks(env_id: str, env_kwargs: dict | None, config: ReinforceConfig)
     critic when Ψ needs one (``value-baseline``)."""
     probe = gym.make(env_id, **(env_kwargs or {}))
     probe.close()
-    policy = make_policy("reinforce", probe.observation_space, probe.action_space, config.hidden, config.log_std_init)
+    policy = make_policy(
+        "reinforce",
+        probe.observation_space,
+        probe.action_space,
+        config.hidden,
+        config.log_std_init,
+        **gaussian_options(config),
+    )
     critic = (
         ValueFunction(gym.spaces.flatdim(probe.observation_space), config.hidden)
         if config.psi == "value-baseline"

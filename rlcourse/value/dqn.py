@@ -36,7 +36,7 @@ Pseudocode (N environments stepped together; one *round* is ``train_freq`` vecto
             every target_update_interval env steps: θ̄ ← τθ + (1 − τ)θ̄
         if env steps > learning_starts:                                     (update_round)
             α ← lr, or lr · (1 − env steps / steps) with lr_schedule="linear"
-            for gradient_steps:
+            for gradient_steps (−1: the round's env steps):
                 B ← uniform minibatch of batch_size from D, and its targets y
                 θ ← θ − α ∇θ L(θ), gradient norm clipped to max_grad_norm   (dqn_update, Adam)
         log one row
@@ -85,6 +85,13 @@ linearly to 0 (``lr_schedule="linear"``). Trained for 100,000 steps (``rlcourse 
 10–13; with the RL Zoo's settings (``--set gamma=0.99 loss=huber gradient_steps=128
 lr_schedule=constant``) for 2 of 10, and with the defaults before this change (the Huber
 loss, γ = 0.99) for 3 of 10. ``DQNConfig(**RL_ZOO)`` is the RL Zoo's configuration.
+
+Other environments. :meth:`DQNConfig.for_env` (what ``rlcourse train dqn`` and ``train``
+start from) swaps in the RL Zoo's tuned values for the environments in :data:`TUNED`:
+LunarLander-v3 (the ``box2d`` extra) with ``RL_ZOO_LUNAR_LANDER``, a round of 4 steps
+followed by ``gradient_steps=-1`` updates, Stable-Baselines3's "as many updates as the round
+took env steps" (here 4, one per env step). Every other environment, CartPole included,
+gets ``DQNConfig()``.
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ from torch import nn
 
 from rlcourse.config import check_choice, check_layers, check_range
 from rlcourse.networks import clip_grad_norm, flatten_parameters, read_module, save_module
+from rlcourse.pg.rollout import restored, simulator_state
 from rlcourse.run import (
     IterationRecord,
     NonFiniteError,
@@ -137,6 +145,32 @@ RL_ZOO: dict[str, Any] = dict(
     lr_schedule="constant",
 )
 
+# rl-baselines3-zoo, hyperparams/dqn.yml, LunarLander-v3 (named LunarLander-v2, with the same values, until
+# commit ad1ae18 of June 2025; https://github.com/DLR-RM/rl-baselines3-zoo/blob/22e3ff2450fd92033f7f032915e1f64894a09584/
+# hyperparams/dqn.yml, the file as last changed in commit eec15dc). Its budget: n_timesteps 1e5. gradient_steps -1
+# is SB3's "as many as the env steps collected since the last update"; policy_kwargs net_arch=[256, 256] is
+# hidden (ReLU, as SB3's and ours). The fields the entry leaves out take SB3's DQN defaults
+# (stable_baselines3/dqn/dqn.py): the Huber loss, the gradient-norm clip at 10, τ = 1, ε from 1, a constant lr.
+RL_ZOO_LUNAR_LANDER: dict[str, Any] = dict(
+    lr=6.3e-4,
+    batch_size=128,
+    buffer_size=50_000,
+    learning_starts=0,
+    gamma=0.99,
+    target_update_interval=250,
+    train_freq=4,
+    gradient_steps=-1,
+    exploration_fraction=0.12,
+    exploration_final_eps=0.1,
+    hidden=(256, 256),
+    loss="huber",
+    max_grad_norm=10.0,
+    lr_schedule="constant",
+)
+
+# the environments whose runs start from tuned values instead of DQNConfig()'s (CartPole's: see the docstring)
+TUNED: dict[str, dict[str, Any]] = {"LunarLander-v3": RL_ZOO_LUNAR_LANDER}
+
 
 @dataclasses.dataclass(frozen=True)
 class DQNConfig:
@@ -148,7 +182,7 @@ class DQNConfig:
     target_update_interval: int = 10  # env steps between target updates
     tau: float = 1.0  # 1 = hard copy
     train_freq: int = 256  # vector steps per round
-    gradient_steps: int = 64  # updates per round (RL Zoo: 128)
+    gradient_steps: int = 64  # updates per round (RL Zoo: 128); -1: one per env step of the round
     exploration_fraction: float = 0.16
     exploration_initial_eps: float = 1.0
     exploration_final_eps: float = 0.04
@@ -171,7 +205,7 @@ class DQNConfig:
         check_range(self, "target_update_interval", 1, integer=True)
         check_range(self, "tau", 0, 1, low_open=True)
         check_range(self, "train_freq", 1, integer=True)
-        check_range(self, "gradient_steps", 0, integer=True)
+        check_range(self, "gradient_steps", -1, integer=True)
         check_range(self, "exploration_fraction", 0, 1)
         check_range(self, "exploration_initial_eps", 0, 1)
         check_range(self, "exploration_final_eps", 0, 1)
@@ -182,6 +216,11 @@ class DQNConfig:
         check_choice(self, "lr_schedule", ("constant", "linear"))
         for flag in ("double", "dueling", "use_target_network", "use_replay"):
             check_choice(self, flag, (True, False))
+
+    @classmethod
+    def for_env(cls, env_id: str) -> DQNConfig:
+        """The defaults with the RL Zoo's tuned values for ``env_id`` swapped in (if :data:`TUNED` has them)."""
+        return cls(**TUNED.get(env_id, {}))
 
 
 class QPolicy(nn.Module):
@@ -235,10 +274,15 @@ def dqn_update(
 
 
 def update_round(
-    online: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer, config: DQNConfig
+    online: nn.Module,
+    target: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    buffer: ReplayBuffer,
+    config: DQNConfig,
+    updates: int | None = None,
 ) -> tuple[list[float], list[float]]:
-    """A round's ``gradient_steps`` updates on uniform minibatches; return their losses
-    and mean Q-values (stopping after a non-finite loss).
+    """A round's ``updates`` (default ``gradient_steps``) updates on uniform minibatches; return
+    their losses and mean Q-values (stopping after a non-finite loss).
 
     The target network does not move during a round (it is updated while acting), so
     the targets of all the round's minibatches can be computed before its first step,
@@ -247,7 +291,7 @@ def update_round(
     numbers. Double DQN and ``use_target_network=False`` need the online network, which
     changes after every step, so they compute each minibatch's target just before it.
     """
-    batch = buffer.sample(config.batch_size * config.gradient_steps)
+    batch = buffer.sample(config.batch_size * (config.gradient_steps if updates is None else updates))
     if config.use_target_network and not config.double:
         slices = zip(*(batch[name].split(512) for name in ("rewards", "next_obs", "terminated")))
         y = torch.cat(
@@ -325,6 +369,7 @@ class DQNState:
             "optimizer": self.optimizer.state_dict(),
             "replay": self.buffer.state_dict(),
             "envs": self.envs.envs,
+            "simulations": [simulator_state(env) for env in self.envs.envs],  # what pickling an env leaves out
             "obs": self.obs.copy(),
             "episode_return": self.episode_return.copy(),
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
@@ -337,8 +382,10 @@ class DQNState:
         self.target.load_state_dict(saved["target"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.buffer.load_state_dict(saved["replay"])
+        simulations = saved.get("simulations", [None] * len(saved["envs"]))
         self.envs = gym.vector.SyncVectorEnv(
-            [functools.partial(_same, env) for env in saved["envs"]], autoreset_mode=AutoresetMode.SAME_STEP
+            [functools.partial(restored, env, simulation) for env, simulation in zip(saved["envs"], simulations)],
+            autoreset_mode=AutoresetMode.SAME_STEP,
         )
         self.obs, self.episode_return = saved["obs"], saved["episode_return"]
         self.env_steps, self.calls = env_steps, saved["calls"]
@@ -429,17 +476,19 @@ def learning_rate(config: DQNConfig, env_steps: int, steps: int) -> float:
     return config.lr * (1.0 - env_steps / steps if config.lr_schedule == "linear" else 1.0)
 
 
-def learn(state: DQNState, config: DQNConfig, lr: float, threads: int) -> dict[str, float]:
+def learn(state: DQNState, config: DQNConfig, lr: float, threads: int, collected: int) -> dict[str, float]:
     """The round's updates at step size ``lr`` on ``threads`` threads, once ``learning_starts``
-    steps are in the buffer; return the means of their ``loss`` and ``q_mean`` (NaN before),
+    steps are in the buffer: ``gradient_steps`` of them, or with −1 as many as the round's
+    ``collected`` env steps. Return the means of their ``loss`` and ``q_mean`` (NaN before),
     and ``last_loss``, the last update's loss (a non-finite one stops the round)."""
     losses: list[float] = []
     qs: list[float] = []
-    if state.env_steps > config.learning_starts and config.gradient_steps > 0:
+    updates = collected if config.gradient_steps == -1 else config.gradient_steps
+    if state.env_steps > config.learning_starts and updates > 0:
         for group in state.optimizer.param_groups:
             group["lr"] = lr
         with torch_threads(threads):
-            losses, qs = update_round(state.online, state.target, state.optimizer, state.buffer, config)
+            losses, qs = update_round(state.online, state.target, state.optimizer, state.buffer, config, updates)
     nan = float("nan")
     return {
         "loss": float(np.mean(losses)) if losses else nan,
@@ -464,6 +513,7 @@ def train(
     tensorboard: str | Path | None = None,
 ) -> Result:
     """Run DQN for ``steps`` environment steps; return a Result holding the greedy QPolicy.
+    ``config`` defaults to ``DQNConfig.for_env(env_id)``.
 
     Each round is :func:`act_round`, :func:`learn` at the step size :func:`learning_rate`
     gives, and one row of the log (``LOG_COLUMNS``): the mean ``return`` of the episodes
@@ -479,7 +529,7 @@ def train(
     (on a busy machine more can be slower). ``callback(env_steps, online_network)`` is
     called after every vector step; its time is left out of ``timing``.
     """
-    config = config or DQNConfig()
+    config = config or DQNConfig.for_env(env_id)
     check_run_args(steps, threads)
     record = IterationRecord(
         "dqn",
@@ -508,9 +558,10 @@ def train(
         try:
             with record:
                 while state.env_steps < steps:
+                    round_start = state.env_steps
                     returns, epsilon = act_round(state, config, steps, after_step)
                     lr = learning_rate(config, state.env_steps, steps)
-                    stats = learn(state, config, lr, threads)
+                    stats = learn(state, config, lr, threads, state.env_steps - round_start)
                     if not math.isfinite(stats.pop("last_loss")):
                         raise NonFiniteError("TD loss", state.env_steps, record.last_checkpoint)
                     stats = {"epsilon": epsilon, "lr": lr, **stats}
@@ -518,7 +569,3 @@ def train(
         finally:
             state.envs.close()
     return record.result(state.online)
-
-
-def _same(env: gym.Env) -> gym.Env:
-    return env
