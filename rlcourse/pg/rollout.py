@@ -54,11 +54,11 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
 from rlcourse.config import ConfigError
+from rlcourse.envs.snapshot import restored, simulator_state
 from rlcourse.networks import owned
 from rlcourse.pg.normalize import VECTOR_ENTRY_POINT, ObsNormalizer, RewardScaler
 from rlcourse.run import random_state, restore_random_state
@@ -331,36 +331,6 @@ def real_next_obs(new_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -
     real: np.ndarray = new_obs.copy()
     real[done] = np.stack(info["final_obs"][done])
     return real
-
-
-def simulator_state(env: gym.Env) -> dict[str, Any] | None:
-    """What pickling ``env`` leaves out, to be saved beside it (None: nothing).
-
-    Most environments pickle whole. Gymnasium's MuJoCo and Box2D ones pickle through
-    ``gymnasium.utils.EzPickle``: their constructor's arguments, not where the simulation
-    stands, so they unpickle as new. A MuJoCo simulation's state is its ``MjData``, which
-    pickles, and its random generator; a Box2D world cannot be saved (``"lost"``)."""
-    if not isinstance(env.unwrapped, EzPickle):
-        return None
-    unwrapped: Any = env.unwrapped
-    if type(getattr(unwrapped, "data", None)).__name__ == "MjData":
-        return {"data": unwrapped.data, "np_random": unwrapped.np_random}
-    return {"lost": True}
-
-
-def restored(
-    env: gym.Env, simulation: dict[str, Any] | None, wrapper: Callable[[gym.Env], gym.Env] | None = None
-) -> gym.Env:
-    """``env`` (optionally ``wrapper(env)``) with the state :func:`simulator_state` saved put back."""
-    if simulation is not None and "lost" in simulation:
-        raise ConfigError(
-            f"cannot resume on {type(env.unwrapped).__name__}: its simulation pickles as a new one "
-            f"(gymnasium.utils.EzPickle) and cannot be saved in a checkpoint; start the run again"
-        )
-    if simulation is not None:
-        unwrapped: Any = env.unwrapped
-        unwrapped.data, unwrapped.np_random = simulation["data"], simulation["np_random"]
-    return env if wrapper is None else wrapper(env)
 
 
 class SendBack(gym.Wrapper):

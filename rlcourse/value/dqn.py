@@ -110,8 +110,8 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 
 from rlcourse.config import check_choice, check_layers, check_range
+from rlcourse.envs.snapshot import restored, simulator_state
 from rlcourse.networks import clip_grad_norm, flatten_parameters, read_module, save_module
-from rlcourse.pg.rollout import restored, simulator_state
 from rlcourse.run import (
     IterationRecord,
     NonFiniteError,
