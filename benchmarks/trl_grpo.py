@@ -27,7 +27,8 @@ over 64 × 4) is TRL's ``loss_type="dr_grpo"`` with ``scale_rewards="none"``. Bo
 the CPU (TRL: ``bf16=False``, ``use_cpu=True``, gradient checkpointing off, dropout off), one
 torch thread (checked inside TRL's reward calls), K updates (TRL: ``max_steps`` = 8K).
 What differs is each library's own: the order of the minibatches (rlcourse keeps a group
-together; TRL shuffles the answers), their random streams, TRL's entropy and logging.
+together unless ``--minibatch-of answers``; TRL shuffles the answers), their random streams,
+TRL's entropy and logging.
 
 **What is measured**, per seed and library, each run in a fresh spawned process, the two
 libraries in turn: *generated tokens*, the answer tokens sampled (with ``<eos>``, without
@@ -75,11 +76,12 @@ QUIET_ARGS = ("report_to", "save_strategy", "disable_tqdm", "dataloader_num_work
 
 # --------------------------------------------------------------------------- settings
 
-def rl_settings(method: str, updates: int, seed: int, kl_coef: float):
+def rl_settings(method: str, updates: int, seed: int, kl_coef: float, minibatch_of: str = "groups"):
     """rlcourse's GRPOConfig: the pipeline's, with K updates."""
     from rlcourse.rlvr.pipeline import RLVRConfig, rl_config
 
-    return rl_config(RLVRConfig(method=method, seed=seed), iterations=updates, kl_coef=kl_coef)
+    return rl_config(RLVRConfig(method=method, seed=seed), iterations=updates, kl_coef=kl_coef,
+                     minibatch_of=minibatch_of)
 
 
 def trl_settings(rl) -> dict:
@@ -121,7 +123,8 @@ def settings_rows(rl, trl: dict | None) -> list[tuple[str, str, str]]:
          f"max_completion_length={get('max_completion_length')}"),
         ("sampling", f"temperature={rl.temperature:g}, full softmax",
          f"temperature={get('temperature')}, top_p={get('top_p')}, top_k={get('top_k')}"),
-        ("passes x minibatches per update", f"epochs={rl.epochs} x minibatches={rl.minibatches}",
+        ("passes x minibatches per update",
+         f"epochs={rl.epochs} x minibatches={rl.minibatches} of {rl.minibatch_of}",
          f"num_iterations={get('num_iterations')} x {get('steps_per_generation')}"),
         ("optimiser", f"Adam lr={rl.lr:g}, constant", f"{get('optim')} lr={get('learning_rate')}, "
                                                       f"{get('lr_scheduler_type')}, wd={get('weight_decay')}"),
@@ -365,6 +368,8 @@ def parse_args(argv=None):
     parser.add_argument("--method", choices=tuple(TRL_LOSS), default="grpo",
                         help="grpo (TRL loss_type grpo, scale_rewards group) or dr_grpo (dr_grpo, none)")
     parser.add_argument("--kl-coef", type=float, default=0.0, help="beta, k3 in the loss for both (default 0)")
+    parser.add_argument("--minibatch-of", choices=("groups", "answers"), default="groups",
+                        help="rlcourse's minibatches: whole groups (its default) or answers of every group (TRL's)")
     parser.add_argument("--sft-epochs", type=int, help="epochs of the warm start (default: the pipeline's, 3)")
     parser.add_argument("--eval-samples", type=int, help="answers per held-out prompt for pass@1 (default 16)")
     parser.add_argument("--quick", action="store_true",
@@ -399,14 +404,14 @@ def main(argv=None) -> int:
                          eval_samples)
         print(f"warm start: {sft_epochs} SFT epoch(s) in {warm['seconds']:.1f} s, held-out pass@1 "
               f"{warm['pass@1']:.3f}; saved and loaded by every run", flush=True)
-        rl = rl_settings(args.method, updates, 0, args.kl_coef)
+        rl = rl_settings(args.method, updates, 0, args.kl_coef, args.minibatch_of)
         print_settings(rl, trl_settings(rl) if version else None, version)
         runners = {"rlcourse": run_ours}
         if version is not None:
             runners[f"TRL {version}"] = run_trl
         results: dict[str, list[dict]] = {label: [] for label in runners}
         for seed in range(seeds):
-            rl = rl_settings(args.method, updates, seed, args.kl_coef)
+            rl = rl_settings(args.method, updates, seed, args.kl_coef, args.minibatch_of)
             for label, runner in runners.items():
                 row = run_fresh(runner, directory, rl, eval_prompts, eval_samples)
                 results[label].append(row)

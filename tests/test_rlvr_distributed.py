@@ -12,6 +12,8 @@ of whole groups). The runs cover the three aggregations and their normalisers:
 * ``dr_grpo``: the group mean, "constant", minibatches of 3 and 2 groups split at random;
 * ``one_group_steps``: five minibatches of one group each, so at every step one rank holds
   nothing and joins the all-reduces with a zero share.
+* ``answers``: minibatches of answers drawn from all 20 (``minibatch_of="answers"``): 7, 7
+  and 6 answers per step, split between the ranks however the permutation falls.
 
 These sample with ``sampling="per-group"``: group j of iteration k has its own generator,
 so both runs draw the same answers. ``per_rank`` keeps the default, each rank's own stream:
@@ -55,6 +57,7 @@ RUNS = {
     "token_mean": config_for("rloo", **BASE, minibatches=1, aggregation="token-mean", kl_coef=0.3, kl_in="reward"),
     "dr_grpo": config_for("dr_grpo", **BASE, minibatches=2),
     "one_group_steps": config_for("grpo", **BASE, minibatches=P, aggregation="token-mean"),
+    "answers": config_for("grpo", **BASE, minibatches=3, minibatch_of="answers"),
     "per_rank": config_for("grpo", **{**BASE, "sampling": "per-rank"}, minibatches=2),
 }
 SAME_ANSWERS = [name for name in RUNS if RUNS[name].sampling == "per-group"]

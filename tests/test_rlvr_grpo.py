@@ -11,7 +11,7 @@ import torch
 from rlcourse.config import ConfigError
 from rlcourse.pg.psi import token_weights
 from rlcourse.rlhf.model import tiny_gpt2
-from rlcourse.rlvr import arithmetic
+from rlcourse.rlvr import arithmetic, grpo
 from rlcourse.rlvr.grpo import METHODS, GRPOConfig, config_for, grpo_loss, k3, train_grpo
 from rlcourse.rlvr.passk import pass_at_k
 
@@ -157,6 +157,35 @@ def test_the_kl_to_the_reference_is_measured_and_nonnegative(kl_in):
                      reference=frozen_copy(model))  # fmt: skip
     assert log["kl"].iloc[0] == pytest.approx(0.0, abs=1e-6)  # π_θ = π_ref before the first step
     assert np.all(np.isfinite(log["kl"])) and log["kl"].iloc[1:].mean() > 0
+
+
+class RecordedGroups:
+    """Stands in for an iteration's :class:`Groups`: records the rows each minibatch takes."""
+
+    def __init__(self, answers: int):
+        self.scores, self.mask, self.taken = torch.zeros(answers), torch.zeros(answers, 1), []
+
+    def rows(self, index):
+        self.taken.append(index.tolist())
+        return self
+
+
+@pytest.mark.parametrize("minibatch_of", ["groups", "answers"])
+def test_each_epoch_takes_every_answer_once_in_minibatches_of_groups_or_answers(monkeypatch, minibatch_of):
+    P, G = 6, 4
+    config = quick("grpo", prompts_per_iteration=P, group_size=G, epochs=2, minibatches=3, minibatch_of=minibatch_of)
+    groups = RecordedGroups(P * G)
+    monkeypatch.setattr(grpo, "minibatch_step", lambda *args: torch.zeros(3))
+    grpo.update(None, None, groups, config, np.random.default_rng(0), iteration=0)
+    assert len(groups.taken) == 6  # 2 epochs x 3 minibatches
+    for epoch in (groups.taken[:3], groups.taken[3:]):
+        assert sorted(sum(epoch, [])) == list(range(P * G))  # every answer once per epoch
+        prompts_per_step = [len({row // G for row in step}) for step in epoch]
+        if minibatch_of == "groups":  # whole groups: 2 prompts' 8 answers each step
+            assert all(len(step) == 8 and n == 2 for step, n in zip(epoch, prompts_per_step, strict=True))
+        else:  # 8 answers drawn from all 24: they come from more than 2 prompts
+            assert all(len(step) == 8 for step in epoch) and max(prompts_per_step) > 2
+    assert groups.taken[:3] != groups.taken[3:]  # a new permutation each epoch
 
 
 def test_kl_needs_a_reference():

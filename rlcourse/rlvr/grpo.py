@@ -102,6 +102,7 @@ METHODS = {
 }
 KL_IN = ("loss", "reward")
 SAMPLING = ("per-rank", "per-group")
+MINIBATCH_OF = ("groups", "answers")
 LOG_COLUMNS = [
     "iteration",
     "reward",
@@ -129,7 +130,8 @@ class GRPOConfig:
     advantage: str = "grpo"  # Ψ of a group: reinforce, rloo, group_mean, grpo
     aggregation: str = "sequence-mean"  # sequence-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO)
     epochs: int = 2  # μ: passes over each batch (the ratio is 1 on the first step only)
-    minibatches: int = 4  # gradient steps per epoch (the groups are split evenly)
+    minibatches: int = 4  # gradient steps per epoch (the groups, or the answers, are split evenly)
+    minibatch_of: str = "groups"  # what a minibatch draws: whole groups, or answers of every group (TRL's way)
     clip_range: float = 0.2  # ε
     kl_coef: float = 0.0  # β (0: no reference model is needed)
     kl_in: str = "loss"  # "loss" (GRPO's k3) or "reward" (lesson 7's k1)
@@ -144,6 +146,7 @@ class GRPOConfig:
         check_range(self, "max_new_tokens", 1, integer=True)
         check_range(self, "temperature", 0, None, low_open=True)
         check_choice(self, "sampling", SAMPLING)
+        check_choice(self, "minibatch_of", MINIBATCH_OF)
         check_choice(self, "advantage", tuple(ADVANTAGES))
         check_choice(self, "aggregation", AGGREGATIONS)
         check_range(self, "epochs", 1, integer=True)
@@ -293,17 +296,23 @@ def update(
 ) -> list[Tensor]:
     """μ epochs of minibatch steps on one iteration's groups; return each step's (loss, approx_kl, clipfrac).
 
-    ``groups`` holds this process's groups, the iteration's ``first``, ``first + 1``, … of P
-    (all P in one process). Every rank draws the same permutation of the P groups, so they
-    agree on each minibatch; each trains on the minibatch's groups that it holds.
+    Each epoch permutes the P groups and cuts them into ``minibatches`` (``minibatch_of="groups"``),
+    or permutes all P·G answers, so that a minibatch mixes answers of every prompt (``"answers"``,
+    as TRL's ``GRPOTrainer`` does). Both estimate the same gradient; Ψ was computed on whole
+    groups before. ``groups`` holds this process's groups, the iteration's ``first``,
+    ``first + 1``, … of P (all P in one process); every rank draws the same permutation, so
+    they agree on each minibatch, and each trains on the minibatch's answers that it holds.
     """
     G = config.group_size
     held = len(groups.scores) // G
+    units = config.prompts_per_iteration * (G if config.minibatch_of == "answers" else 1)
     stats = []
     for _ in range(config.epochs):
-        for chunk in np.array_split(rng.permutation(config.prompts_per_iteration), config.minibatches):
-            mine = chunk[(chunk >= first) & (chunk < first + held)] - first
-            rows = torch.as_tensor((mine[:, None] * G + np.arange(G)).ravel(), device=groups.mask.device)
+        for chunk in np.array_split(rng.permutation(units), config.minibatches):
+            if config.minibatch_of == "groups":
+                chunk = (chunk[:, None] * G + np.arange(G)).ravel()  # each group's G answers
+            mine = chunk[(chunk >= first * G) & (chunk < (first + held) * G)] - first * G
+            rows = torch.as_tensor(mine, device=groups.mask.device)
             stats.append(minibatch_step(model, optimizer, groups.rows(rows), config, iteration))
     return stats
 
