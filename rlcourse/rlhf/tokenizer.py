@@ -1,4 +1,4 @@
-"""Tokenizers: a word-level one for the toy task, GPT-2's or a chat model's for the real thing.
+r"""Tokenizers: a word-level one for the toy task, GPT-2's or a chat model's for the real thing.
 
 The toy task's language has a few dozen words, so each word is one token. Four special
 tokens come first::
