@@ -3,8 +3,9 @@
 Each section trains or computes something, saves its plots next to the report and
 writes a few lines of what to look at. Lessons 6 and 7 (PPO, and the RLHF pipeline,
 about 40% of the work alone) run in a second process beside the other lessons, so that on
-two CPU cores the tour takes about as long as either half (151 s of CPU time in all when
-this was written; ``quick=True`` shrinks every budget for tests).
+two CPU cores the tour takes about as long as either half (64 s of wall time and 121 s of
+CPU on an idle two-core machine when this was written; ``quick=True`` shrinks every budget
+for tests).
 
 Every run here is seed 0, and the report says so: one seed shows what happens, not how
 often. What the seeds agree on (the interquartile mean of ten seeds, its 95% interval and
