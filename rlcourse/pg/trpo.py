@@ -129,9 +129,7 @@ class TRPOConfig:
     use_sde: bool = False  # Gaussian policies: gSDE's state-dependent noise z(s) θ_ε (rlcourse.pg.policies.GSDEPolicy)
     sde_sample_freq: int = -1  # gSDE: steps between draws of θ_ε (-1: once per rollout)
     log_interval: int = 1  # iterations per log row
-    vectorization: str = (
-        "sync"  # "sync": in this process, "async": one process each, "vector_entry_point": Gymnasium's own
-    )
+    vectorization: str = "sync"  # "sync": in this process; "async": one process each; "vector_entry_point"
     normalize_obs: bool = False  # standardise observations by running statistics (rlcourse.pg.normalize)
     normalize_reward: bool = False  # divide rewards by the running std of a discounted return
     clip_obs: float = 10.0  # normalised observations are clipped to ±this
