@@ -14,9 +14,9 @@ whole iterations (100,096 env steps on CartPole-v1, 102,400 on Pendulum-v1): SB3
 rlcourse trains with ``PPOConfig.for_env(env_id)``, which holds those numbers ("lin_x"
 is x with ``anneal_lr`` / ``anneal_clip``). SB3 gets exactly the Zoo's values (a linear
 schedule is a callable of SB3's ``progress_remaining``) on a ``DummyVecEnv`` of
-``n_envs`` copies from ``make_vec_env``, SB3's defaults otherwise. One difference is not
-ours to remove: rlcourse has no gSDE (state-dependent exploration), so on Pendulum-v1 its
-policy is a plain Gaussian with a state-independent σ. ``--sb3-no-sde`` runs SB3 the same
+``n_envs`` copies from ``make_vec_env``, SB3's defaults otherwise. One difference remains:
+``PPOConfig.for_env`` leaves gSDE (state-dependent exploration; rlcourse's ``use_sde``) off,
+so on Pendulum-v1 its policy is a plain Gaussian with a state-independent σ. ``--sb3-no-sde`` runs SB3 the same
 way (``use_sde=False``) for a like-for-like comparison; the header says which settings ran.
 
 For each task, seed and library the script measures, the same way for both:
@@ -154,7 +154,7 @@ def describe_settings(env_id: str, no_sde: bool, with_sb3: bool) -> list[str]:
 
     ours = ", ".join(f"{key}={value}" for key, value in RL_ZOO.get(env_id, {}).items())
     lines = [f"  rlcourse: PPOConfig.for_env({env_id!r}): {ours}"
-             + ("; no gSDE: a plain Gaussian policy" if env_id == "Pendulum-v1" else "")]
+             + ("; gSDE off: a plain Gaussian policy" if env_id == "Pendulum-v1" else "")]
     if with_sb3:
         n_envs, kwargs = sb3_settings(env_id, no_sde)
         theirs = ", ".join(f"{key}={value}" for key, value in kwargs.items())
