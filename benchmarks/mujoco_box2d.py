@@ -1,4 +1,4 @@
-"""Benchmark: PPO (or TRPO, A2C) on the field's tasks, MuJoCo and Box2D, over seeds, side by side with SB3.
+"""Benchmark: PPO (or TRPO, A2C, DQN) on the field's tasks, MuJoCo and Box2D, over seeds, side by side with SB3.
 
 The tasks and their settings: HalfCheetah-v5, Hopper-v5, Walker2d-v5 (the ``mujoco`` extra)
 and LunarLander-v3 (the ``box2d`` extra), with ``PPOConfig.for_env`` (the RL Zoo's tuned
@@ -16,13 +16,18 @@ For each task:
   mean of the final returns with its 95% stratified bootstrap interval and the solved
   fraction (the environment's ``reward_threshold``: 4,800 HalfCheetah, 3,800 Hopper, 200
   LunarLander; Walker2d-v5 has none, 3,000 here);
-* **SB3** (``--algo ppo`` only; ``--no-sb3`` to skip): the same settings in SB3's words
-  (:func:`sb3_settings`: ``VecNormalize(gamma=γ)`` where the config normalises, the
-  networks' size, activation, initialisation and log σ), the same budget, the same
-  evaluation (VecNormalize's statistics frozen), one process per seed;
+* **SB3** (``--algo ppo`` or ``dqn``; ``--no-sb3`` to skip): the same settings in SB3's
+  words (:func:`sb3_settings`: ``VecNormalize(gamma=γ)`` where the config normalises, the
+  networks' size, activation, initialisation and log σ; :func:`sb3_dqn_settings` for
+  ``DQNConfig.for_env``'s, the RL Zoo's), the same budget, the same evaluation
+  (VecNormalize's statistics frozen), one process per seed;
 * the difference of the two IQMs with its interval, and each library's env steps per second;
 * LunarLander-v3: how many seeds meet the Hugging Face course's bar, mean − std ≥ 200 over
-  the evaluation episodes (``--eval-episodes 10`` is the course's count).
+  the evaluation episodes (``--eval-episodes 10`` is the course's count);
+* ``--curves FILE``: both libraries' training curves (the mean return of the last 100
+  training episodes, on a grid of 50 points) and steps to the threshold in training;
+  ``--plot FILE.png --curves FILE`` draws them (the IQM over seeds with a pointwise 95%
+  bootstrap band) without training again.
 
 ``--vectorization async`` steps rlcourse's environments in worker processes (the same
 numbers, other speed). ``--set key=value`` changes rlcourse's config (e.g. ``--algo trpo
@@ -44,6 +49,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import textwrap
 import time
 from pathlib import Path
 
@@ -56,8 +62,10 @@ from rlcourse.config import apply_overrides
 from rlcourse.seeds import eval_seed, run_in_workers, run_seeds
 
 TASKS = {"HalfCheetah-v5": 4_800.0, "Hopper-v5": 3_800.0, "Walker2d-v5": 3_000.0, "LunarLander-v3": 200.0}
-ZOO_STEPS = 1_000_000  # the Zoo's n_timesteps for all four
+ZOO_STEPS = 1_000_000  # the Zoo's PPO, TRPO and A2C n_timesteps for all four
+ZOO_DQN_STEPS = 100_000  # the Zoo's DQN n_timesteps for LunarLander
 QUICK_STEPS = 2_048
+SB3_ALGOS = ("ppo", "dqn")  # the ones compared with SB3 here
 COURSE_BAR = ("LunarLander-v3", 200.0)  # the Hugging Face Deep RL course: mean - std >= 200
 
 
@@ -69,7 +77,7 @@ def whole_iterations(config, steps: int) -> int:
 
 def rlcourse_config(algo: str, env_id: str, sets: list[str], vectorization: str):
     config = apply_overrides(ALGORITHMS[algo].defaults_for(env_id), dict(item.split("=", 1) for item in sets))
-    return dataclasses.replace(config, vectorization=vectorization)
+    return dataclasses.replace(config, vectorization=vectorization) if hasattr(config, "vectorization") else config
 
 
 def sb3_settings(config) -> tuple[dict, dict | None]:
@@ -98,6 +106,20 @@ def sb3_settings(config) -> tuple[dict, dict | None]:
     return kwargs, normalize
 
 
+def sb3_dqn_settings(config) -> dict:
+    """Keyword arguments of SB3's DQN: a ``DQNConfig``'s numbers in SB3's words (SB3 has only the Huber
+    loss, a constant step size, one environment's exploration and no double or dueling network)."""
+    unlike = {"loss": "huber", "lr_schedule": "constant", "double": False, "dueling": False, "num_envs": 1}
+    for field, value in unlike.items():
+        if getattr(config, field) != value:
+            raise ValueError(f"SB3's DQN cannot run {field} = {getattr(config, field)!r} (it has {value!r} only)")
+    names = ("batch_size", "buffer_size", "learning_starts", "gamma", "target_update_interval", "tau", "train_freq",
+             "gradient_steps", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
+             "max_grad_norm")
+    return dict(learning_rate=config.lr, policy_kwargs=dict(net_arch=list(config.hidden)),
+                **{name: getattr(config, name) for name in names})
+
+
 @dataclasses.dataclass(frozen=True)
 class SB3Job:
     env_id: str
@@ -105,23 +127,46 @@ class SB3Job:
     seed: int
     steps: int
     episodes: int
+    threshold: float
+    grid: tuple[float, ...]
+    window: int = 100
+    algo: str = "ppo"
+
+
+def training_curve(ends: list[tuple[int, float]], job: SB3Job) -> tuple[np.ndarray, float]:
+    """SB3's episodes (env step at its end, return) as run_seeds makes rlcourse's curve: the mean
+    of the last ``window`` returns on ``job.grid``, and the first step it reaches the threshold."""
+    if not ends:
+        return np.full(len(job.grid), np.nan), float("nan")
+    steps, returns = (np.asarray(column, dtype=float) for column in zip(*ends))
+    curve = stats.trailing_mean(returns, np.ones_like(returns), job.window)
+    return stats.on_grid(steps, curve, job.grid), stats.steps_to_threshold(steps, curve, job.threshold)
 
 
 def sb3_seed(job: SB3Job) -> dict:
-    """Train SB3's PPO with ``job.config``'s settings; judge the final model as run_seeds judges ours."""
+    """Train SB3's PPO (or DQN) with ``job.config``'s settings; judge the final model as run_seeds judges ours."""
     import gymnasium as gym
-    from stable_baselines3 import PPO
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    kwargs, normalize = sb3_settings(job.config)
+    kwargs, normalize = sb3_settings(job.config) if job.algo == "ppo" else (sb3_dqn_settings(job.config), None)
     start = time.perf_counter()
     env = make_vec_env(job.env_id, n_envs=job.config.num_envs, seed=job.seed, vec_env_cls=DummyVecEnv)
     if normalize is not None:
         env = VecNormalize(env, **normalize)
-    model = PPO("MlpPolicy", env, seed=job.seed, device="cpu", **kwargs)
-    model.learn(total_timesteps=job.steps)
+    model = {"ppo": PPO, "dqn": DQN}[job.algo]("MlpPolicy", env, seed=job.seed, device="cpu", **kwargs)
+    ends: list[tuple[int, float]] = []  # (env steps, return) of each training episode, from SB3's Monitor
+
+    class Episodes(BaseCallback):
+        def _on_step(self) -> bool:
+            ends.extend((self.num_timesteps, info["episode"]["r"]) for info in self.locals["infos"] if "episode" in info)
+            return True
+
+    model.learn(total_timesteps=job.steps, callback=Episodes())
     seconds = time.perf_counter() - start
+    curve, reached = training_curve(ends, job)
     if normalize is not None:
         env.training = False  # frozen statistics, as rlcourse's saved ones
     evaluation, returns = gym.make(job.env_id), []
@@ -135,7 +180,8 @@ def sb3_seed(job: SB3Job) -> dict:
             total, done = total + float(reward), terminated or truncated
         returns.append(total)
     return {"seed": job.seed, "final_return": float(np.mean(returns)), "final_std": float(np.std(returns)),
-            "env_steps": model.num_timesteps, "seconds": seconds, "steps_per_second": model.num_timesteps / seconds}
+            "steps_to_threshold": reached, "env_steps": model.num_timesteps, "seconds": seconds,
+            "steps_per_second": model.num_timesteps / seconds, "curve": curve}
 
 
 def machine() -> str:
@@ -152,40 +198,95 @@ def summary_line(label: str, runs: pd.DataFrame, threshold: float) -> str:
             f"mean {row['mean']:,.1f}, solved (>= {threshold:g}) {row['solved']}/{row['runs']}, {speed:,.0f} steps/s")
 
 
-def run_task(env_id: str, args) -> pd.DataFrame:
+def curves_frame(env_id: str, library: str, grid, curves: np.ndarray, seeds) -> pd.DataFrame:
+    """One library's ``[seeds, grid]`` curves on one task: a row per grid point, a column per seed."""
+    frame = pd.DataFrame(np.asarray(curves).T, columns=[f"seed{seed}" for seed in seeds])
+    return frame.assign(env=env_id, library=library, env_steps=np.asarray(grid))
+
+
+def run_task(env_id: str, args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both libraries on ``env_id``: (one row per seed and library, the training curves)."""
     threshold = TASKS[env_id]
     config = rlcourse_config(args.algo, env_id, args.set, args.vectorization)
-    steps = whole_iterations(config, args.steps or (QUICK_STEPS if args.quick else ZOO_STEPS))
+    budget = ZOO_DQN_STEPS if args.algo == "dqn" else ZOO_STEPS
+    steps = whole_iterations(config, args.steps or (QUICK_STEPS if args.quick else budget))
     print(f"{args.algo} on {env_id}: {steps:,} steps, seeds {args.seeds}, {args.eval_episodes} evaluation episodes "
           f"per seed, threshold {threshold:g}; {machine()}\n  rlcourse config: {config}", flush=True)
-    ours = run_seeds(args.algo, env_id, args.seeds, steps=steps, threshold=threshold, config=config,
-                     workers=args.workers, eval_episodes=args.eval_episodes).runs.assign(library="rlcourse")
-    frames = [ours]
-    if args.algo == "ppo" and not args.no_sb3:
-        jobs = [SB3Job(env_id, config, seed, steps, args.eval_episodes) for seed in args.seeds]
-        frames.append(pd.DataFrame(run_in_workers(sb3_seed, jobs, args.workers)).assign(library="SB3"))
+    result = run_seeds(args.algo, env_id, args.seeds, steps=steps, threshold=threshold, config=config,
+                       workers=args.workers, eval_episodes=args.eval_episodes)
+    frames = [result.runs.assign(library="rlcourse")]
+    curves = [curves_frame(env_id, "rlcourse", result.grid, result.curves, args.seeds)]
+    if args.algo in SB3_ALGOS and not args.no_sb3:
+        jobs = [SB3Job(env_id, config, seed, steps, args.eval_episodes, threshold, tuple(result.grid), algo=args.algo)
+                for seed in args.seeds]
+        rows = run_in_workers(sb3_seed, jobs, args.workers)
+        sb3_curves = np.stack([row.pop("curve") for row in rows])
+        frames.append(pd.DataFrame(rows).assign(library="SB3"))
+        curves.append(curves_frame(env_id, "SB3", result.grid, sb3_curves, args.seeds))
     runs = pd.concat(frames, ignore_index=True)
-    print(runs[["library", "seed", "final_return", "final_std", "env_steps", "seconds"]].to_string(index=False))
+    print(runs[["library", "seed", "final_return", "final_std", "steps_to_threshold", "env_steps", "seconds"]]
+          .to_string(index=False))
     for library, group in runs.groupby("library", sort=False):
         print(summary_line(library, group, threshold), flush=True)
     if len(frames) == 2:
-        diff = stats.difference_ci(*(frame["final_return"].to_numpy(float) for frame in frames))
-        verdict = "excludes 0: a difference" if diff.excludes(0) else "contains 0: no difference claimed"
-        print(f"rlcourse - SB3, IQM of the final return: {diff.estimate:+,.1f}, 95% CI "
-              f"[{diff.low:+,.1f}, {diff.high:+,.1f}]; the interval {verdict}", flush=True)
+        for column, what in (("final_return", "final greedy return"), ("steps_per_second", "env steps per second")):
+            a, b = ((frame["env_steps"] / frame["seconds"] if column == "steps_per_second" else frame[column])
+                    .to_numpy(float) for frame in frames)
+            diff = stats.difference_ci(a, b)
+            verdict = "excludes 0: a difference" if diff.excludes(0) else "contains 0: no difference claimed"
+            print(f"rlcourse - SB3, IQM of the {what}: {diff.estimate:+,.1f}, 95% CI "
+                  f"[{diff.low:+,.1f}, {diff.high:+,.1f}]; the interval {verdict}", flush=True)
     if env_id == COURSE_BAR[0]:
         for library, group in runs.groupby("library", sort=False):
             met = int((group["final_return"] - group["final_std"] >= COURSE_BAR[1]).sum())
             print(f"{library}: mean - std >= {COURSE_BAR[1]:g} over {args.eval_episodes} episodes: "
                   f"{met}/{len(group)} seeds", flush=True)
-    return runs.assign(env=env_id, algo=args.algo, steps=steps)
+    return runs.assign(env=env_id, algo=args.algo, steps=steps), pd.concat(curves, ignore_index=True)
+
+
+def plot(curves_path: str, png: str) -> None:
+    """One panel per task: each library's training curve, IQM over seeds with a pointwise 95% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = pd.read_csv(curves_path)
+    tasks = list(dict.fromkeys(curves["env"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(8.0, 5.2 * len(tasks)), 4.2), squeeze=False)
+    for ax, env_id in zip(axes[0], tasks):
+        for library, frame in curves[curves["env"] == env_id].groupby("library", sort=False):
+            seeds = [column for column in frame.columns if column.startswith("seed") and frame[column].notna().any()]
+            if not seeds:  # no seed saw 100 episodes end
+                continue
+            band = stats.curve_band(frame[seeds].to_numpy(float).T, frame["env_steps"].to_numpy(float))
+            line, = ax.plot(band["grid"], band["estimate"], lw=1.8, label=f"{library}, {len(seeds)} seeds")
+            ax.fill_between(band["grid"], band["low"], band["high"], color=line.get_color(), alpha=0.25, lw=0)
+        ax.axhline(TASKS[env_id], color="grey", ls="--", lw=0.8, label=f"threshold {TASKS[env_id]:g}")
+        ax.set_title(f"{curves['algo'].iloc[0].upper()} on {env_id}", fontsize="medium")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("training return, mean of last 100 episodes")
+        ax.legend(fontsize="small", loc="best")
+    fig.suptitle("Training return (the exploring policy): IQM over seeds, pointwise 95% bootstrap band",
+                 fontsize="medium")
+    fig.tight_layout()
+    if "machine" in curves:
+        lines = textwrap.wrap(f"{curves['machine'].iloc[0]}. Command: docs/mujoco.md.", int(fig.get_figwidth() * 17))
+        fig.subplots_adjust(bottom=fig.subplotpars.bottom + 0.045 * len(lines))
+        fig.text(0.005, 0.005, "\n".join(lines), fontsize="x-small", color="grey", va="bottom")
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    print(f"wrote {png}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", choices=list(TASKS), default=list(TASKS))
-    parser.add_argument("--algo", choices=("ppo", "trpo", "a2c"), default="ppo")
-    parser.add_argument("--steps", type=int, help=f"env steps per run (default {ZOO_STEPS:,}; --quick {QUICK_STEPS:,})")
+    parser.add_argument("--algo", choices=("ppo", "trpo", "a2c", "dqn"), default="ppo",
+                        help="dqn: LunarLander-v3 only (discrete actions)")
+    parser.add_argument("--steps", type=int, help=f"env steps per run (default {ZOO_STEPS:,}, dqn {ZOO_DQN_STEPS:,}; "
+                        f"--quick {QUICK_STEPS:,})")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 1)")
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--eval-episodes", type=int, help="greedy episodes per final model (default 10; --quick 2)")
@@ -194,19 +295,31 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: one seed, 2,048 steps, two episodes")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
     parser.add_argument("--csv", help="write every seed's row of both libraries to this file")
+    parser.add_argument("--curves", help="write both libraries' training curves to this file")
+    parser.add_argument("--plot", metavar="PNG", help="draw --curves FILE's curves into PNG (no training)")
     args = parser.parse_args(argv)
+    if args.plot:
+        if not args.curves:
+            parser.error("--plot draws the curves of --curves FILE: give both")
+        plot(args.curves, args.plot)
+        return 0
     args.seeds = list(range(args.seeds or (1 if args.quick else 5)))
     args.eval_episodes = args.eval_episodes or (2 if args.quick else 10)
-    if args.algo == "ppo" and not args.no_sb3:
+    if args.algo == "dqn" and args.envs != ["LunarLander-v3"]:
+        parser.error("--algo dqn: DQN needs discrete actions; of these tasks only LunarLander-v3 has them "
+                     "(--envs LunarLander-v3)")
+    if args.algo in SB3_ALGOS and not args.no_sb3:
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:
             parser.error("Stable-Baselines3 is not installed: pip install stable-baselines3 torch==2.13.0 (or --no-sb3)")
-    runs = pd.concat([run_task(env_id, args) for env_id in args.envs], ignore_index=True)
-    if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        runs.assign(machine=machine()).to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
+    results = [run_task(env_id, args) for env_id in args.envs]
+    for path, frame in ((args.csv, pd.concat([runs for runs, _ in results], ignore_index=True)),
+                        (args.curves, pd.concat([curves for _, curves in results], ignore_index=True))):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            frame.assign(algo=args.algo, machine=machine()).to_csv(path, index=False)
+            print(f"wrote {path}")
     return 0
 
 

@@ -168,3 +168,20 @@ def test_trl_grpo_benchmark_scores_trl_s_answers_as_rlcourse_scores_its_own(monk
     expected = verifier()([problem] * len(answers), response_text(tokenizer, batch)).tolist()
     assert rewards == expected == [1.0, 1.0, 0.0, 0.0, 0.0]       # "8 <sep> 5" is no number, as in rlcourse
     assert calls[0]["reward"] == pytest.approx(0.4) and calls[0]["tokens"] == sum(map(len, answers))
+
+
+def test_ceiling_benchmark_prints_the_ceilings_and_the_ratio():
+    # with Stable-Baselines3 where it is installed (an optional dependency); without it, its column is nan
+    with_sb3 = importlib.util.find_spec("stable_baselines3") is not None
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ceiling.py"), "--envs", "CartPole-v1",
+                           "--steps", "512", *([] if with_sb3 else ["--no-sb3"])],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = re.search(r"^\| CartPole-v1 \| 512 \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+|nan) \| "
+                    r"(\S+)× \| (\d+)% \|$", proc.stdout, flags=re.MULTILINE)
+    assert row, proc.stdout
+    alone, with_policy, ours = (float(row[i].replace(",", "")) for i in (1, 2, 3))
+    # each ceiling is a part of the work the next one does: drawing actions from the policy can only slow
+    # the environment down, and training collects with the policy and then updates
+    assert alone > with_policy > ours > 0
+    assert (row[4] != "nan") == with_sb3

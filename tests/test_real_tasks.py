@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from resumed import assert_resumes_bit_for_bit, stop_at
@@ -68,21 +69,65 @@ def test_the_zoo_mujoco_networks_are_relu_without_orthogonal_initialisation(tmp_
     assert isinstance(rlcourse.pg.policies.load_policy(tmp_path).mean[1], torch.nn.ReLU)
 
 
-def test_the_benchmark_quick_runs_both_libraries_over_seeds():
+def test_the_benchmark_quick_runs_both_libraries_over_seeds(tmp_path):
     # with Stable-Baselines3 where it is installed (an optional dependency); without it, rlcourse alone
     pytest.importorskip("mujoco")
     with_sb3 = importlib.util.find_spec("stable_baselines3") is not None
-    command = [sys.executable, str(ROOT / "benchmarks" / "mujoco_box2d.py"), "--quick", "--envs", "Hopper-v5",
-               "--steps", "1024", "--workers", "1"]
+    curves = tmp_path / "curves.csv"
+    script = [sys.executable, str(ROOT / "benchmarks" / "mujoco_box2d.py")]
+    command = [*script, "--quick", "--envs", "Hopper-v5", "--steps", "1024", "--workers", "1", "--curves", str(curves)]
     proc = subprocess.run(command + ([] if with_sb3 else ["--no-sb3"]), cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ppo on Hopper-v5: 1,024 steps, seeds [0]" in proc.stdout
     summaries = re.findall(r"^(rlcourse|SB3): IQM -?[\d,.]+, 95% CI \[", proc.stdout, flags=re.MULTILINE)
-    assert summaries == (["rlcourse", "SB3"] if with_sb3 else ["rlcourse"]), proc.stdout
+    libraries = ["rlcourse", "SB3"] if with_sb3 else ["rlcourse"]
+    assert summaries == libraries, proc.stdout
     if with_sb3:
-        assert re.search(r"^rlcourse - SB3, IQM of the final return: [+-][\d,.]+, 95% CI", proc.stdout,
-                         flags=re.MULTILINE), proc.stdout
+        for what in ("final greedy return", "env steps per second"):
+            assert re.search(rf"^rlcourse - SB3, IQM of the {what}: [+-][\d,.]+, 95% CI", proc.stdout,
+                             flags=re.MULTILINE), proc.stdout
+    # both libraries' curves on one grid of 50 points up to the budget (NaN until 100 episodes have ended)
+    frame = pd.read_csv(curves)
+    assert list(dict.fromkeys(frame["library"])) == libraries
+    for _, group in frame.groupby("library"):
+        assert len(group) == 50 and group["env_steps"].iloc[-1] == 1024 and "seed0" in group
+    plot = subprocess.run([*script, "--curves", str(curves), "--plot", str(tmp_path / "curves.png")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert plot.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 10_000, plot.stderr
+
+
+def test_the_benchmark_runs_dqn_on_lunarlander_beside_sb3_and_refuses_it_on_mujoco():
+    pytest.importorskip("Box2D")
+    with_sb3 = importlib.util.find_spec("stable_baselines3") is not None
+    script = [sys.executable, str(ROOT / "benchmarks" / "mujoco_box2d.py"), "--algo", "dqn"]
+    proc = subprocess.run([*script, "--envs", "LunarLander-v3", "--quick", "--steps", "300", "--workers", "1",
+                           *([] if with_sb3 else ["--no-sb3"])], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "dqn on LunarLander-v3: 300 steps, seeds [0]" in proc.stdout
+    # the RL Zoo's LunarLander values reached SB3 (an SB3 that ran other settings would print them too)
+    libraries = re.findall(r"^(rlcourse|SB3): mean - std >= 200 over 2 episodes", proc.stdout, flags=re.MULTILINE)
+    assert libraries == (["rlcourse", "SB3"] if with_sb3 else ["rlcourse"]), proc.stdout
+    refused = subprocess.run([*script, "--envs", "Hopper-v5", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "only LunarLander-v3" in refused.stderr.strip().splitlines()[-1]
+
+
+def test_sb3_dqn_gets_the_zoo_lunarlander_settings_and_refuses_what_it_cannot_run():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import mujoco_box2d
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from rlcourse.value.dqn import DQNConfig
+
+    kwargs = mujoco_box2d.sb3_dqn_settings(DQNConfig.for_env("LunarLander-v3"))
+    assert kwargs["learning_rate"] == 6.3e-4 and kwargs["batch_size"] == 128 and kwargs["buffer_size"] == 50_000
+    assert kwargs["gradient_steps"] == -1 and kwargs["train_freq"] == 4 and kwargs["target_update_interval"] == 250
+    assert kwargs["exploration_fraction"] == 0.12 and kwargs["exploration_final_eps"] == 0.1
+    assert kwargs["policy_kwargs"] == {"net_arch": [256, 256]} and kwargs["learning_starts"] == 0
+    with pytest.raises(ValueError, match="loss = 'mse'"):
+        mujoco_box2d.sb3_dqn_settings(DQNConfig())  # the course's defaults use the square loss
 
 
 @pytest.mark.parametrize("vectorization", ["sync", "async"])
