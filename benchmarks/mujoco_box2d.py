@@ -264,7 +264,9 @@ def plot(curves_path: str, png: str) -> None:
             ax.fill_between(band["grid"], band["low"], band["high"], color=line.get_color(), alpha=0.25, lw=0)
         ax.axhline(TASKS[env_id], color="grey", ls="--", lw=0.8, label=f"threshold {TASKS[env_id]:g}")
         ax.set_title(f"{curves['algo'].iloc[0].upper()} on {env_id}", fontsize="medium")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
+        millions = curves["env_steps"].max() >= 1e6
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+            lambda x, _, m=millions: f"{x / 1e6:g}M" if m else f"{x / 1e3:g}k"))
         ax.set_xlabel("environment steps")
         ax.set_ylabel("training return, mean of last 100 episodes")
         ax.legend(fontsize="small", loc="best")
