@@ -133,6 +133,20 @@ class SB3Job:
     algo: str = "ppo"
 
 
+def sb3_env(env_id: str, num_envs: int, seed: int):
+    """SB3's ``DummyVecEnv`` of ``num_envs`` copies, *without* a render mode, as rlcourse trains.
+
+    ``make_vec_env`` makes every environment with ``render_mode="rgb_array"`` unless told
+    otherwise, and LunarLander then adds a Box2D body (a flame particle, drawn, not felt)
+    for every engine firing: the physics slows down as the policy learns to fly, about 6×
+    by 250,000 steps here.
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    return make_vec_env(env_id, n_envs=num_envs, seed=seed, vec_env_cls=DummyVecEnv, env_kwargs={"render_mode": None})
+
+
 def training_curve(ends: list[tuple[int, float]], job: SB3Job) -> tuple[np.ndarray, float]:
     """SB3's episodes (env step at its end, return) as run_seeds makes rlcourse's curve: the mean
     of the last ``window`` returns on ``job.grid``, and the first step it reaches the threshold."""
@@ -148,12 +162,11 @@ def sb3_seed(job: SB3Job) -> dict:
     import gymnasium as gym
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize
 
     kwargs, normalize = sb3_settings(job.config) if job.algo == "ppo" else (sb3_dqn_settings(job.config), None)
     start = time.perf_counter()
-    env = make_vec_env(job.env_id, n_envs=job.config.num_envs, seed=job.seed, vec_env_cls=DummyVecEnv)
+    env = sb3_env(job.env_id, job.config.num_envs, job.seed)
     if normalize is not None:
         env = VecNormalize(env, **normalize)
     model = {"ppo": PPO, "dqn": DQN}[job.algo]("MlpPolicy", env, seed=job.seed, device="cpu", **kwargs)

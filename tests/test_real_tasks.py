@@ -130,6 +130,25 @@ def test_sb3_dqn_gets_the_zoo_lunarlander_settings_and_refuses_what_it_cannot_ru
         mujoco_box2d.sb3_dqn_settings(DQNConfig())  # the course's defaults use the square loss
 
 
+def test_sb3_environments_have_no_render_mode_as_ours_do():
+    # make_vec_env's default, render_mode="rgb_array", makes LunarLander add a Box2D body for every
+    # engine firing (a flame drawn on screen), which slowed SB3's runs about 6x as the policy learned
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("Box2D")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import mujoco_box2d
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    env = mujoco_box2d.sb3_env("LunarLander-v3", 2, seed=0)
+    assert env.get_attr("render_mode") == [None, None]
+    env.reset()
+    for _ in range(50):
+        env.step(np.full(2, 2))  # the main engine, every step
+    assert env.get_attr("particles") == [[], []]
+    env.close()
+
+
 @pytest.mark.parametrize("vectorization", ["sync", "async"])
 def test_a_resumed_mujoco_run_equals_one_that_never_stopped(tmp_path, vectorization):
     """MuJoCo's environments pickle their constructor's arguments only (EzPickle): the checkpoint
