@@ -4,9 +4,10 @@ For each task, with ``PPOConfig.for_env``'s settings (the RL Zoo's) and one torc
 
 * **env alone**: the task's vector environment (``num_envs`` copies, as PPO makes them)
   stepped with random actions: no training can collect faster;
-* **env + policy**: the same, with the actions drawn by the untrained policy and the
-  critic's value computed for every step, as rollout collection does: the speed PPO would
-  reach if its update cost nothing;
+* **env + policy**: the same, with the actions drawn by the untrained policy, as rollout
+  collection draws them (with the observation normaliser, action clipping and reward
+  scaling the settings ask for): the speed PPO would reach if its update, the critic's
+  pass over the batch included, cost nothing;
 * **rlcourse PPO** and **SB3 PPO** (the same settings in SB3's words, through
   ``mujoco_box2d.sb3_seed``): a whole training run of ``--steps`` env steps, in one
   process each, the libraries in turn; steps per second of the training call.
@@ -24,6 +25,7 @@ import argparse
 import time
 
 import gymnasium as gym
+import numpy as np
 import torch
 from mujoco_box2d import SB3Job, machine, sb3_seed, whole_iterations
 
@@ -47,18 +49,27 @@ def env_alone(env_id: str, config, steps: int, seed: int = 0) -> float:
 
 
 def env_and_policy(env_id: str, config, steps: int, seed: int = 0) -> float:
-    """Env steps per second when the untrained policy draws the actions and the critic values each state."""
-    policy, critic = ppo.make_networks("ppo", env_id, None, config.hidden, config.log_std_init, config.activation,
-                                       config.ortho_init)
-    rollout = Rollout(env_id, config.num_envs, seed, vectorization=config.vectorization)
-    envs, obs = rollout.envs, rollout.obs
+    """Env steps per second when the untrained policy draws the actions: the work of
+    ``Rollout.collect`` without its bookkeeping (observations normalised and counted, actions
+    clipped to the bounds, rewards scaled, where ``config`` asks for them). The critic is left
+    out: rlcourse values a batch's states in one pass after collecting it (``gae_batch``)."""
+    policy, _ = ppo.make_networks("ppo", env_id, None, config.hidden, config.log_std_init, config.activation,
+                                  config.ortho_init, **ppo.gaussian_options(config))
+    rollout = Rollout.for_config(env_id, config, seed, None, "cpu")
+    envs, obs, scaler = rollout.envs, rollout.obs, rollout.reward_scaler
+    space = rollout.single_action_space
+    bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
     start = time.perf_counter()
     with torch.no_grad():
         for _ in range(steps // config.num_envs):
-            tensor = torch.as_tensor(obs, dtype=torch.float32)
+            tensor = torch.as_tensor(rollout.policy_input(obs), dtype=torch.float32)
             action, _ = policy.sample(tensor)
-            critic(tensor)
-            obs = envs.step(action.numpy())[0]
+            action = action.numpy() if bounds is None else np.clip(action.numpy(), *bounds)
+            obs, reward, term, trunc, _ = envs.step(action)
+            if rollout.obs_normalizer is not None:
+                rollout.obs_normalizer.update(obs)
+            if scaler is not None:
+                scaler(reward, term | trunc)
     seconds = time.perf_counter() - start
     rollout.close()
     return steps / seconds

@@ -59,7 +59,7 @@ import pandas as pd
 from rlcourse import stats
 from rlcourse.algorithms import ALGORITHMS
 from rlcourse.config import apply_overrides
-from rlcourse.seeds import eval_seed, run_in_workers, run_seeds
+from rlcourse.seeds import curves_table, eval_seed, run_in_workers, run_seeds, table_band
 
 TASKS = {"HalfCheetah-v5": 4_800.0, "Hopper-v5": 3_800.0, "Walker2d-v5": 3_000.0, "LunarLander-v3": 200.0}
 ZOO_STEPS = 1_000_000  # the Zoo's PPO, TRPO and A2C n_timesteps for all four
@@ -213,8 +213,7 @@ def summary_line(label: str, runs: pd.DataFrame, threshold: float) -> str:
 
 def curves_frame(env_id: str, library: str, grid, curves: np.ndarray, seeds) -> pd.DataFrame:
     """One library's ``[seeds, grid]`` curves on one task: a row per grid point, a column per seed."""
-    frame = pd.DataFrame(np.asarray(curves).T, columns=[f"seed{seed}" for seed in seeds])
-    return frame.assign(env=env_id, library=library, env_steps=np.asarray(grid))
+    return curves_table(grid, curves, seeds).assign(env=env_id, library=library)
 
 
 def run_task(env_id: str, args) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -269,11 +268,10 @@ def plot(curves_path: str, png: str) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(max(8.0, 5.2 * len(tasks)), 4.2), squeeze=False)
     for ax, env_id in zip(axes[0], tasks):
         for library, frame in curves[curves["env"] == env_id].groupby("library", sort=False):
-            seeds = [column for column in frame.columns if column.startswith("seed") and frame[column].notna().any()]
+            band, seeds = table_band(frame)
             if not seeds:  # no seed saw 100 episodes end
                 continue
-            band = stats.curve_band(frame[seeds].to_numpy(float).T, frame["env_steps"].to_numpy(float))
-            line, = ax.plot(band["grid"], band["estimate"], lw=1.8, label=f"{library}, {len(seeds)} seeds")
+            line, = ax.plot(band["grid"], band["estimate"], lw=1.8, label=f"{library}, {seeds} seeds")
             ax.fill_between(band["grid"], band["low"], band["high"], color=line.get_color(), alpha=0.25, lw=0)
         ax.axhline(TASKS[env_id], color="grey", ls="--", lw=0.8, label=f"threshold {TASKS[env_id]:g}")
         ax.set_title(f"{curves['algo'].iloc[0].upper()} on {env_id}", fontsize="medium")

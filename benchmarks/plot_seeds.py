@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlcourse import stats  # noqa: E402
+from rlcourse.seeds import table_band  # noqa: E402
 from seeds import RESULTS, RLHF_BARS, ROWS, Row  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -128,9 +129,8 @@ def draw_panel(ax, task: str, names: list[str]) -> None:
         if loaded is None or loaded[1] is None:
             continue
         runs, curves = loaded
-        seeds = [column for column in curves.columns if column.startswith("seed")]
-        band = stats.curve_band(curves[seeds].to_numpy(float).T, curves["env_steps"])
-        line, = ax.plot(band["grid"], band["estimate"], lw=1.8, label=f"{label(rows[name])}, {len(seeds)} seeds")
+        band, seeds = table_band(curves)
+        line, = ax.plot(band["grid"], band["estimate"], lw=1.8, label=f"{label(rows[name])}, {seeds} seeds")
         ax.fill_between(band["grid"], band["low"], band["high"], color=line.get_color(), alpha=0.25, lw=0)
     threshold = rows[names[0]].threshold
     ax.axhline(threshold, color="grey", ls="--", lw=0.8, label=f"threshold {threshold:g}")

@@ -159,8 +159,7 @@ def run_row(row: Row, seeds: int, csv: str | None, curves: str | None) -> None:
             continue
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         if frame is None:
-            frame = pd.DataFrame(result.curves.T, columns=[f"seed{s}" for s in result.runs["seed"]])
-            frame.insert(0, "env_steps", result.grid)
+            frame = result.curves_table()
         frame.assign(algo=row.algo, env=row.env, threshold=row.threshold, command=row.command(seeds, csv, curves),
                      machine=machine()).to_csv(path, index=False)
         print(f"wrote {path}", flush=True)

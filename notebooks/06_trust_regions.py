@@ -712,7 +712,7 @@ print(f"{pendulum.steps:,} steps in {pendulum.timing['seconds']:.1f} s; greedy r
 # %%
 from pathlib import Path
 
-from rlcourse import stats
+from rlcourse.seeds import table_band
 
 try:
     import Box2D  # noqa: F401  (the box2d extra)
@@ -728,12 +728,10 @@ else:
         if (RESULTS / "lunarlander_ppo_curves.csv").exists():
             curves = pd.read_csv(RESULTS / "lunarlander_ppo_curves.csv")
             for library, frame in curves.groupby("library", sort=False):
-                frame = frame[frame["env_steps"] <= (last or np.inf)]
-                seeds = [c for c in frame.columns if c.startswith("seed") and frame[c].notna().any()]
+                band, seeds = table_band(frame[frame["env_steps"] <= (last or np.inf)])
                 if not seeds:
                     continue
-                band = stats.curve_band(frame[seeds].to_numpy(float).T, frame["env_steps"].to_numpy(float))
-                (line,) = ax.plot(band["grid"], band["estimate"], label=f"{library}, {len(seeds)} seeds, 1M steps")
+                (line,) = ax.plot(band["grid"], band["estimate"], label=f"{library}, {seeds} seeds, 1M steps")
                 ax.fill_between(band["grid"], band["low"], band["high"], color=line.get_color(), alpha=0.25, lw=0)
         ax.plot(lunar.log["env_steps"], lunar.log["return"], "o-", color="black", ms=4,
                 label=f"this run (seed {SEED}), mean return per iteration")

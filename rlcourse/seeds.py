@@ -149,6 +149,35 @@ class SeedResults:
         """The curves' IQM and 95% interval at every grid point (:func:`rlcourse.stats.curve_band`)."""
         return stats.curve_band(self.curves, self.grid, **options)
 
+    def curves_table(self) -> pd.DataFrame:
+        """The curves as :func:`curves_table` writes them (the benchmarks' ``*_curves.csv``)."""
+        return curves_table(self.grid, self.curves, self.runs["seed"])
+
+
+def curves_table(grid, curves, seeds) -> pd.DataFrame:
+    """``[seeds, grid]`` curves as a table: a row per grid point, column ``env_steps`` and one
+    column per seed, ``seed0``, ``seed1``, ... (the benchmarks' ``*_curves.csv`` files)."""
+    curves = np.asarray(curves, dtype=float)
+    seeds = [int(seed) for seed in seeds]
+    if curves.ndim != 2 or curves.shape != (len(seeds), len(grid)):
+        raise ValueError(f"curves must be [{len(seeds)} seeds, {len(grid)} grid points], got shape {curves.shape}")
+    table = pd.DataFrame(curves.T, columns=[f"seed{seed}" for seed in seeds])
+    table.insert(0, "env_steps", np.asarray(grid, dtype=float))
+    return table
+
+
+def table_band(table: pd.DataFrame, **options) -> tuple[pd.DataFrame, int]:
+    """The IQM band (:func:`rlcourse.stats.curve_band`) of a :func:`curves_table` over its
+    ``env_steps``, and how many seeds went into it: the ``seed*`` columns with any value
+    (a seed that never finished ``window`` episodes has none and is left out; with no
+    seed left the band is all NaN)."""
+    seeds = [column for column in table.columns if column.startswith("seed") and table[column].notna().any()]
+    grid = table["env_steps"].to_numpy(float)
+    if not seeds:
+        nothing = np.full(len(grid), np.nan)
+        return pd.DataFrame({"grid": grid, "estimate": nothing, "low": nothing, "high": nothing}), 0
+    return stats.curve_band(table[seeds].to_numpy(float).T, grid, **options), len(seeds)
+
 
 def summarise(runs: pd.DataFrame, threshold: float) -> dict:
     """:func:`rlcourse.stats.summarise` of ``final_return`` and ``steps_to_threshold``, and the

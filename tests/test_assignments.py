@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from rlcourse.assignments.autograder import build_bundle
-from rlcourse.assignments.markers import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, find_blocks,
-                                          solution_lines, stub_solutions)
-from rlcourse.assignments.release import ReleaseError, release
+from rlcourse.assignments.markers import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, enclosing_function,
+                                          find_blocks, solution_lines, stub_solutions)
+from rlcourse.assignments.release import LESSON_OF_MODULE, ReleaseError, lesson_of, release
 from rlcourse.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,3 +196,26 @@ def test_the_release_readme_gives_one_grade_command_and_pytest_names_what_is_lef
     assert "def test_td_target_of_q_learning_and_sarsa():" in done.stdout            # its traceback
     assert "raise NotImplementedError" not in done.stdout                             # no stub's traceback
 
+
+# Solution blocks that no graded test names, each with the reason it is not a hole in the grade.
+GRADED_THROUGH_ANOTHER = {
+    ("rlcourse/tabular/td_lambda.py", "td_lambda_episode"): "td_lambda_evaluation, graded against the λ-return",
+    ("rlcourse/pg/td_lambda_ac.py", "train"): "NOT GRADED YET: the three lines of δ and the two traced steps "
+                                              "(decay_and_add and trace_step are graded)",
+}
+
+
+def test_every_function_a_student_writes_is_named_by_a_graded_test_of_its_lesson():
+    # a solution block no graded test reaches is work a student is never marked on: a stub left
+    # raising NotImplementedError would lose nothing
+    ungraded = []
+    for path in LESSON_OF_MODULE:
+        source = (ROOT / path).read_text()
+        for block in find_blocks(source, BEGIN_SOLUTION, END_SOLUTION, path):
+            function = enclosing_function(source, block.begin)
+            tests = (ROOT / "tests" / "graded" / f"test_lesson{lesson_of(path, function)}.py").read_text()
+            name = function.split(".")[-1]  # a method: its name, e.g. ReplayBuffer.add's buffer.add(
+            called = re.search(rf"\.{name}\b|\b{name}\(", tests)
+            if not called and (path, function) not in GRADED_THROUGH_ANOTHER:
+                ungraded.append(f"{path}: {function}")
+    assert not ungraded, ungraded

@@ -185,3 +185,9 @@ def test_ceiling_benchmark_prints_the_ceilings_and_the_ratio():
     # the environment down, and training collects with the policy and then updates
     assert alone > with_policy > ours > 0
     assert (row[4] != "nan") == with_sb3
+    # the two ratios are those of the printed figures (each rounded to a whole step per second)
+    assert abs(int(row[6]) - 100 * ours / with_policy) <= 0.5 + 100 * 0.5 / with_policy
+    if with_sb3:
+        assert float(row[5]) == pytest.approx(ours / float(row[4].replace(",", "")), abs=0.006)
+    else:
+        assert row[5] == "nan"

@@ -11,7 +11,7 @@ import pytest
 
 import rlcourse
 from rlcourse import stats
-from rlcourse.seeds import eval_seed, run_in_workers, run_seeds
+from rlcourse.seeds import curves_table, eval_seed, run_in_workers, run_seeds, table_band
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,6 +205,28 @@ def test_curve_band_is_the_iqm_per_point_with_an_interval_around_it():
     assert (flat[["estimate", "low", "high"]].to_numpy() == 2.0).all()
 
 
+def test_a_curves_table_written_to_csv_gives_back_the_band_of_its_seeds(tmp_path):
+    rng = np.random.default_rng(3)
+    grid, curves = np.array([100.0, 200.0, 300.0, 400.0]), rng.normal(size=(3, 4))
+    curves[1, 0] = np.nan                                              # seed 7 had no return yet at 100
+    table = curves_table(grid, curves, [3, 7, 11])
+    assert list(table.columns) == ["env_steps", "seed3", "seed7", "seed11"]
+    table.assign(algo="ppo", seconds=1.0).to_csv(tmp_path / "curves.csv", index=False)
+    band, seeds = table_band(pd.read_csv(tmp_path / "curves.csv"))     # other columns are not seeds
+    assert seeds == 3
+    pd.testing.assert_frame_equal(band, stats.curve_band(curves, grid))
+    assert np.isnan(band.loc[0, "estimate"]) and band["estimate"][1:].notna().all()
+    # a seed with no value anywhere (it never finished `window` episodes) is left out, not a NaN band
+    table["seed7"] = np.nan
+    band, seeds = table_band(table)
+    assert seeds == 2
+    pd.testing.assert_frame_equal(band, stats.curve_band(curves[[0, 2]], grid))
+    band, seeds = table_band(table.drop(columns=["seed3", "seed7", "seed11"]))
+    assert seeds == 0 and band["estimate"].isna().all() and list(band["grid"]) == list(grid)
+    with pytest.raises(ValueError, match=r"curves must be \[3 seeds, 4 grid points\]"):
+        curves_table(grid, curves[:, :3], [3, 7, 11])
+
+
 # ---------------------------------------------------------------- running seeds
 
 def test_run_seeds_on_the_corridor_matches_training_each_seed_here():
@@ -227,6 +249,8 @@ def test_run_seeds_on_the_corridor_matches_training_each_seed_here():
     assert result.summary["solved"] == 2 and result.summary["iqm"] == 1.0
     assert (result.summary["ci_low"], result.summary["ci_high"]) == (1.0, 1.0)
     assert result.band()["estimate"].iloc[-1] == 1.0
+    assert list(result.curves_table().columns) == ["env_steps", "seed0", "seed1"]
+    pd.testing.assert_frame_equal(table_band(result.curves_table())[0], result.band())
 
 
 @pytest.mark.parametrize("kwargs, name", [

@@ -1,41 +1,20 @@
 """True online TD(λ) with linear features: exactly the online λ-return algorithm (brute force),
 on random features and on lesson 3's tile coding of MountainCar; tabular with one-hot features."""
 
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "graded"))  # the graded tests' brute force, shared with them
+from brute_force import online_lambda_return  # noqa: E402
 
 import rlcourse  # noqa: F401  (registers rlcourse/Corridor-v0)
 from rlcourse.tabular.evaluation import exact_evaluation, uniform_policy
 from rlcourse.value.linear import OneHot, TileCoder
 from rlcourse.value.true_online import true_online_td_lambda, true_online_update
-
-
-def online_lambda_return(w0, xs, rewards, terminated, alpha, gamma, lam):
-    """The online λ-return algorithm of van Seijen et al. (2016), by its definition: for every
-    horizon h redo t = 0 … h−1 from w0 with the truncated λ-returns G^{λ|h}_t, whose n-step
-    returns bootstrap with w_{t+n−1} (the final weights of horizon t+n−1). Returns w_1 … w_T.
-
-    ``xs`` holds x_0 … x_T (x_T: the state after the last step; 0 when it is terminal)."""
-    T = len(rewards)
-    xs = [np.asarray(x, float) for x in xs]
-    if terminated:
-        xs[T] = np.zeros_like(xs[T])
-    finals = [np.array(w0, float)]  # w_0, w_1, …: w_h = w^h_h
-
-    def n_step(t, n):
-        G = sum(gamma ** (k - 1) * rewards[t + k - 1] for k in range(1, n + 1))
-        return G + gamma**n * finals[t + n - 1] @ xs[t + n]
-
-    for h in range(1, T + 1):
-        w = np.array(w0, float)
-        for t in range(h):
-            G = (1 - lam) * sum(lam ** (n - 1) * n_step(t, n) for n in range(1, h - t)) + lam ** (h - t - 1) * n_step(
-                t, h - t
-            )
-            w = w + alpha * (G - w @ xs[t]) * xs[t]
-        finals.append(w)
-    return finals[1:]
 
 
 def true_online_weights(w0, xs, rewards, terminated, alpha, gamma, lam):

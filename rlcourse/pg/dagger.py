@@ -50,6 +50,7 @@ from rlcourse import stats
 from rlcourse.config import ConfigError, check_layers, check_range
 from rlcourse.pg.imitation import (
     Demonstrations,
+    StateLog,
     cartpole_controller,
     collect_demonstrations,
     disagreement,
@@ -204,17 +205,6 @@ def train(
 
 
 LOG_COLUMNS = ["round", "env_steps", "return", "episodes", "error_own_states", "loss", "beta"]
-
-
-class StateLog:
-    """Acts as ``policy`` does and keeps every observation it is asked about (for labelling later)."""
-
-    def __init__(self, policy):
-        self.policy, self.states = policy, []
-
-    def act(self, obs, rng=None):
-        self.states.append(np.asarray(obs, dtype=np.float32))
-        return self.policy.act(obs, rng)
 
 
 def dagger_study(

@@ -238,8 +238,8 @@ def disagreement(policy, expert, states, rng=None) -> float:
     return float(np.mean(np.sum((mine - theirs).reshape(len(states), -1) ** 2, axis=-1)))
 
 
-class _Recorder:
-    """Acts like ``policy`` and remembers every observation it was asked about."""
+class StateLog:
+    """Acts as ``policy`` does and keeps every observation it is asked about (for labelling later)."""
 
     def __init__(self, policy):
         self.policy, self.states = policy, []
@@ -305,7 +305,7 @@ def compounding_error_study(
             for n in sorted(sample_sizes):
                 train = pool.subset(slice(0, n))
                 policy, _ = behaviour_cloning(train, observation_space, action_space, config, seed)
-                driver = _Recorder(policy)
+                driver = StateLog(policy)
                 played = evaluate_policy(driver, env_id, eval_episodes, base + 60_000, env_kwargs=env_kwargs)
                 rows.append(
                     [

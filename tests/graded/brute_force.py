@@ -1,9 +1,12 @@
-"""Brute-force definitions the graded tests compare against (lessons 4, 5 and 6).
+"""Brute-force definitions the graded tests compare against (lessons 3, 4, 5 and 6).
 
 Loops straight from the definitions, one environment column at a time, cut into episodes
 at the done flags, with the powers of γ written out. Arrays are time-major [T, N]. A
 terminated step has no future; a truncated one (the time limit) and the last step of the
 batch are bootstrapped from ``next_values``.
+
+Lesson 3 has the online λ-return algorithm written from its definition (every horizon
+redone from the start), which true online TD(λ) equals exactly with linear features.
 
 Lesson 6 adds PPO's clipped surrogate one sample at a time, the KL between categorical
 distributions from their probabilities, and the Fisher matrix of a policy built one state and
@@ -14,6 +17,33 @@ import math
 
 import numpy as np
 import torch
+
+
+def online_lambda_return(w0, xs, rewards, terminated, alpha, gamma, lam):
+    """The online λ-return algorithm of van Seijen et al. (2016), by its definition: for every
+    horizon h redo t = 0 … h−1 from w0 with the truncated λ-returns G^{λ|h}_t, whose n-step
+    returns bootstrap with w_{t+n−1} (the final weights of horizon t+n−1). Returns w_1 … w_T.
+
+    ``xs`` holds x_0 … x_T (x_T: the state after the last step; 0 when it is terminal)."""
+    last = len(rewards)  # T
+    xs = [np.asarray(x, float) for x in xs]
+    if terminated:
+        xs[last] = np.zeros_like(xs[last])
+    finals = [np.array(w0, float)]  # w_0, w_1, …: w_h = w^h_h
+
+    def n_step(t, n):
+        G = sum(gamma ** (k - 1) * rewards[t + k - 1] for k in range(1, n + 1))
+        return G + gamma**n * finals[t + n - 1] @ xs[t + n]
+
+    for h in range(1, last + 1):
+        w = np.array(w0, float)
+        for t in range(h):
+            G = (1 - lam) * sum(lam ** (n - 1) * n_step(t, n) for n in range(1, h - t)) + lam ** (h - t - 1) * n_step(
+                t, h - t
+            )
+            w = w + alpha * (G - w @ xs[t]) * xs[t]
+        finals.append(w)
+    return finals[1:]
 
 
 def random_batch(seed: int, T: int = 12, N: int = 3, consistent: bool = False) -> dict:

@@ -3,7 +3,8 @@
 The expected values are worked out by hand in the comments, or come from brute-force
 loops written below straight from the definitions (a ring buffer simulated one
 transition at a time, a target computed one transition at a time, tiles found by
-walking along each grid). None comes from calling rlcourse's own solutions: the only
+walking along each grid) or in ``brute_force.py`` (the online λ-return algorithm, every
+horizon redone from the start, which true online TD(λ) must equal). None comes from calling rlcourse's own solutions: the only
 rlcourse objects used besides the functions under test are inputs (``DQNConfig``,
 ``TileCoder``'s constructor) and the helper ``flatten_parameters`` that builds the
 optimiser ``dqn_update`` expects.
@@ -18,6 +19,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from brute_force import online_lambda_return
 from torch import nn
 
 from rlcourse.assignments.sandbox import student_module
@@ -28,6 +30,7 @@ dqn_targets = student_module("rlcourse.value.dqn_targets")
 linear = student_module("rlcourse.value.linear")
 dqn_update = student_module("rlcourse.value.dqn").dqn_update
 ReplayBuffer = student_module("rlcourse.value.replay").ReplayBuffer
+true_online = student_module("rlcourse.value.true_online")
 
 
 def assert_close(got, expected, tol: float = 1e-6):
@@ -538,3 +541,39 @@ def test_linear_q_learning_update_after_a_terminal_step():
     assert delta == pytest.approx(0.5)
     assert_close(W, [[0.75, 0.1], [-0.25, 2.1], [1.0, 1.0]])
 ### END HIDDEN TESTS
+
+
+# --------------------------------------------------------------------------- true online TD(λ)
+
+
+@pytest.mark.points(1)
+def test_true_online_update_by_hand():
+    # x = (1, 0), x' = (0, 1), w = (1, 2), z = (0.5, 0.5), V_old = 0.5; α = 0.5, γ = 1, λ = 0.5, r = 1:
+    # V = wᵀx = 1, V' = wᵀx' = 2, δ = 1 + 2 − 1 = 2; zᵀx = 0.5 (the old z):
+    # z = 0.5·(0.5, 0.5) + (1 − 0.5·1·0.5·0.5)·(1, 0) = (1.125, 0.25)
+    # w += 0.5·(2 + 1 − 0.5)·z − 0.5·(1 − 0.5)·x = (1 + 1.40625 − 0.25, 2 + 0.3125)
+    w, z = np.array([1.0, 2.0]), np.array([0.5, 0.5])
+    same_w, same_z = w, z
+    delta, v_old = true_online.true_online_update(w, z, np.array([1.0, 0.0]), np.array([0.0, 1.0]), 1.0, 0.5,
+                                                  0.5, 1.0, 0.5)
+    assert delta == pytest.approx(2.0) and v_old == pytest.approx(2.0)    # V_old for the next step: V' = 2
+    assert same_w is w and same_z is z                                    # both in place
+    assert_close(z, [1.125, 0.25])
+    assert_close(w, [2.15625, 2.3125])
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("lam", [0.0, 0.6, 1.0])
+@pytest.mark.parametrize("terminated", [True, False])
+def test_true_online_td_lambda_is_the_online_lambda_return(lam, terminated):
+    # van Seijen et al. (2016): with linear features true online TD(λ) gives, after every step h,
+    # exactly the weights of the online λ-return algorithm (every horizon redone from w_0)
+    rng = np.random.default_rng(7)
+    xs, rewards, w0 = rng.normal(size=(8, 4)), rng.normal(size=7), rng.normal(size=4)
+    alpha, gamma = 0.05, 0.9
+    expected = online_lambda_return(w0, xs, rewards, terminated, alpha, gamma, lam)
+    w, z, v_old = w0.copy(), np.zeros(4), 0.0
+    for t, reward in enumerate(rewards):
+        x_next = np.zeros(4) if terminated and t == len(rewards) - 1 else xs[t + 1]
+        _, v_old = true_online.true_online_update(w, z, xs[t], x_next, float(reward), v_old, alpha, gamma, lam)
+        assert_close(w, expected[t], tol=1e-9)
