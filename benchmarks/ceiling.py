@@ -10,7 +10,9 @@ For each task, with ``PPOConfig.for_env``'s settings (the RL Zoo's) and one torc
   pass over the batch included, cost nothing;
 * **rlcourse PPO** and **SB3 PPO** (the same settings in SB3's words, through
   ``mujoco_box2d.sb3_seed``): a whole training run of ``--steps`` env steps, in one
-  process each, the libraries in turn; steps per second of the training call.
+  process each, the libraries in turn; steps per second of the training call;
+* **rlcourse PPO, compiled** (``--compiled``): the same run with ``compile_loss=True``
+  (``torch.compile`` of the minibatch loss), its compiling counted in the run's time.
 
 It prints each figure, rlcourse's share of the two ceilings, and rlcourse / SB3. Run it
 with nothing else on the machine (``--repeats`` runs the libraries alternately and keeps
@@ -22,6 +24,7 @@ each one's best, the figure least disturbed by other work)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import gymnasium as gym
@@ -76,6 +79,7 @@ def env_and_policy(env_id: str, config, steps: int, seed: int = 0) -> float:
 
 
 def rlcourse_ppo(env_id: str, config, steps: int, seed: int = 0) -> float:
+    """rlcourse's steps per second of the training call (compiling included, if ``config.compile_loss``)."""
     result = rlcourse.train("ppo", env_id, steps=steps, seed=seed, config=config)
     return result.steps / result.timing["seconds"]
 
@@ -86,19 +90,22 @@ def sb3_ppo(env_id: str, config, steps: int, seed: int = 0) -> float:
     return sb3_seed(job)["steps_per_second"]
 
 
-def measure(env_id: str, steps: int | None, repeats: int, with_sb3: bool) -> dict:
+def measure(env_id: str, steps: int | None, repeats: int, with_sb3: bool, compiled: bool = False) -> dict:
     config = ppo.PPOConfig.for_env(env_id)
     steps = whole_iterations(config, steps or STEPS.get(env_id, 20_480))
     row = {"env": env_id, "steps": steps,
            "env alone": max(env_alone(env_id, config, steps) for _ in range(repeats)),
            "env + policy": max(env_and_policy(env_id, config, steps) for _ in range(repeats))}
-    ours, theirs = [], []
+    ours, theirs, ours_compiled = [], [], []
     for _ in range(repeats):  # alternately, so that a change of load falls on both
         ours.append(rlcourse_ppo(env_id, config, steps))
         if with_sb3:
             theirs.append(sb3_ppo(env_id, config, steps))
+        if compiled:
+            ours_compiled.append(rlcourse_ppo(env_id, dataclasses.replace(config, compile_loss=True), steps))
     row["rlcourse PPO"] = max(ours)
     row["SB3 PPO"] = max(theirs) if theirs else float("nan")
+    row["compiled"] = max(ours_compiled) if ours_compiled else float("nan")
     return row
 
 
@@ -108,19 +115,22 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="env steps per measurement (default: per task, whole iterations)")
     parser.add_argument("--repeats", type=int, default=1, help="measurements of each, the best kept (default 1)")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--compiled", action="store_true", help="also rlcourse with compile_loss=True")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     gym.logger.min_level = 40
     print(f"PPO with PPOConfig.for_env's settings, one torch thread; {machine()}", flush=True)
+    extra = (" rlcourse PPO, compiled | compiled / SB3 |", "---|---|") if args.compiled else ("", "")
     print("| task | steps | env alone | env + policy | rlcourse PPO | SB3 PPO | rlcourse / SB3 | "
-          "rlcourse / env + policy |")
-    print("|---|---|---|---|---|---|---|---|")
+          "rlcourse / env + policy |" + extra[0])
+    print("|---|---|---|---|---|---|---|---|" + extra[1])
     for env_id in args.envs:
-        row = measure(env_id, args.steps, args.repeats, not args.no_sb3)
+        row = measure(env_id, args.steps, args.repeats, not args.no_sb3, args.compiled)
         ratio = row["rlcourse PPO"] / row["SB3 PPO"]
+        compiled = f" {row['compiled']:,.0f} | {row['compiled'] / row['SB3 PPO']:.2f}× |" if args.compiled else ""
         print(f"| {env_id} | {row['steps']:,} | {row['env alone']:,.0f} | {row['env + policy']:,.0f} | "
               f"{row['rlcourse PPO']:,.0f} | {row['SB3 PPO']:,.0f} | {ratio:.2f}× | "
-              f"{row['rlcourse PPO'] / row['env + policy']:.0%} |", flush=True)
+              f"{row['rlcourse PPO'] / row['env + policy']:.0%} |{compiled}", flush=True)
     return 0
 
 

@@ -180,6 +180,7 @@ class PPOConfig:
     normalize_reward: bool = False  # divide rewards by the running std of a discounted return
     clip_obs: float = 10.0  # normalised observations are clipped to ±this
     clip_reward: float = 10.0  # scaled rewards are clipped to ±this
+    compile_loss: bool = False  # torch.compile the minibatch loss (compiled_ppo_loss): pays on runs of minutes
 
     def __post_init__(self):
         check_choice(self, "surrogate", SURROGATES)
@@ -211,6 +212,7 @@ class PPOConfig:
         check_gaussian_options(self)
         check_range(self, "log_interval", 1, integer=True)
         check_env_options(self, native=True)
+        check_choice(self, "compile_loss", (True, False))
 
     @classmethod
     def for_env(cls, env_id: str) -> PPOConfig:
@@ -383,6 +385,26 @@ def ppo_loss(
     return Terms(loss, policy_loss, critic_loss, entropy, approx_kl, clipfrac)
 
 
+def compiled_ppo_loss() -> Callable[..., Terms]:
+    """:func:`ppo_loss` through ``torch.compile``, called as ``ppo_loss`` is.
+
+    The compiler traces the loss of one minibatch, forward and backward, into fused kernels
+    (C++ on the CPU: it needs a C++ compiler, as ``torch.compile`` does): on our CPU a
+    gradient step of the RL Zoo's CartPole-v1 and HalfCheetah-v5 settings took 25–40% less
+    time, after 3–15 s of compiling at the first call (``docs/mujoco.md``, § Speed). ε and
+    β go in as 0-d tensors, so an annealed ε changes an input, not the compiled code. The
+    numbers equal the eager loss's up to rounding, not bit for bit.
+    """
+    compiled = torch.compile(ppo_loss)
+
+    def loss(policy, critic, mb, config, clip_range, kl_coef, old_dist=None) -> Terms:
+        # 0-d tensors serve wherever ε and β are numbers (clamp's bounds, products, comparisons)
+        epsilon, beta = torch.tensor(clip_range), torch.tensor(kl_coef)
+        return compiled(policy, critic, mb, config, epsilon, beta, old_dist)  # type: ignore[arg-type]
+
+    return loss
+
+
 def adapt_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
     """The adaptive penalty's rule (PPO paper, section 4): β/2 if d < d_targ/1.5, 2β if d > 1.5 d_targ."""
     ### BEGIN SOLUTION
@@ -462,6 +484,7 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *, steps
                                  log_interval=config.log_interval, callback=callback, resume=resume,
                                  tensorboard=tensorboard)  # fmt: skip
         kl_coef = config.kl_coef
+        loss_fn = compiled_ppo_loss() if config.compile_loss else ppo_loss
         if record.resumed:
             load_training_state(record.resumed, rng, rollout, policy=policy, critic=critic, optimizer=optimizer)
             kl_coef = record.resumed["kl_coef"]
@@ -476,7 +499,7 @@ def train(env_id: str = "CartPole-v1", config: PPOConfig | None = None, *, steps
                 )
                 with torch_threads(threads):
                     data = gae_batch(batch, critic, config.gamma, config.gae_lambda)
-                    stats = update(policy, critic, flat, optimizer, data, config, lr, clip_range, kl_coef)
+                    stats = update(policy, critic, flat, optimizer, data, config, lr, clip_range, kl_coef, loss_fn)
                 if not all(math.isfinite(stats[key]) for key in (*TERM_NAMES[1:], "kl")):
                     raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
                 if config.surrogate == "adaptive-kl":
@@ -509,9 +532,11 @@ def update(
     lr: float,
     clip_range: float,
     kl_coef: float,
+    loss_fn: Callable[..., Terms] = ppo_loss,
 ) -> dict:
     """One iteration's update: ``n_epochs`` passes of minibatch steps over the batch (fewer if
-    ``target_kl`` stops them); the named numbers of the log row."""
+    ``target_kl`` stops them); the named numbers of the log row. ``loss_fn``: :func:`ppo_loss`
+    or :func:`compiled_ppo_loss`'s."""
     optimizer.param_groups[0]["lr"] = lr
     with torch.no_grad():
         old_dist = policy.distribution(data.obs)
@@ -520,7 +545,7 @@ def update(
     for epoch in range(config.n_epochs):
         stop = False
         for index in torch.randperm(len(data.returns)).split(config.batch_size):
-            terms = ppo_loss(
+            terms = loss_fn(
                 policy,
                 critic,
                 data.rows(index),
