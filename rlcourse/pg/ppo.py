@@ -390,8 +390,10 @@ def compiled_ppo_loss() -> Callable[..., Terms]:
 
     The compiler traces the loss of one minibatch, forward and backward, into fused kernels
     (C++ on the CPU: it needs a C++ compiler, as ``torch.compile`` does): on our CPU a
-    gradient step of the RL Zoo's CartPole-v1 and HalfCheetah-v5 settings took 25–40% less
-    time, after 3–15 s of compiling at the first call (``docs/mujoco.md``, § Speed). ε and
+    gradient step of the RL Zoo's CartPole-v1 and HalfCheetah-v5 settings took 24–30% less
+    time, a whole HalfCheetah update 15% less and a whole run no measurable amount less,
+    after 8–11 s of compiling at the first call (~3 s with torch's compile cache warm;
+    ``docs/mujoco.md``, § Speed). ε and
     β go in as 0-d tensors, so an annealed ε changes an input, not the compiled code. The
     numbers equal the eager loss's up to rounding, not bit for bit.
     """
