@@ -200,8 +200,6 @@ def test_the_release_readme_gives_one_grade_command_and_pytest_names_what_is_lef
 # Solution blocks that no graded test names, each with the reason it is not a hole in the grade.
 GRADED_THROUGH_ANOTHER = {
     ("rlcourse/tabular/td_lambda.py", "td_lambda_episode"): "td_lambda_evaluation, graded against the λ-return",
-    ("rlcourse/pg/td_lambda_ac.py", "train"): "NOT GRADED YET: the three lines of δ and the two traced steps "
-                                              "(decay_and_add and trace_step are graded)",
 }
 
 

@@ -12,7 +12,7 @@ from rlcourse.algorithms import ALGORITHMS
 from rlcourse.config import ConfigError
 from rlcourse.pg import psi, td_lambda_ac
 from rlcourse.pg.policies import ValueFunction, make_policy
-from rlcourse.pg.td_lambda_ac import TDLambdaACConfig, decay_and_add, trace_step
+from rlcourse.pg.td_lambda_ac import TDLambdaACConfig, decay_and_add, td_step, trace_step
 
 
 def test_decay_and_add_and_trace_step_by_hand():
@@ -63,6 +63,22 @@ def test_the_traced_actor_steps_sum_to_the_gae_policy_gradient(lam):
     forward = torch.autograd.grad((logps * A).sum(), params)
     for a, b in zip(total, forward):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_td_step_by_hand_and_train_steps_through_it(monkeypatch):
+    # the graded td_step is the one update train makes: δ once, then the critic's and the actor's steps
+    actor, critic = [torch.nn.Parameter(torch.zeros(2))], [torch.nn.Parameter(torch.zeros(1))]
+    config = TDLambdaACConfig(gamma=0.5, lr_actor=0.1, lr_critic=1.0)
+    delta = td_step(actor, [torch.tensor([1.0, 2.0])], critic, [torch.tensor([3.0])], 2.0, 1.0, 4.0, config)
+    assert delta == 3.0  # 2 + 0.5 · 4 − 1
+    torch.testing.assert_close(actor[0].data, torch.tensor([0.3, 0.6]))
+    torch.testing.assert_close(critic[0].data, torch.tensor([9.0]))
+    calls = []
+    monkeypatch.setattr(td_lambda_ac, "td_step", lambda *args: calls.append(args) or td_step(*args))
+    result = td_lambda_ac.train("CartPole-v1", TDLambdaACConfig(hidden=(8,)), steps=50, seed=0)
+    assert len(calls) == 50
+    # V(s') is passed as 0 exactly at the ends of CartPole's episodes (terminations: no time limit in 50 steps)
+    assert sum(next_value == 0.0 for *_, next_value, _ in calls) == len(result.log) >= 1
 
 
 def test_train_logs_episodes_and_repeats_itself():

@@ -91,6 +91,31 @@ def trace_step(params: list, traces: list, delta: float, lr: float) -> None:
     ### END SOLUTION
 
 
+def td_step(
+    actor_params: list,
+    actor_traces: list,
+    critic_params: list,
+    critic_traces: list,
+    reward: float,
+    value: float,
+    next_value: float,
+    config: TDLambdaACConfig,
+) -> float:
+    """One update of the TD(λ) actor-critic, after the traces took this step's gradients.
+
+    δ = r + γ V(s') − V(s) (``next_value`` is already 0 when s' is terminal, and still V(s')
+    when the time limit cut the episode); then w ← w + α_w δ z_w and θ ← θ + α_θ δ z_θ.
+    Returns δ.
+    """
+    # Hint: one TD error for both steps, from the values before either network moves.
+    ### BEGIN SOLUTION
+    td_error = reward + config.gamma * next_value - value
+    trace_step(critic_params, critic_traces, td_error, config.lr_critic)
+    trace_step(actor_params, actor_traces, td_error, config.lr_actor)
+    return td_error
+    ### END SOLUTION
+
+
 def act_and_trace(policy, critic, obs, actor_traces: list, critic_traces: list, config: TDLambdaACConfig):
     """Sample a ~ π(· | s); add ∇ log π(a | s) and ∇ V(s) to the decayed traces. Returns ``(a, V(s))``."""
     x = torch.as_tensor(np.asarray(obs), dtype=torch.float32).unsqueeze(0)
@@ -155,12 +180,9 @@ def train(
             obs, reward, terminated, truncated, _ = env.step(action)
             with torch.no_grad():
                 next_value = 0.0 if terminated else float(critic(torch.as_tensor(obs, dtype=torch.float32)))
-            # Hint: δ from the critic's two values, then a traced step for the critic and one for the actor.
-            ### BEGIN SOLUTION
-            delta = float(reward) + config.gamma * next_value - value
-            trace_step(critic_params, critic_traces, delta, config.lr_critic)
-            trace_step(actor_params, actor_traces, delta, config.lr_actor)
-            ### END SOLUTION
+            delta = td_step(
+                actor_params, actor_traces, critic_params, critic_traces, float(reward), value, next_value, config
+            )
             if not math.isfinite(delta):
                 raise NonFiniteError("TD error", step, None)
             episode_return, length, abs_td = episode_return + float(reward), length + 1, abs_td + abs(delta)

@@ -16,6 +16,7 @@ from brute_force import brute_gae, brute_n_step, random_batch
 from rlcourse.assignments.sandbox import student_module
 from rlcourse.pg.policies import CategoricalPolicy, GaussianPolicy, ValueFunction
 from rlcourse.pg.rollout import Batch
+from rlcourse.pg.td_lambda_ac import TDLambdaACConfig
 
 a2c = student_module("rlcourse.pg.a2c")
 a3c = student_module("rlcourse.pg.a3c")
@@ -239,7 +240,37 @@ def test_td_lambda_trace_step_moves_the_parameters_along_delta_times_the_trace()
     assert params[0].grad is None
 
 
+@pytest.mark.points(2)
+def test_td_lambda_step_moves_the_critic_and_the_actor_along_one_td_error():
+    # δ = r + γ V(s') − V(s) = 1 + 0.9 · 2 − 0.5 = 2.3; then the critic moves by α_w δ z_w = 0.1 · 2.3 · z_w
+    # and the actor by α_θ δ z_θ = 0.01 · 2.3 · z_θ; the traces stay as they were
+    config = TDLambdaACConfig(gamma=0.9, lr_actor=0.01, lr_critic=0.1)
+    actor = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.ones(1, 2))]
+    critic = [torch.nn.Parameter(torch.zeros(3))]
+    actor_traces, critic_traces = [torch.tensor([1.0, -1.0]), torch.tensor([[0.0, 2.0]])], [torch.tensor([1.0, 0.5, -2.0])]
+    got = td_lambda_ac.td_step(actor, actor_traces, critic, critic_traces, 1.0, 0.5, 2.0, config)
+    assert got == pytest.approx(2.3)
+    torch.testing.assert_close(critic[0].data, torch.tensor([0.23, 0.115, -0.46]))
+    torch.testing.assert_close(actor[0].data, torch.tensor([0.023, -0.023]))
+    torch.testing.assert_close(actor[1].data, torch.tensor([[1.0, 1.046]]))
+    torch.testing.assert_close(critic_traces[0], torch.tensor([1.0, 0.5, -2.0]))
+    assert actor[0].grad is None and critic[0].grad is None
+
+
 ### BEGIN HIDDEN TESTS
+@pytest.mark.points(1)
+def test_td_lambda_step_after_a_terminal_state_steps_against_the_traces():
+    # s' terminal, so V(s') is passed as 0 and δ = 0 − 1.5 = −1.5 (γ plays no part): both networks
+    # step against their traces, each with its own step size
+    config = TDLambdaACConfig(gamma=0.99, lr_actor=0.2, lr_critic=0.4)
+    actor, critic = [torch.nn.Parameter(torch.ones(2))], [torch.nn.Parameter(torch.ones(2))]
+    got = td_lambda_ac.td_step(actor, [torch.tensor([1.0, 0.0])], critic, [torch.tensor([0.0, 1.0])], 0.0, 1.5, 0.0,
+                               config)
+    assert got == pytest.approx(-1.5)
+    torch.testing.assert_close(actor[0].data, torch.tensor([0.7, 1.0]))
+    torch.testing.assert_close(critic[0].data, torch.tensor([1.0, 0.4]))
+
+
 @pytest.mark.points(1)
 def test_td_lambda_traces_over_three_steps_are_the_discounted_sum_of_gradients():
     # after steps with gradients g_0, g_1, g_2 from z = 0: z = (γλ)² g_0 + γλ g_1 + g_2
