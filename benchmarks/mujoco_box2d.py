@@ -1,9 +1,10 @@
 """Benchmark: PPO (or TRPO, A2C, DQN) on the field's tasks, MuJoCo and Box2D, over seeds, side by side with SB3.
 
 The tasks and their settings: HalfCheetah-v5, Hopper-v5, Walker2d-v5 (the ``mujoco`` extra)
-and LunarLander-v3 (the ``box2d`` extra), with ``PPOConfig.for_env`` (the RL Zoo's tuned
-values, ``rl-baselines3-zoo/hyperparams/ppo.yml``; observation normalisation and reward
-scaling on for the MuJoCo tasks, as the Zoo's ``normalize: true``) and the Zoo's budget,
+and LunarLander-v3 (the ``box2d`` extra), with the algorithm's ``for_env`` (``PPOConfig``,
+``TRPOConfig``, ``A2CConfig``, ``DQNConfig``: the RL Zoo's tuned values,
+``rl-baselines3-zoo/hyperparams/ALGO.yml``; observation normalisation and reward scaling on
+for the MuJoCo tasks, as the Zoo's ``normalize: true``) and the Zoo's budget,
 1,000,000 env steps, rounded up to whole iterations (SB3's ``learn`` always finishes the
 rollout it has begun).
 
@@ -16,11 +17,12 @@ For each task:
   mean of the final returns with its 95% stratified bootstrap interval and the solved
   fraction (the environment's ``reward_threshold``: 4,800 HalfCheetah, 3,800 Hopper, 200
   LunarLander; Walker2d-v5 has none, 3,000 here);
-* **SB3** (``--algo ppo`` or ``dqn``; ``--no-sb3`` to skip): the same settings in SB3's
-  words (:func:`sb3_settings`: ``VecNormalize(gamma=γ)`` where the config normalises, the
-  networks' size, activation, initialisation and log σ; :func:`sb3_dqn_settings` for
-  ``DQNConfig.for_env``'s, the RL Zoo's), the same budget, the same evaluation
-  (VecNormalize's statistics frozen), one process per seed;
+* **SB3** (``--no-sb3`` to skip; TRPO is sb3-contrib's): the same settings in SB3's words
+  (:func:`sb3_settings`, :func:`sb3_trpo_settings`, :func:`sb3_a2c_settings`,
+  :func:`sb3_dqn_settings`; ``VecNormalize(gamma=γ)`` where the config normalises, the
+  networks' size, activation, initialisation and log σ; a config SB3 cannot run is refused
+  before anything trains), the same budget, the same evaluation (VecNormalize's statistics
+  frozen), one process per seed;
 * the difference of the two IQMs with its interval, and each library's env steps per second;
 * LunarLander-v3: how many seeds meet the Hugging Face course's bar, mean − std ≥ 200 over
   the evaluation episodes (``--eval-episodes 10`` is the course's count);
@@ -30,8 +32,8 @@ For each task:
   bootstrap band) without training again.
 
 ``--vectorization async`` steps rlcourse's environments in worker processes (the same
-numbers, other speed). ``--set key=value`` changes rlcourse's config (e.g. ``--algo trpo
---set normalize_obs=true normalize_reward=true``). ``--quick`` is a smoke run: one seed,
+numbers, other speed). ``--set key=value`` changes the config of both libraries (e.g. ``--algo
+trpo --set max_kl=0.02``). ``--quick`` is a smoke run: one seed,
 2,048 steps, two evaluation episodes.
 
 (Not ``benchmarks/mujoco.py``: a script's folder comes first on ``sys.path``, and a file of
@@ -41,12 +43,14 @@ Run (next to nothing else on the machine; ``--workers`` up to the cores)::
 
     python benchmarks/mujoco_box2d.py --envs HalfCheetah-v5 Hopper-v5 Walker2d-v5 --seeds 5 --workers 2 --csv DIR
     python benchmarks/mujoco_box2d.py --envs LunarLander-v3 --seeds 5 --eval-episodes 10 --csv DIR
+    python benchmarks/mujoco_box2d.py --algo trpo --envs HalfCheetah-v5 --seeds 5 --csv FILE
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import platform
 import textwrap
@@ -65,7 +69,6 @@ TASKS = {"HalfCheetah-v5": 4_800.0, "Hopper-v5": 3_800.0, "Walker2d-v5": 3_000.0
 ZOO_STEPS = 1_000_000  # the Zoo's PPO, TRPO and A2C n_timesteps for all four
 ZOO_DQN_STEPS = 100_000  # the Zoo's DQN n_timesteps for LunarLander
 QUICK_STEPS = 2_048
-SB3_ALGOS = ("ppo", "dqn")  # the ones compared with SB3 here
 COURSE_BAR = ("LunarLander-v3", 200.0)  # the Hugging Face Deep RL course: mean - std >= 200
 
 
@@ -80,39 +83,82 @@ def rlcourse_config(algo: str, env_id: str, sets: list[str], vectorization: str)
     return dataclasses.replace(config, vectorization=vectorization) if hasattr(config, "vectorization") else config
 
 
-def sb3_settings(config) -> tuple[dict, dict | None]:
-    """(keyword arguments of SB3's PPO, VecNormalize's or None): ``config``'s numbers in SB3's words."""
+def sb3_policy_kwargs(config) -> dict:
+    """The networks of a PPO, TRPO or A2C config in SB3's words: separate π and V networks of
+    ``config.hidden``, their activation and initialisation (TRPO and A2C: tanh and orthogonal, as
+    SB3's defaults), the initial log σ and gSDE."""
     import torch
 
-    policy_kwargs = dict(
+    return dict(
         net_arch=dict(pi=list(config.hidden), vf=list(config.hidden)),
-        activation_fn={"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[config.activation],
-        ortho_init=config.ortho_init,
+        activation_fn={"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[getattr(config, "activation", "tanh")],
+        ortho_init=getattr(config, "ortho_init", True),
         log_std_init=config.log_std_init,
     )
+
+
+def sb3_normalize(config) -> dict | None:
+    """VecNormalize's keyword arguments where ``config`` normalises observations or rewards, else None."""
+    if not (config.normalize_obs or config.normalize_reward):
+        return None
+    return dict(norm_obs=config.normalize_obs, norm_reward=config.normalize_reward, clip_obs=config.clip_obs,
+                clip_reward=config.clip_reward, gamma=config.gamma)
+
+
+def refuse_unlike(algo: str, config, unlike: dict) -> None:
+    """A ValueError naming the first field of ``config`` that SB3's ``algo`` cannot run as rlcourse does."""
+    for field, value in unlike.items():
+        if getattr(config, field) != value:
+            raise ValueError(f"SB3's {algo} cannot run {field} = {getattr(config, field)!r} (it has {value!r} only)")
+
+
+def sb3_settings(config) -> dict:
+    """Keyword arguments of SB3's PPO: a ``PPOConfig``'s numbers in SB3's words."""
+    refuse_unlike("PPO", config, {"squash_output": False, "surrogate": "clip"})
     lr, clip = config.lr, config.clip_range
-    kwargs = dict(
+    return dict(
         n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
         gae_lambda=config.gae_lambda, learning_rate=(lambda p: p * lr) if config.anneal_lr else lr,
         clip_range=(lambda p: p * clip) if config.anneal_clip else clip, ent_coef=config.ent_coef,
         vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, target_kl=config.target_kl,
         clip_range_vf=config.clip_range_vf, normalize_advantage=config.normalize_advantages,
-        policy_kwargs=policy_kwargs,
+        use_sde=config.use_sde, sde_sample_freq=config.sde_sample_freq, policy_kwargs=sb3_policy_kwargs(config),
     )
-    normalize = None
-    if config.normalize_obs or config.normalize_reward:
-        normalize = dict(norm_obs=config.normalize_obs, norm_reward=config.normalize_reward,
-                         clip_obs=config.clip_obs, clip_reward=config.clip_reward, gamma=config.gamma)
-    return kwargs, normalize
+
+
+def sb3_a2c_settings(config) -> dict:
+    """Keyword arguments of SB3's A2C: an ``A2CConfig``'s numbers in SB3's words (RMSprop with the config's
+    α and ε; SB3 has separate networks only, and standardises advantages where rlcourse divides by their RMS)."""
+    import torch
+
+    refuse_unlike("A2C", config, {"squash_output": False, "shared": False, "normalize_advantages": False})
+    lr = config.lr
+    policy_kwargs = dict(sb3_policy_kwargs(config), optimizer_class=torch.optim.RMSprop,
+                         optimizer_kwargs=dict(alpha=config.rms_alpha, eps=config.rms_eps, weight_decay=0))
+    return dict(n_steps=config.n_steps, gamma=config.gamma, gae_lambda=config.gae_lambda,
+                learning_rate=(lambda p: p * lr) if config.anneal_lr else lr, ent_coef=config.ent_coef,
+                vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, use_sde=config.use_sde,
+                sde_sample_freq=config.sde_sample_freq, normalize_advantage=False, policy_kwargs=policy_kwargs)
+
+
+def sb3_trpo_settings(config) -> dict:
+    """Keyword arguments of sb3-contrib's TRPO: a ``TRPOConfig``'s numbers in its words (target_kl is
+    δ, cg_max_steps the CG iterations, the line search's shrinking factor and tries, the critic's Adam
+    step, minibatch and passes; no sub-sampling)."""
+    refuse_unlike("TRPO", config, {"squash_output": False, "method": "trpo"})
+    return dict(n_steps=config.n_steps, batch_size=config.critic_batch_size, gamma=config.gamma,
+                gae_lambda=config.gae_lambda, learning_rate=config.critic_lr, n_critic_updates=config.critic_epochs,
+                cg_max_steps=config.cg_iters, cg_damping=config.cg_damping, target_kl=config.max_kl,
+                line_search_shrinking_factor=config.backtrack_coef, line_search_max_iter=config.backtrack_iters,
+                normalize_advantage=config.normalize_advantages, sub_sampling_factor=1, use_sde=config.use_sde,
+                sde_sample_freq=config.sde_sample_freq, policy_kwargs=sb3_policy_kwargs(config))
 
 
 def sb3_dqn_settings(config) -> dict:
     """Keyword arguments of SB3's DQN: a ``DQNConfig``'s numbers in SB3's words (SB3 has only the Huber
     loss, a constant step size, one environment's exploration and no double or dueling network)."""
-    unlike = {"loss": "huber", "lr_schedule": "constant", "double": False, "dueling": False, "num_envs": 1}
-    for field, value in unlike.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"SB3's DQN cannot run {field} = {getattr(config, field)!r} (it has {value!r} only)")
+    refuse_unlike("DQN", config,
+                  {"loss": "huber", "lr_schedule": "constant", "double": False, "dueling": False, "num_envs": 1})
     names = ("batch_size", "buffer_size", "learning_starts", "gamma", "target_update_interval", "tau", "train_freq",
              "gradient_steps", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
              "max_grad_norm")
@@ -157,19 +203,34 @@ def training_curve(ends: list[tuple[int, float]], job: SB3Job) -> tuple[np.ndarr
     return stats.on_grid(steps, curve, job.grid), stats.steps_to_threshold(steps, curve, job.threshold)
 
 
+SB3_SETTINGS = {"ppo": sb3_settings, "trpo": sb3_trpo_settings, "a2c": sb3_a2c_settings, "dqn": sb3_dqn_settings}
+
+
+def sb3_class(algo: str):
+    """SB3's class for ``algo`` (TRPO: sb3-contrib's)."""
+    if algo == "trpo":
+        from sb3_contrib import TRPO
+
+        return TRPO
+    import stable_baselines3
+
+    return getattr(stable_baselines3, algo.upper())
+
+
 def sb3_seed(job: SB3Job) -> dict:
-    """Train SB3's PPO (or DQN) with ``job.config``'s settings; judge the final model as run_seeds judges ours."""
+    """Train SB3's PPO (TRPO, A2C, DQN) with ``job.config``'s settings; judge the final model as run_seeds judges
+    ours."""
     import gymnasium as gym
-    from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
-    kwargs, normalize = sb3_settings(job.config) if job.algo == "ppo" else (sb3_dqn_settings(job.config), None)
+    kwargs = SB3_SETTINGS[job.algo](job.config)
+    normalize = None if job.algo == "dqn" else sb3_normalize(job.config)
     start = time.perf_counter()
     env = sb3_env(job.env_id, job.config.num_envs, job.seed)
     if normalize is not None:
         env = VecNormalize(env, **normalize)
-    model = {"ppo": PPO, "dqn": DQN}[job.algo]("MlpPolicy", env, seed=job.seed, device="cpu", **kwargs)
+    model = sb3_class(job.algo)("MlpPolicy", env, seed=job.seed, device="cpu", **kwargs)
     ends: list[tuple[int, float]] = []  # (env steps, return) of each training episode, from SB3's Monitor
 
     class Episodes(BaseCallback):
@@ -228,7 +289,7 @@ def run_task(env_id: str, args) -> tuple[pd.DataFrame, pd.DataFrame]:
                        workers=args.workers, eval_episodes=args.eval_episodes)
     frames = [result.runs.assign(library="rlcourse")]
     curves = [curves_frame(env_id, "rlcourse", result.grid, result.curves, args.seeds)]
-    if args.algo in SB3_ALGOS and not args.no_sb3:
+    if not args.no_sb3:
         jobs = [SB3Job(env_id, config, seed, steps, args.eval_episodes, threshold, tuple(result.grid), algo=args.algo)
                 for seed in args.seeds]
         rows = run_in_workers(sb3_seed, jobs, args.workers)
@@ -321,11 +382,15 @@ def main(argv=None) -> int:
     if args.algo == "dqn" and args.envs != ["LunarLander-v3"]:
         parser.error("--algo dqn: DQN needs discrete actions; of these tasks only LunarLander-v3 has them "
                      "(--envs LunarLander-v3)")
-    if args.algo in SB3_ALGOS and not args.no_sb3:
-        try:
-            import stable_baselines3  # noqa: F401
-        except ImportError:
-            parser.error("Stable-Baselines3 is not installed: pip install stable-baselines3 torch==2.13.0 (or --no-sb3)")
+    if not args.no_sb3:
+        package, name = ("sb3_contrib", "sb3-contrib") if args.algo == "trpo" else ("stable_baselines3", "stable-baselines3")
+        if importlib.util.find_spec(package) is None:
+            parser.error(f"{name} is not installed: pip install {name} torch==2.13.0 (or --no-sb3)")
+        for env_id in args.envs:
+            try:
+                SB3_SETTINGS[args.algo](rlcourse_config(args.algo, env_id, args.set, args.vectorization))
+            except ValueError as error:
+                parser.error(f"--algo {args.algo} on {env_id}: {error} (or --no-sb3)")
     results = [run_task(env_id, args) for env_id in args.envs]
     for path, frame in ((args.csv, pd.concat([runs for runs, _ in results], ignore_index=True)),
                         (args.curves, pd.concat([curves for _, curves in results], ignore_index=True))):

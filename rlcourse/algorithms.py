@@ -50,7 +50,7 @@ ALGORITHMS = {
     "reinforce": Algorithm(reinforce.ReinforceConfig, reinforce.ReinforceConfig(), reinforce.train, load_policy),
     "dqn": Algorithm(dqn.DQNConfig, dqn.DQNConfig.for_env, dqn.train, dqn.QPolicy.load),
     "linear-q": Algorithm(linear.LinearQConfig, linear.LinearQConfig(), linear.train, linear.LinearQPolicy.load),
-    "a2c": Algorithm(a2c.A2CConfig, a2c.A2CConfig(), a2c.train, load_policy),
+    "a2c": Algorithm(a2c.A2CConfig, a2c.A2CConfig.for_env, a2c.train, load_policy),
     "a3c": Algorithm(a3c.A3CConfig, a3c.A3CConfig(), a3c.train, load_policy),
     "td-lambda-ac": Algorithm(
         td_lambda_ac.TDLambdaACConfig, td_lambda_ac.TDLambdaACConfig(), td_lambda_ac.train, load_policy

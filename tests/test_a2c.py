@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 import subprocess
@@ -79,7 +80,19 @@ def test_defaults_are_the_rl_zoo_cartpole_settings():
     assert (c.vf_coef, c.ent_coef, c.max_grad_norm, c.rms_alpha, c.rms_eps) == (0.5, 0.0, 0.5, 0.99, 1e-5)
     assert (c.normalize_advantages, c.anneal_lr, c.shared, c.hidden) == (False, False, False, (64, 64))
     assert c.advantage == "gae"        # SB3's computation; at λ = 1 it is the n-step advantage
-    assert ALGORITHMS["a2c"].defaults == c and ALGORITHMS["a2c"].train is a2c.train
+    assert ALGORITHMS["a2c"].defaults_for("CartPole-v1") == c and ALGORITHMS["a2c"].train is a2c.train
+
+
+def test_for_env_takes_the_rl_zoo_settings_of_the_field_tasks():
+    # hyperparams/a2c.yml: LunarLander-v3 (n_envs 8, gamma 0.995, lin_0.00083, ent_coef 1e-5) and the MuJoCo
+    # tasks' normalize: true with the Zoo's default n_envs of 1; anything else keeps the defaults
+    lunar = ALGORITHMS["a2c"].defaults_for("LunarLander-v3")
+    assert (lunar.num_envs, lunar.gamma, lunar.lr, lunar.anneal_lr, lunar.ent_coef) == (8, 0.995, 0.00083, True, 1e-5)
+    for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"):
+        c = A2CConfig.for_env(env_id)
+        assert (c.num_envs, c.normalize_obs, c.normalize_reward) == (1, True, True)
+        assert dataclasses.replace(c, num_envs=8, normalize_obs=False, normalize_reward=False) == A2CConfig()
+    assert A2CConfig.for_env("Acrobot-v1") == A2CConfig()
 
 
 @pytest.mark.parametrize("env_id, message", [

@@ -113,12 +113,71 @@ def test_the_benchmark_runs_dqn_on_lunarlander_beside_sb3_and_refuses_it_on_mujo
     assert refused.returncode == 2 and "only LunarLander-v3" in refused.stderr.strip().splitlines()[-1]
 
 
-def test_sb3_dqn_gets_the_zoo_lunarlander_settings_and_refuses_what_it_cannot_run():
+@pytest.fixture
+def mujoco_box2d():
+    """The benchmark script as a module (its folder is not a package)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import mujoco_box2d
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+    return mujoco_box2d
+
+
+def test_sb3_trpo_gets_the_zoo_halfcheetah_settings_and_refuses_what_it_cannot_run(mujoco_box2d):
+    # hyperparams/trpo.yml, HalfCheetah-v4: the mujoco-defaults (n_envs 2, n_steps 1024, batch_size 128,
+    # n_critic_updates 20, cg_max_steps 25, cg_damping 0.1, learning_rate 1e-3) with target_kl 0.04
+    from rlcourse.pg.trpo import TRPOConfig
+
+    config = TRPOConfig.for_env("HalfCheetah-v5")
+    kwargs = mujoco_box2d.sb3_trpo_settings(config)
+    assert (kwargs["n_steps"], kwargs["batch_size"], kwargs["n_critic_updates"]) == (1024, 128, 20)
+    assert (kwargs["cg_max_steps"], kwargs["cg_damping"], kwargs["learning_rate"]) == (25, 0.1, 1e-3)
+    assert (kwargs["target_kl"], kwargs["gae_lambda"], kwargs["sub_sampling_factor"]) == (0.04, 0.95, 1)
+    assert (kwargs["line_search_shrinking_factor"], kwargs["line_search_max_iter"]) == (0.8, 10)
+    assert kwargs["policy_kwargs"]["net_arch"] == {"pi": [64, 64], "vf": [64, 64]}
+    assert kwargs["policy_kwargs"]["ortho_init"] is True and kwargs["policy_kwargs"]["log_std_init"] == 0.0
+    assert mujoco_box2d.sb3_normalize(config) == dict(norm_obs=True, norm_reward=True, clip_obs=10.0,
+                                                      clip_reward=10.0, gamma=0.99)
+    with pytest.raises(ValueError, match="TRPO cannot run method = 'npg'"):
+        mujoco_box2d.sb3_trpo_settings(dataclasses.replace(config, method="npg"))
+
+
+def test_sb3_a2c_gets_rmsprop_as_ours_and_refuses_what_it_cannot_run(mujoco_box2d):
+    from rlcourse.pg.a2c import A2CConfig
+
+    config = A2CConfig.for_env("HalfCheetah-v5")
+    kwargs = mujoco_box2d.sb3_a2c_settings(dataclasses.replace(config, rms_alpha=0.9))
+    assert kwargs["policy_kwargs"]["optimizer_class"] is torch.optim.RMSprop
+    assert kwargs["policy_kwargs"]["optimizer_kwargs"] == dict(alpha=0.9, eps=1e-5, weight_decay=0)
+    assert (kwargs["n_steps"], kwargs["gae_lambda"], kwargs["learning_rate"], kwargs["normalize_advantage"]) == \
+        (5, 1.0, 7e-4, False)
+    assert mujoco_box2d.sb3_normalize(config)["norm_obs"] and mujoco_box2d.sb3_normalize(A2CConfig()) is None
+    schedule = mujoco_box2d.sb3_a2c_settings(A2CConfig.for_env("LunarLander-v3"))["learning_rate"]
+    assert schedule(1.0) == 0.00083 and schedule(0.5) == 0.00083 / 2  # SB3's progress runs from 1 down to 0
+    for field, value in (("shared", True), ("normalize_advantages", True)):
+        with pytest.raises(ValueError, match=f"A2C cannot run {field} = True"):
+            mujoco_box2d.sb3_a2c_settings(dataclasses.replace(config, **{field: value}))
+
+
+def test_the_benchmark_runs_trpo_beside_sb3_contrib_and_refuses_what_sb3_cannot_run():
+    pytest.importorskip("mujoco")
+    with_sb3 = importlib.util.find_spec("sb3_contrib") is not None
+    script = [sys.executable, str(ROOT / "benchmarks" / "mujoco_box2d.py"), "--algo", "trpo", "--envs", "Hopper-v5"]
+    proc = subprocess.run([*script, "--quick", "--steps", "512", "--workers", "1", *([] if with_sb3 else ["--no-sb3"])],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "trpo on Hopper-v5: 2,048 steps, seeds [0]" in proc.stdout  # whole iterations of 2 × 1024
+    summaries = re.findall(r"^(rlcourse|SB3): IQM -?[\d,.]+, 95% CI \[", proc.stdout, flags=re.MULTILINE)
+    assert summaries == (["rlcourse", "SB3"] if with_sb3 else ["rlcourse"]), proc.stdout
+    if with_sb3:  # refused before anything trains: one line, exit 2
+        refused = subprocess.run([*script, "--quick", "--set", "method=npg"], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=120)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout
+        assert "--algo trpo on Hopper-v5: SB3's TRPO cannot run method = 'npg'" in refused.stderr.splitlines()[-1]
+
+
+def test_sb3_dqn_gets_the_zoo_lunarlander_settings_and_refuses_what_it_cannot_run(mujoco_box2d):
     from rlcourse.value.dqn import DQNConfig
 
     kwargs = mujoco_box2d.sb3_dqn_settings(DQNConfig.for_env("LunarLander-v3"))
@@ -130,16 +189,11 @@ def test_sb3_dqn_gets_the_zoo_lunarlander_settings_and_refuses_what_it_cannot_ru
         mujoco_box2d.sb3_dqn_settings(DQNConfig())  # the course's defaults use the square loss
 
 
-def test_sb3_environments_have_no_render_mode_as_ours_do():
+def test_sb3_environments_have_no_render_mode_as_ours_do(mujoco_box2d):
     # make_vec_env's default, render_mode="rgb_array", makes LunarLander add a Box2D body for every
     # engine firing (a flame drawn on screen), which slowed SB3's runs about 6x as the policy learned
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("Box2D")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import mujoco_box2d
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     env = mujoco_box2d.sb3_env("LunarLander-v3", 2, seed=0)
     assert env.get_attr("render_mode") == [None, None]
     env.reset()

@@ -81,6 +81,9 @@ policy's output and 1 for the value's, log σ starting at 0). With them the gree
 reaches 500 on CartPole-v1 for seeds 0, 1 and 2 after the RL Zoo's 500,000 steps, and
 ``A2CConfig(num_envs=16)`` (the RL Zoo's Acrobot-v1 settings, without the observation
 and reward normalisation it adds there) scores −85, −81 and −88 on Acrobot-v1.
+``A2CConfig.for_env(env_id)`` swaps in the Zoo's values for LunarLander-v3 and for
+HalfCheetah, Hopper and Walker2d (one environment, observations and rewards normalised),
+as ``rlcourse train a2c --env ...`` does.
 """
 
 from __future__ import annotations
@@ -184,6 +187,25 @@ class A2CConfig:
         check_gaussian_options(self)
         check_range(self, "log_interval", 1, integer=True)
         check_env_options(self)
+
+    @classmethod
+    def for_env(cls, env_id: str) -> A2CConfig:
+        """The defaults with the RL Zoo's tuned values for ``env_id`` swapped in (if it has any)."""
+        return cls(**RL_ZOO.get(env_id, {}))
+
+
+# rl-baselines3-zoo, hyperparams/a2c.yml (at commit 22e3ff2450fd92033f7f032915e1f64894a09584; "lin_x" there is x with
+# anneal_lr here). CartPole-v1's entry is the defaults. The MuJoCo v4 entries ("mujoco-defaults", n_timesteps 1e6) set
+# nothing but normalize: true, so they run SB3's A2C defaults with the Zoo's n_envs default of 1; v5 takes them as
+# PPO's table does (rlcourse.pg.ppo.RL_ZOO). normalize: true is normalize_obs and normalize_reward.
+_A2C_MUJOCO = dict(num_envs=1, normalize_obs=True, normalize_reward=True)
+RL_ZOO: dict[str, dict] = {
+    # n_timesteps 2e5
+    "LunarLander-v3": dict(num_envs=8, gamma=0.995, n_steps=5, lr=0.00083, anneal_lr=True, ent_coef=1e-5),
+    "HalfCheetah-v5": _A2C_MUJOCO,
+    "Hopper-v5": _A2C_MUJOCO,
+    "Walker2d-v5": _A2C_MUJOCO,
+}
 
 
 class SharedValue(nn.Module):
