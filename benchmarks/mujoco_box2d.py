@@ -10,10 +10,11 @@ rollout it has begun).
 
 For each task:
 
-* **rlcourse**, through :func:`rlcourse.seeds.run_seeds`: one spawned process per seed,
-  ``--workers`` at a time, one torch thread each; every final model judged on
-  ``--eval-episodes`` greedy episodes seeded from :func:`rlcourse.seeds.eval_seed` (a block
-  per seed, no seed training used), with its saved observation statistics; the interquartile
+* **rlcourse**, through :func:`rlcourse.seeds.train_and_judge` (a seed of
+  :func:`rlcourse.seeds.run_seeds`): one spawned process per seed, one torch thread each;
+  every final model judged on ``--eval-episodes`` greedy episodes seeded from
+  :func:`rlcourse.seeds.eval_seed` (a block per seed, no seed training used), with its saved
+  observation statistics; the interquartile
   mean of the final returns with its 95% stratified bootstrap interval and the solved
   fraction (the environment's ``reward_threshold``: 4,800 HalfCheetah, 3,800 Hopper, 200
   LunarLander; Walker2d-v5 has none, 3,000 here);
@@ -23,6 +24,11 @@ For each task:
   networks' size, activation, initialisation and log σ; a config SB3 cannot run is refused
   before anything trains), the same budget, the same evaluation (VecNormalize's statistics
   frozen), one process per seed;
+* the runs go to ``--workers`` processes at a time seed by seed, each seed's rlcourse run then
+  its SB3 run, so that both libraries share the machine alike; each run's numbers are printed
+  as it finishes and appended to a journal (``--journal``, by default beside ``--csv``); an
+  interrupted benchmark started again with the same command reads the runs its journal holds
+  and runs only the rest;
 * the difference of the two IQMs with its interval, and each library's env steps per second;
 * LunarLander-v3: how many seeds meet the Hugging Face course's bar, mean − std ≥ 200 over
   the evaluation episodes (``--eval-episodes 10`` is the course's count);
@@ -51,6 +57,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import os
 import platform
 import textwrap
@@ -63,7 +70,7 @@ import pandas as pd
 from rlcourse import stats
 from rlcourse.algorithms import ALGORITHMS
 from rlcourse.config import apply_overrides
-from rlcourse.seeds import curves_table, eval_seed, run_in_workers, run_seeds, table_band
+from rlcourse.seeds import SeedJob, curve_grid, curves_table, eval_seed, run_in_workers, table_band, train_and_judge
 
 TASKS = {"HalfCheetah-v5": 4_800.0, "Hopper-v5": 3_800.0, "Walker2d-v5": 3_000.0, "LunarLander-v3": 200.0}
 ZOO_STEPS = 1_000_000  # the Zoo's PPO, TRPO and A2C n_timesteps for all four
@@ -277,25 +284,86 @@ def curves_frame(env_id: str, library: str, grid, curves: np.ndarray, seeds) -> 
     return curves_table(grid, curves, seeds).assign(env=env_id, library=library)
 
 
+def library_of(job) -> str:
+    return "SB3" if isinstance(job, SB3Job) else "rlcourse"
+
+
+def run_one(job) -> dict:
+    """One worker's run: an rlcourse seed (a ``SeedJob``) or an SB3 one (an ``SB3Job``)."""
+    return sb3_seed(job) if isinstance(job, SB3Job) else train_and_judge(job)
+
+
+def journal_key(job) -> str:
+    """What makes two runs the same run: library, task, algorithm, budget, seed, evaluation and settings."""
+    episodes = job.episodes if isinstance(job, SB3Job) else job.eval_episodes
+    return json.dumps([library_of(job), job.env_id, job.algo, job.steps, job.seed, episodes, repr(job.config)])
+
+
+def read_journal(path: str | None) -> dict[str, dict]:
+    """The finished runs a journal holds, by :func:`journal_key` (a line cut short by a kill is left out)."""
+    if not path or not Path(path).exists():
+        return {}
+    done = {}
+    for line in Path(path).read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[entry["key"]] = entry["row"]
+    return done
+
+
+def append_journal(path: str, job, row: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    entry = {"key": journal_key(job), "row": {**row, "curve": np.asarray(row["curve"], dtype=float).tolist()}}
+    with open(path, "a+b") as journal:  # appends go to the end wherever the reads were
+        if journal.seek(0, os.SEEK_END) > 0:
+            journal.seek(-1, os.SEEK_END)
+            if journal.read(1) != b"\n":  # a line cut short by a kill: start a fresh one
+                journal.write(b"\n")
+        journal.write(json.dumps(entry, default=lambda x: x.item()).encode() + b"\n")
+
+
 def run_task(env_id: str, args) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both libraries on ``env_id``: (one row per seed and library, the training curves)."""
+    """Both libraries on ``env_id``: (one row per seed and library, the training curves).
+
+    The runs go to the workers seed by seed, rlcourse's then SB3's, so that each library's
+    runs share the machine alike; each finished run is appended to ``args.journal``, and a
+    run the journal already holds is read from it instead of run again."""
     threshold = TASKS[env_id]
     config = rlcourse_config(args.algo, env_id, args.set, args.vectorization)
     budget = ZOO_DQN_STEPS if args.algo == "dqn" else ZOO_STEPS
     steps = whole_iterations(config, args.steps or (QUICK_STEPS if args.quick else budget))
     print(f"{args.algo} on {env_id}: {steps:,} steps, seeds {args.seeds}, {args.eval_episodes} evaluation episodes "
           f"per seed, threshold {threshold:g}; {machine()}\n  rlcourse config: {config}", flush=True)
-    result = run_seeds(args.algo, env_id, args.seeds, steps=steps, threshold=threshold, config=config,
-                       workers=args.workers, eval_episodes=args.eval_episodes)
-    frames = [result.runs.assign(library="rlcourse")]
-    curves = [curves_frame(env_id, "rlcourse", result.grid, result.curves, args.seeds)]
-    if not args.no_sb3:
-        jobs = [SB3Job(env_id, config, seed, steps, args.eval_episodes, threshold, tuple(result.grid), algo=args.algo)
-                for seed in args.seeds]
-        rows = run_in_workers(sb3_seed, jobs, args.workers)
-        sb3_curves = np.stack([row.pop("curve") for row in rows])
-        frames.append(pd.DataFrame(rows).assign(library="SB3"))
-        curves.append(curves_frame(env_id, "SB3", result.grid, sb3_curves, args.seeds))
+    grid = curve_grid(steps)
+    libraries = ["rlcourse"] + ([] if args.no_sb3 else ["SB3"])
+    jobs = [SeedJob(args.algo, env_id, config, steps, seed, args.eval_episodes, threshold, 100, grid)
+            if library == "rlcourse" else SB3Job(env_id, config, seed, steps, args.eval_episodes, threshold, grid,
+                                                 algo=args.algo)
+            for seed in args.seeds for library in libraries]
+    journal = read_journal(args.journal)
+    rows = {i: journal[journal_key(job)] for i, job in enumerate(jobs) if journal_key(job) in journal}
+    if rows:
+        print(f"  {len(rows)} of {len(jobs)} runs read from {args.journal}, finished by an earlier invocation",
+              flush=True)
+    todo = [i for i in range(len(jobs)) if i not in rows]
+
+    def finished(k: int, row: dict) -> None:
+        job = jobs[todo[k]]
+        rows[todo[k]] = row
+        if args.journal:
+            append_journal(args.journal, job, row)
+        print(f"  {library_of(job)} seed {job.seed}: final greedy return {row['final_return']:,.1f}, "
+              f"{row['env_steps'] / row['seconds']:,.0f} env steps/s", flush=True)
+
+    run_in_workers(run_one, [jobs[i] for i in todo], args.workers, on_done=finished)
+    frames, curves = [], []
+    for library in libraries:
+        picked = [dict(rows[i]) for i, job in enumerate(jobs) if library_of(job) == library]
+        curve = np.stack([np.asarray(row.pop("curve"), dtype=float) for row in picked])
+        frames.append(pd.DataFrame(picked).assign(library=library))
+        curves.append(curves_frame(env_id, library, grid, curve, args.seeds))
     runs = pd.concat(frames, ignore_index=True)
     print(runs[["library", "seed", "final_return", "final_std", "steps_to_threshold", "env_steps", "seconds"]]
           .to_string(index=False))
@@ -370,6 +438,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
     parser.add_argument("--csv", help="write every seed's row of both libraries to this file")
     parser.add_argument("--curves", help="write both libraries' training curves to this file")
+    parser.add_argument("--journal", help="append every finished run to this file, and read the runs it already "
+                        "holds instead of running them again (default: --csv FILE's name with .runs.jsonl)")
     parser.add_argument("--plot", metavar="PNG", help="draw --curves FILE's curves into PNG (no training)")
     args = parser.parse_args(argv)
     if args.plot:
@@ -378,6 +448,8 @@ def main(argv=None) -> int:
         plot(args.curves, args.plot)
         return 0
     args.seeds = list(range(args.seeds or (1 if args.quick else 5)))
+    if args.journal is None and args.csv:
+        args.journal = str(Path(args.csv).with_suffix(".runs.jsonl"))
     args.eval_episodes = args.eval_episodes or (2 if args.quick else 10)
     if args.algo == "dqn" and args.envs != ["LunarLander-v3"]:
         parser.error("--algo dqn: DQN needs discrete actions; of these tasks only LunarLander-v3 has them "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
@@ -54,12 +53,16 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_in_workers(function: Callable, jobs: Sequence, workers: int) -> list:
+def run_in_workers(
+    function: Callable, jobs: Sequence, workers: int, on_done: Callable[[int, Any], None] | None = None
+) -> list:
     """``[function(job) for job in jobs]``, each call in a fresh spawned process, at most ``workers`` at once.
 
     ``function`` must be importable by name (a module-level function). Every process
     serves one job and exits, so no run inherits another's caches or memory, and the
-    results come back in the order of ``jobs``.
+    results come back in the order of ``jobs``. ``on_done(index, result)``, if given, runs
+    in this process as each job finishes, in the order they finish (to save a long
+    benchmark's runs one by one, so that an interrupted one loses only the runs under way).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers = {workers!r} is out of range: it must be an integer >= 1")
@@ -67,7 +70,12 @@ def run_in_workers(function: Callable, jobs: Sequence, workers: int) -> list:
     if not jobs:
         return []
     with concurrent.futures.ThreadPoolExecutor(min(workers, len(jobs))) as threads:
-        return list(threads.map(functools.partial(_in_fresh_process, function), jobs))
+        futures = [threads.submit(_in_fresh_process, function, job) for job in jobs]
+        if on_done is not None:
+            index = {future: i for i, future in enumerate(futures)}
+            for future in concurrent.futures.as_completed(futures):
+                on_done(index[future], future.result())
+        return [future.result() for future in futures]
 
 
 def _in_fresh_process(function: Callable, job: Any) -> Any:
@@ -188,6 +196,12 @@ def summarise(runs: pd.DataFrame, threshold: float) -> dict:
     }
 
 
+def curve_grid(steps: int, points: int = 50) -> tuple[float, ...]:
+    """The env steps at which :func:`run_seeds` reads each training curve: ``points`` evenly spaced, the last at
+    ``steps``."""
+    return tuple(np.linspace(0, steps, points + 1)[1:].tolist())
+
+
 def run_seeds(
     algo: str,
     env_id: str,
@@ -224,7 +238,7 @@ def run_seeds(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1")
     config = apply_overrides(config or ALGORITHMS[algo].defaults_for(env_id), dict(sets or {}))
-    grid = tuple(np.linspace(0, steps, grid_points + 1)[1:].tolist())
+    grid = curve_grid(steps, grid_points)
     jobs = [SeedJob(algo, env_id, config, steps, seed, eval_episodes, float(threshold), window, grid) for seed in seeds]
     rows = run_in_workers(train_and_judge, jobs, workers)
     curves = np.stack([row.pop("curve") for row in rows])

@@ -73,11 +73,11 @@ def test_the_benchmark_quick_runs_both_libraries_over_seeds(tmp_path):
     # with Stable-Baselines3 where it is installed (an optional dependency); without it, rlcourse alone
     pytest.importorskip("mujoco")
     with_sb3 = importlib.util.find_spec("stable_baselines3") is not None
-    curves = tmp_path / "curves.csv"
+    curves, table = tmp_path / "curves.csv", tmp_path / "runs.csv"
     script = [sys.executable, str(ROOT / "benchmarks" / "mujoco_box2d.py")]
-    command = [*script, "--quick", "--envs", "Hopper-v5", "--steps", "1024", "--workers", "1", "--curves", str(curves)]
-    proc = subprocess.run(command + ([] if with_sb3 else ["--no-sb3"]), cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    command = [*script, "--quick", "--envs", "Hopper-v5", "--steps", "1024", "--workers", "1", "--curves", str(curves),
+               "--csv", str(table), *([] if with_sb3 else ["--no-sb3"])]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ppo on Hopper-v5: 1,024 steps, seeds [0]" in proc.stdout
     summaries = re.findall(r"^(rlcourse|SB3): IQM -?[\d,.]+, 95% CI \[", proc.stdout, flags=re.MULTILINE)
@@ -87,6 +87,8 @@ def test_the_benchmark_quick_runs_both_libraries_over_seeds(tmp_path):
         for what in ("final greedy return", "env steps per second"):
             assert re.search(rf"^rlcourse - SB3, IQM of the {what}: [+-][\d,.]+, 95% CI", proc.stdout,
                              flags=re.MULTILINE), proc.stdout
+    first = pd.read_csv(table)
+    assert first[["library", "seed"]].values.tolist() == [[library, 0] for library in libraries]
     # both libraries' curves on one grid of 50 points up to the budget (NaN until 100 episodes have ended)
     frame = pd.read_csv(curves)
     assert list(dict.fromkeys(frame["library"])) == libraries
@@ -95,6 +97,32 @@ def test_the_benchmark_quick_runs_both_libraries_over_seeds(tmp_path):
     plot = subprocess.run([*script, "--curves", str(curves), "--plot", str(tmp_path / "curves.png")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert plot.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 10_000, plot.stderr
+    # the same command again reads every run from the journal beside --csv and trains nothing
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(libraries)} of {len(libraries)} runs read from {tmp_path / 'runs.runs.jsonl'}" in again.stdout
+    finished = re.compile(r"^  (rlcourse|SB3) seed 0: final greedy return", flags=re.MULTILINE)
+    assert len(finished.findall(proc.stdout)) == len(libraries) and not finished.findall(again.stdout)
+    pd.testing.assert_frame_equal(pd.read_csv(table).drop(columns="machine"), first.drop(columns="machine"))
+
+
+def test_the_benchmark_journal_keeps_the_runs_finished_before_a_kill(mujoco_box2d, tmp_path):
+    job = mujoco_box2d.SB3Job("Hopper-v5", ppo.PPOConfig(), 0, 1024, 2, 3800.0, (512.0, 1024.0))
+    other = dataclasses.replace(job, seed=1)
+    path = str(tmp_path / "runs.runs.jsonl")
+    row = {"seed": 0, "final_return": np.float64(1.5), "env_steps": np.int64(1024), "curve": np.array([np.nan, 2.0])}
+    mujoco_box2d.append_journal(path, job, row)
+    with open(path, "a") as journal:
+        journal.write('{"key": "[\\"SB3\\", \\"Hop')  # killed while writing the next line
+    mujoco_box2d.append_journal(path, other, {**row, "seed": 1})
+    done = mujoco_box2d.read_journal(path)
+    assert set(done) == {mujoco_box2d.journal_key(job), mujoco_box2d.journal_key(other)}
+    first = done[mujoco_box2d.journal_key(job)]
+    assert first["final_return"] == 1.5 and first["env_steps"] == 1024 and math.isnan(first["curve"][0])
+    # another budget, settings or library is another run
+    assert mujoco_box2d.journal_key(dataclasses.replace(job, steps=2048)) not in done
+    assert mujoco_box2d.journal_key(dataclasses.replace(job, config=ppo.PPOConfig(n_steps=512))) not in done
+    assert mujoco_box2d.read_journal(str(tmp_path / "none.jsonl")) == {}
 
 
 def test_the_benchmark_runs_dqn_on_lunarlander_beside_sb3_and_refuses_it_on_mujoco():

@@ -11,7 +11,7 @@ import pytest
 
 import rlcourse
 from rlcourse import stats
-from rlcourse.seeds import curves_table, eval_seed, run_in_workers, run_seeds, table_band
+from rlcourse.seeds import curve_grid, curves_table, eval_seed, run_in_workers, run_seeds, table_band
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -264,6 +264,13 @@ def test_run_seeds_rejects_bad_input_before_starting_a_process(kwargs, name):
     arguments = dict(algo="q-learning", env_id="rlcourse/Corridor-v0", seeds=(0,), steps=100, threshold=1.0)
     with pytest.raises(ValueError, match=name):
         run_seeds(**{**arguments, **kwargs})
+
+
+def test_run_in_workers_reports_each_run_as_it_finishes_and_returns_them_in_order():
+    seen = []
+    assert run_in_workers(abs, [-3, 1, -2], workers=2, on_done=lambda i, result: seen.append((i, result))) == [3, 1, 2]
+    assert sorted(seen) == [(0, 3), (1, 1), (2, 2)]
+    assert curve_grid(100, 4) == (25.0, 50.0, 75.0, 100.0)  # the steps where run_seeds reads each curve
 
 
 def test_run_in_workers_needs_a_worker():
