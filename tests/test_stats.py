@@ -268,8 +268,8 @@ def test_run_seeds_rejects_bad_input_before_starting_a_process(kwargs, name):
 
 def test_run_in_workers_reports_each_run_as_it_finishes_and_returns_them_in_order():
     seen = []
-    assert run_in_workers(abs, [-3, 1, -2], workers=2, on_done=lambda i, result: seen.append((i, result))) == [3, 1, 2]
-    assert sorted(seen) == [(0, 3), (1, 1), (2, 2)]
+    assert run_in_workers(abs, [-3, 1], workers=2, on_done=lambda i, result: seen.append((i, result))) == [3, 1]
+    assert sorted(seen) == [(0, 3), (1, 1)]
     assert curve_grid(100, 4) == (25.0, 50.0, 75.0, 100.0)  # the steps where run_seeds reads each curve
 
 
