@@ -198,6 +198,7 @@ def test_the_compiled_loss_is_the_eager_one_and_reads_each_new_epsilon(continuou
     assert clipfracs[0] < clipfracs[1]
 
 
+@pytest.mark.slow  # torch.compile's cold start (8-11 s) on top of two runs; the loss's own test stays in the default run
 def test_a_run_with_the_compiled_loss_learns_as_the_eager_one_does(monkeypatch):
     # the same seed collects the same first batch; the first update's loss terms agree to rounding
     # (compiled kernels sum in another order, so the runs part later, as on another machine)
