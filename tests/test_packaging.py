@@ -51,21 +51,41 @@ def test_the_wheel_holds_every_module_of_the_package(dist):
     assert f"rlcourse-{rlcourse.__version__}.dist-info/licenses/LICENSE" in names
 
 
-def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_tour(dist, tmp_path):
+@pytest.fixture(scope="module")
+def venv(dist, tmp_path_factory) -> Path:
+    """A fresh virtual environment with the wheel installed: its bin folder."""
     (wheel,) = dist.glob("*.whl")
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", tmp_path / "venv"], cwd=tmp_path)
-    bin_dir = tmp_path / "venv" / "bin"
+    here = tmp_path_factory.mktemp("venv")
+    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", here / "venv"], cwd=here)
+    bin_dir = here / "venv" / "bin"
     run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", wheel],
-        cwd=tmp_path)
-    # the wheel's code, every module of it, and not this checkout's (which is on the system's path too)
-    loaded = run([bin_dir / "python", "-c", "import sys, rlcourse.cli, rlcourse.tour; print(*(m.__file__ for name, m "
-                  "in sys.modules.items() if name.split('.')[0] == 'rlcourse'), sep='\\n')"], cwd=tmp_path).split()
-    assert len(loaded) > 20 and all(Path(f).is_relative_to(tmp_path / "venv") for f in loaded), loaded
+        cwd=here)
+    return bin_dir
 
-    assert run([bin_dir / "rlcourse", "--version"], cwd=tmp_path).strip() == f"rlcourse {rlcourse.__version__}"
-    summary = run([bin_dir / "rlcourse", "train", "q-learning", "--env", "rlcourse/Corridor-v0", "--steps", "300",
+
+# every module of the package, imported in the venv; __main__ would run the CLI
+EVERY_MODULE = ("import importlib, pkgutil, sys, rlcourse\n"
+                "for m in pkgutil.walk_packages(rlcourse.__path__, 'rlcourse.'):\n"
+                "    if not m.name.endswith('.__main__'): importlib.import_module(m.name)\n"
+                "print(*(m.__file__ for name, m in sys.modules.items() if name.split('.')[0] == 'rlcourse'), sep='\\n')")
+
+
+def test_the_wheel_installs_in_a_fresh_venv_and_runs_from_there(venv, tmp_path):
+    # the wheel's code, every module of it, and not this checkout's (which is on the system's path too)
+    loaded = run([venv / "python", "-c", EVERY_MODULE], cwd=tmp_path).split()
+    in_checkout = {p.relative_to(ROOT).as_posix() for p in (ROOT / "rlcourse").rglob("*.py")}
+    assert all(Path(f).is_relative_to(venv.parent) for f in loaded), loaded
+    in_venv = {"rlcourse/" + f.split("/site-packages/rlcourse/", 1)[1] for f in loaded}
+    assert in_venv == in_checkout - {"rlcourse/__main__.py"}, sorted(in_venv ^ in_checkout)
+
+    assert run([venv / "rlcourse", "--version"], cwd=tmp_path).strip() == f"rlcourse {rlcourse.__version__}"
+    summary = run([venv / "rlcourse", "train", "q-learning", "--env", "rlcourse/Corridor-v0", "--steps", "300",
                    "--quiet", "--out", "run"], cwd=tmp_path)
     assert json.loads(summary.splitlines()[-1])["env_steps"] == 300
     assert (tmp_path / "run" / "q_table.npy").is_file()
-    run([bin_dir / "rlcourse", "tour", "--quick", "--quiet", "--out", "tour"], cwd=tmp_path)
+
+
+@pytest.mark.slow  # tests/test_tour.py runs the same quick tour from the checkout; above, every module loads from the wheel
+def test_the_wheel_runs_the_tour(venv, tmp_path):
+    run([venv / "rlcourse", "tour", "--quick", "--quiet", "--out", "tour"], cwd=tmp_path)
     assert (tmp_path / "tour" / "report.md").is_file()
