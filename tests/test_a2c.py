@@ -1,4 +1,5 @@
 import dataclasses
+import importlib.util
 import json
 import re
 import subprocess
@@ -218,6 +219,78 @@ def test_rmsprop_step_is_torchs_number_for_number():
         optimizer.step()
         assert torch.equal(ours, theirs)
     assert torch.equal(square_avg, optimizer.state[theirs]["square_avg"])
+
+
+class ScriptedEnv(gym.Env):
+    """Replays a batch's steps whatever the actions: reset gives obs[t] at the current step t, step
+    gives next_obs[t], the reward and the flags of step t. Actions are bounded at ±0.5, so SB3 clips."""
+
+    def __init__(self, batch: Batch, i: int):
+        self.batch, self.i, self.t = batch, i, 0
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (batch.obs.shape[-1],), np.float32)
+        self.action_space = gym.spaces.Box(-0.5, 0.5, (batch.actions.shape[-1],), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        return self.batch.obs[self.t, self.i].numpy(), {}
+
+    def step(self, action):
+        b, t, i = self.batch, self.t, self.i
+        self.t += 1
+        return (b.next_obs[t, i].numpy(), float(b.rewards[t, i]), bool(b.terminated[t, i]),
+                bool(b.truncated[t, i]), {})
+
+
+def test_updates_match_sb3s_a2c_on_the_same_steps(monkeypatch):
+    """Two iterations of SB3's own A2C (its collect_rollouts, with the time limit's bootstrap folded
+    into the reward, then its train) and of ours on the same transitions and the same sampled
+    actions, from the same weights: the same parameters after each, with the benchmark's translation
+    of the config (benchmarks/mujoco_box2d.py) as the settings."""
+    sb3 = pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    spec = importlib.util.spec_from_file_location("mujoco_box2d", ROOT / "benchmarks" / "mujoco_box2d.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look themselves up there
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    T, N = 5, 3
+    config = A2CConfig(num_envs=N, n_steps=T, hidden=(8, 8), gamma=0.9, gae_lambda=0.8, vf_coef=0.4,
+                       ent_coef=0.01, max_grad_norm=0.3, lr=0.01, log_std_init=-0.3)
+    script = make_batch(continuous=True, T=2 * T, N=N, seed=3)   # two iterations' worth of steps
+    script.truncated[T - 1, 2] = True   # the time limit at an iteration's last step too
+    env = DummyVecEnv([lambda i=i: ScriptedEnv(script, i) for i in range(N)])
+    model = sb3.A2C("MlpPolicy", env, device="cpu", seed=0, **bench.sb3_a2c_settings(config))
+    theirs = model.policy
+    space = env.observation_space
+    policy = make_policy("a2c", space, env.action_space, config.hidden, config.log_std_init)
+    critic = a2c.make_critic(policy, space.shape[0], config)
+    pairs = [(policy.mean[0], theirs.mlp_extractor.policy_net[0]), (policy.mean[2], theirs.mlp_extractor.policy_net[2]),
+             (policy.mean[4], theirs.action_net), (critic.v[0], theirs.mlp_extractor.value_net[0]),
+             (critic.v[2], theirs.mlp_extractor.value_net[2]), (critic.v[4], theirs.value_net)]
+    with torch.no_grad():
+        for ours, their in pairs:
+            ours.weight.copy_(their.weight)
+            ours.bias.copy_(their.bias)
+        policy.log_std.copy_(theirs.log_std)
+    flat = a2c.flatten_parameters(torch.nn.ModuleDict({"policy": policy, "critic": critic}))
+    square_avg = torch.zeros_like(flat)
+
+    _, callback = model._setup_learn(2 * T * N)
+    for k in range(2):
+        assert model.collect_rollouts(env, callback, model.rollout_buffer, n_rollout_steps=T)
+        actions = torch.as_tensor(model.rollout_buffer.actions).clone()  # SB3's draws [T, N, ·], unclipped
+        model.train()  # (its buffer's arrays come out of it flattened env by env)
+        steps = slice(k * T, (k + 1) * T)
+        batch = dataclasses.replace(script, obs=script.obs[steps], actions=actions, logp=script.logp[steps],
+                                    rewards=script.rewards[steps], terminated=script.terminated[steps],
+                                    truncated=script.truncated[steps], next_obs=script.next_obs[steps],
+                                    starts=script.starts[steps], timesteps=script.timesteps[steps])
+        a2c.apply_update(a2c_loss(policy, critic, batch, config).loss, flat, square_avg, config.lr, config)
+        for ours, their in pairs:
+            torch.testing.assert_close(ours.weight, their.weight, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(ours.bias, their.bias, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(policy.log_std, theirs.log_std, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(policy.log_std, torch.full_like(policy.log_std, config.log_std_init))  # it learned
 
 
 @pytest.mark.parametrize("action_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1.0, 1.0, (2,))])

@@ -15,13 +15,23 @@ import rlcourse
 from rlcourse.algorithms import ALGORITHMS
 from rlcourse.config import ConfigError
 from rlcourse.pg import a2c, ppo, reinforce, trpo
-from rlcourse.pg.normalize import STATS_FILE, ObsNormalizer, RewardScaler, RunningMeanStd
+from rlcourse.pg.normalize import PRIOR_COUNT, STATS_FILE, ObsNormalizer, RewardScaler, RunningMeanStd
 from rlcourse.pg.policies import make_policy
 from rlcourse.pg.rollout import Rollout
 from rlcourse.play import evaluate
 from rlcourse.run import torch_threads
 
 NORMALIZED = dict(normalize_obs=True, normalize_reward=True)
+
+
+def brute_force_stats(vectors) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and variance of the vectors and of the prior: PRIOR_COUNT vectors of mean 0 and
+    variance 1, as half that weight at +1 and half at −1 in every coordinate; one weighted sum each."""
+    x = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
+    points = np.concatenate([x, np.ones((1, x.shape[1])), -np.ones((1, x.shape[1]))])
+    weights = np.concatenate([np.ones(len(x)), [PRIOR_COUNT / 2] * 2])
+    mean = np.average(points, axis=0, weights=weights)
+    return mean, np.average((points - mean) ** 2, axis=0, weights=weights)
 
 
 def test_running_mean_std_is_the_mean_and_variance_of_everything_seen():
@@ -32,9 +42,12 @@ def test_running_mean_std_is_the_mean_and_variance_of_everything_seen():
         rms.update(batch)
         seen.append(batch)
         everything = np.concatenate(seen)
-        np.testing.assert_allclose(rms.mean, everything.mean(0), rtol=1e-12)
-        np.testing.assert_allclose(rms.var, everything.var(0), rtol=1e-9)
-        assert rms.count == len(everything)
+        mean, var = brute_force_stats(everything)
+        np.testing.assert_allclose(rms.mean, mean, rtol=1e-12)
+        np.testing.assert_allclose(rms.var, var, rtol=1e-9)
+        assert rms.count == PRIOR_COUNT + len(everything)
+        # the prior weighs a ten-thousandth of one vector: the data's own statistics to 10⁻⁴ / n
+        np.testing.assert_allclose(rms.mean, everything.mean(0), rtol=1e-4 / len(everything) * 1.01)
 
 
 def test_reward_scaler_divides_by_the_std_of_every_discounted_return_so_far():
@@ -45,7 +58,7 @@ def test_reward_scaler_divides_by_the_std_of_every_discounted_return_so_far():
         scaled = scaler(r, d)
         returns = gamma * returns + r
         seen += list(returns)
-        np.testing.assert_allclose(scaled, r / np.sqrt(np.var(seen) + 1e-8), rtol=1e-12)
+        np.testing.assert_allclose(scaled, r / np.sqrt(brute_force_stats(seen)[1] + 1e-8), rtol=1e-12)
         returns[d] = 0.0
     np.testing.assert_array_equal(scaler.returns, returns)
     assert np.all(np.abs(RewardScaler(2, gamma, clip=0.5)(rewards[0], done[0])) <= 0.5)
@@ -65,9 +78,10 @@ def test_observation_statistics_count_every_observation_the_environments_returne
     seen += [envs.step(action)[0] for action in batch.actions.numpy()]
     everything = np.concatenate(seen).astype(np.float64)
     stats = rollout.obs_normalizer.rms
-    np.testing.assert_allclose(stats.mean, everything.mean(0), rtol=1e-10)
-    np.testing.assert_allclose(stats.var, everything.var(0), rtol=1e-10)
-    assert stats.count == n * (steps + 1)
+    mean, var = brute_force_stats(everything)
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-10)
+    np.testing.assert_allclose(stats.var, var, rtol=1e-10)
+    assert stats.count == PRIOR_COUNT + n * (steps + 1)
     # the batch holds what the policy saw: with the statistics of the time, s_{t+1} = s of t + 1
     same = ~batch.starts[1:]
     assert torch.equal(batch.next_obs[:-1][same], batch.obs[1:][same])
@@ -98,11 +112,14 @@ def test_next_step_autoreset_counts_first_observations_and_real_returns_only():
     assert running >= 10, "too few reset steps: the test would not see them"
     everything = np.concatenate(seen).astype(np.float64)
     stats = rollout.obs_normalizer.rms
-    np.testing.assert_allclose(stats.mean, everything.mean(0), rtol=1e-10)
-    np.testing.assert_allclose(stats.var, everything.var(0), rtol=1e-10)
-    assert stats.count == len(everything) == n * (steps + 1) - batch.terminated.sum() - batch.truncated.sum()
-    assert rollout.reward_scaler.rms.count == n * steps - running
-    np.testing.assert_allclose(rollout.reward_scaler.rms.var, np.concatenate(returns).var(), rtol=1e-10)
+    mean, var = brute_force_stats(everything)
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-10)
+    np.testing.assert_allclose(stats.var, var, rtol=1e-10)
+    assert len(everything) == n * (steps + 1) - batch.terminated.sum() - batch.truncated.sum()
+    assert stats.count == PRIOR_COUNT + len(everything)
+    assert rollout.reward_scaler.rms.count == PRIOR_COUNT + n * steps - running
+    np.testing.assert_allclose(rollout.reward_scaler.rms.var, brute_force_stats(np.concatenate(returns))[1],
+                               rtol=1e-10)
 
 
 def test_the_log_keeps_the_environments_own_returns():
@@ -121,7 +138,7 @@ def test_the_log_keeps_the_environments_own_returns():
 def test_saved_with_the_model_and_used_by_evaluate(tmp_path, train, config):
     result = train("Pendulum-v1", config, steps=1_024, seed=1)
     stats = result.policy.obs_normalizer
-    assert stats is not None and stats.rms.count == 1_024 + config.num_envs
+    assert stats is not None and stats.rms.count == PRIOR_COUNT + 1_024 + config.num_envs
     result.save(tmp_path)
     loaded = rlcourse.load(tmp_path)
     saved = loaded.policy.obs_normalizer
@@ -140,7 +157,7 @@ def test_saved_with_the_model_and_used_by_evaluate(tmp_path, train, config):
 def test_a_policy_saved_without_statistics_loads_without_them(tmp_path):
     normalized = ppo.train("CartPole-v1", ppo.PPOConfig(n_steps=64, normalize_obs=True), steps=64, seed=0)
     normalized.save(tmp_path)
-    assert json.loads((tmp_path / STATS_FILE).read_text())["count"] == 65
+    assert json.loads((tmp_path / STATS_FILE).read_text())["count"] == PRIOR_COUNT + 65
     ppo.train("CartPole-v1", ppo.PPOConfig(n_steps=64), steps=64, seed=0).save(tmp_path)
     assert not (tmp_path / STATS_FILE).exists() and rlcourse.load(tmp_path).policy.obs_normalizer is None
 
@@ -172,3 +189,82 @@ def test_a_resumed_normalised_run_equals_one_that_never_stopped(tmp_path, algo, 
 def test_configs_reject_bad_environment_options(config, field, value, message):
     with pytest.raises(ConfigError, match=message):
         config(**{field: value})
+
+
+class ScriptedStream(gym.Env):
+    """Observations of very different scales and rewards drawn from its own generator whatever the
+    actions and the reset seed, episodes of 6, 3, 8, 5, ... steps, ended in turn by termination
+    and by the time limit: the same stream for every library that makes it."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        self.rng, self.episode, self.t = np.random.default_rng(123), 0, 0
+
+    def draw(self):
+        return self.rng.normal([5.0, -2.0, 100.0], [3.0, 0.5, 20.0])
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return self.draw(), {}
+
+    def step(self, action):
+        self.t += 1
+        end = self.t == (6, 3, 8, 5)[self.episode % 4]
+        terminated, truncated = end and self.episode % 2 == 0, end and self.episode % 2 == 1
+        self.episode += end
+        return self.draw(), float(self.rng.normal(2.0, 5.0)), terminated, truncated, {}
+
+
+class StandStill:
+    """A policy for Rollout.collect that always sends 0 (the stream ignores it anyway)."""
+
+    squash = False
+
+    def reset_noise(self, n):
+        pass
+
+    def sample(self, obs):
+        return torch.zeros(len(obs), 1), torch.zeros(len(obs))
+
+
+def test_normalisation_is_sb3s_vecnormalize_step_for_step(monkeypatch):
+    """The normalised observations (final ones of episodes included) and scaled rewards a rollout
+    hands the learner are VecNormalize's on the same stream, through the benchmark's translation of
+    the settings (benchmarks/mujoco_box2d.py); clips small enough to bite."""
+    pytest.importorskip("stable_baselines3")
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    spec = importlib.util.spec_from_file_location(
+        "mujoco_box2d", Path(__file__).resolve().parents[1] / "benchmarks" / "mujoco_box2d.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)
+    spec.loader.exec_module(bench)
+    monkeypatch.setitem(gym.registry, "test/ScriptedStream-v0",
+                        gym.envs.registration.EnvSpec("test/ScriptedStream-v0", entry_point=ScriptedStream))
+    config = a2c.A2CConfig(num_envs=1, gamma=0.9, clip_obs=2.5, clip_reward=1.5, **NORMALIZED)
+    steps = 40
+    theirs = VecNormalize(DummyVecEnv([lambda: gym.make("test/ScriptedStream-v0")]), **bench.sb3_normalize(config))
+    obs, rows = theirs.reset(), []
+    for _ in range(steps):
+        new_obs, reward, done, info = theirs.step(np.zeros((1, 1), np.float32))
+        final = info[0]["terminal_observation"] if done[0] else new_obs[0]
+        rows.append((obs[0], reward[0], final))
+        obs = new_obs
+    with Rollout.for_config("test/ScriptedStream-v0", config, 0, None, "cpu") as rollout:
+        batch = rollout.collect(StandStill(), steps)
+    assert int((batch.terminated | batch.truncated).sum()) == 7  # episodes of 6, 3, 8, 5, 6, 3, 8 steps
+    assert np.abs(batch.obs.numpy()).max() == pytest.approx(2.5)  # the clip bit
+    assert np.abs(batch.rewards.numpy()).max() == pytest.approx(1.5)
+    for t, (obs_t, reward_t, next_t) in enumerate(rows):
+        np.testing.assert_allclose(batch.obs[t, 0].numpy(), obs_t, rtol=1e-5, atol=1e-6, err_msg=f"obs, step {t}")
+        np.testing.assert_allclose(batch.rewards[t, 0].item(), reward_t, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"reward, step {t}")
+        np.testing.assert_allclose(batch.next_obs[t, 0].numpy(), next_t, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"next observation, step {t}")

@@ -20,6 +20,7 @@ from resumed import assert_resumes_bit_for_bit, stop_at
 import rlcourse
 from rlcourse.config import ConfigError
 from rlcourse.pg import ppo, trpo
+from rlcourse.pg.normalize import PRIOR_COUNT
 from rlcourse.play import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,5 +260,5 @@ def test_trpo_with_the_zoo_mujoco_settings_normalises_and_runs():
     assert (config.normalize_obs, config.normalize_reward, config.max_kl, config.num_envs) == (True, True, 0.04, 2)
     assert trpo.TRPOConfig.for_env("Hopper-v5").max_kl == 0.01
     result = trpo.train("Hopper-v5", dataclasses.replace(config, critic_epochs=1), steps=1_024, seed=0)
-    assert result.steps == 1_024 and result.policy.obs_normalizer.rms.count == 1_024 + 2
+    assert result.steps == 1_024 and result.policy.obs_normalizer.rms.count == PRIOR_COUNT + 1_024 + 2
     assert np.isfinite(result.log.drop(columns=["return", "length"]).to_numpy(dtype=float)).all()

@@ -298,6 +298,16 @@ def rmsprop_step(flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CC
     flat.addcdiv_(g, square_avg.sqrt().add_(config.rms_eps), value=-lr)
 
 
+def apply_update(loss: Tensor, flat: nn.Parameter, square_avg: Tensor, lr: float, config: A2CConfig) -> Tensor:
+    """One gradient step on ``loss``: its gradient over every parameter (the flat vector θ, φ),
+    the norm clipped to ``max_grad_norm``, then RMSprop. Returns the norm before clipping."""
+    flat_grad(flat).zero_()
+    loss.backward()
+    grad_norm = clip_grad_norm(flat, config.max_grad_norm)
+    rmsprop_step(flat, square_avg, lr, config)
+    return grad_norm
+
+
 def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *, steps: int = 500_000, seed: int = 0,
           out: str | Path | None = None, progress: bool = False, env_kwargs: dict | None = None,
           checkpoint_every: int = 100_000, threads: int = 1, resume: bool = False,
@@ -355,10 +365,7 @@ def train(env_id: str = "CartPole-v1", config: A2CConfig | None = None, *, steps
                     terms = a2c_loss(policy, critic, batch, config)
                     if not torch.isfinite(terms.loss):
                         raise NonFiniteError("loss", rollout.env_steps, record.last_checkpoint)
-                    flat_grad(flat).zero_()
-                    terms.loss.backward()
-                    grad_norm = clip_grad_norm(flat, config.max_grad_norm)
-                    rmsprop_step(flat, square_avg, lr, config)
+                    grad_norm = apply_update(terms.loss, flat, square_avg, lr, config)
                 stats = {
                     "policy_loss": terms.policy_loss.detach(),
                     "value_loss": terms.value_loss.detach(),

@@ -15,8 +15,11 @@ environments send and divide by them.
       δ = μ_B - μ,\quad n' = n + m,\quad μ' = μ + δ\,\frac{m}{n'},\quad
       σ'^2 = \frac{n σ^2 + m σ_B^2 + δ^2\, n m / n'}{n'}
 
-  (population variances, NumPy's ``var``). It starts at n = 0, μ = 0, σ² = 1, so after any
-  updates it holds exactly the mean and variance of everything seen (up to rounding).
+  (population variances, NumPy's ``var``). It starts at n = 10⁻⁴, μ = 0, σ² = 1, as SB3's and
+  Gymnasium's ``RunningMeanStd`` do: a prior worth a ten-thousandth of one vector, so that it
+  holds the mean and variance of everything seen and of that prior, the data's own to a relative
+  10⁻⁴/n. Starting from n = 0 instead, the first observation would be divided by a zero spread and
+  the first rewards multiplied by √(1/ε) = 10⁴ before the clip.
 * :class:`ObsNormalizer` — :math:`\tilde s = \operatorname{clip}((s - μ) / \sqrt{σ^2 + ε}, -c, c)`,
   the statistics updated with every observation the environments return (the first of each
   episode included; the final observation of an episode is normalised but not counted, as
@@ -49,6 +52,7 @@ from rlcourse.config import check_choice, check_range
 from rlcourse.run import atomic_write
 
 EPSILON = 1e-8  # ε under the square roots
+PRIOR_COUNT = 1e-4  # the statistics start as if this many vectors of mean 0 and variance 1 had been seen
 VECTORIZATION = ("sync", "async")  # what every policy-gradient config accepts
 # Gymnasium's own vectorised environment (rlcourse.pg.rollout): for trainers whose Ψ drops its reset steps
 VECTOR_ENTRY_POINT = "vector_entry_point"
@@ -56,12 +60,13 @@ STATS_FILE = "obs_normalizer.json"  # beside policy.pt and policy.json
 
 
 class RunningMeanStd:
-    """Mean and (population) variance of every vector passed to :meth:`update`, in float64."""
+    """Mean and (population) variance of every vector passed to :meth:`update` and of the prior
+    (``PRIOR_COUNT`` vectors of mean 0, variance 1), in float64."""
 
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
         self.mean = np.zeros(shape)
         self.var = np.ones(shape)
-        self.count = 0.0
+        self.count = PRIOR_COUNT
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of vectors (rows of ``batch``) in with Chan et al.'s parallel update."""
