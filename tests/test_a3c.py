@@ -259,6 +259,32 @@ def test_ctrl_c_in_a_terminal_stops_the_run_cleanly(tmp_path):
     assert rlcourse.load(out).status == "interrupted"
 
 
+def test_ctrl_c_in_the_middle_of_reading_a_message_waits_until_it_is_read():
+    """An interrupt that lands while the parent reads a worker's message is held back until the
+    read is over, then raised: cut in half, the read would leave the pipe mid-message and the
+    shut-down's next read would wait forever (a hang seen once under load in CI)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    finished = []
+
+    class InterruptedRead:
+        def get(self, timeout):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C lands mid-read
+            finished.append(True)  # ... and the read still completes
+            return ("log", ())
+
+    parent = object.__new__(a3c._Parent)
+    parent.messages = InterruptedRead()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        parent._next_message()
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_cli_trains_two_workers_and_evaluates(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "a3c", "--env", "CartPole-v1", "--steps", "3000", "--out", str(out), "--quiet",

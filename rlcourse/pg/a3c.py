@@ -540,7 +540,7 @@ class _Parent:
         self._start_workers()
         while len(self.done) < self.config.workers:
             try:
-                message = self.messages.get(timeout=0.1)
+                message = self._next_message()
             except queue_module.Empty:
                 self._check_for_silent_deaths()
                 continue
@@ -548,6 +548,22 @@ class _Parent:
         if self.callback is not None and self.last_callback != self.shared["applied"].value:
             self.record.advance(self.shared["applied"].value)
             self.record.call(self.callback, self.policy)
+
+    def _next_message(self) -> tuple:
+        """The next message from the workers (queue.Empty after 0.1 s), with Ctrl-C held back
+        until the read is over: an interrupt between a message's length and its bytes would
+        leave the pipe mid-message, and the next read, at shut-down, would wait forever for
+        bytes that never come. The held-back signal is raised again at once afterwards."""
+        if threading.current_thread() is not threading.main_thread():
+            return self.messages.get(timeout=0.1)
+        held: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        try:
+            return self.messages.get(timeout=0.1)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+            if held:
+                signal.raise_signal(signal.SIGINT)
 
     def _start_workers(self) -> None:
         # the workers ignore SIGINT from their first instruction: a child inherits an ignored
