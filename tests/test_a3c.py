@@ -285,6 +285,32 @@ def test_ctrl_c_in_the_middle_of_reading_a_message_waits_until_it_is_read():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_ctrl_c_while_the_workers_start_is_raised_once_they_have_started():
+    """A Ctrl-C while the workers start (the parent ignores SIGINT then, for the children to inherit)
+    is held pending and raised once both have started, not lost (a run that then trained on for
+    its whole budget was seen under load in CI)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    started = []
+
+    class Starting:
+        def start(self):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C lands during the start
+            started.append(True)
+
+    parent = object.__new__(a3c._Parent)
+    parent.processes = [Starting(), Starting()]
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        parent._start_workers()
+    assert started == [True, True]
+    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
 def test_cli_trains_two_workers_and_evaluates(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "a3c", "--env", "CartPole-v1", "--steps", "3000", "--out", str(out), "--quiet",

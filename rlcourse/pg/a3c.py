@@ -567,15 +567,21 @@ class _Parent:
 
     def _start_workers(self) -> None:
         # the workers ignore SIGINT from their first instruction: a child inherits an ignored
-        # signal, and Python then leaves it ignored while it starts up (imports torch)
+        # signal, and Python then leaves it ignored while it starts up (imports torch). The
+        # parent blocks it meanwhile too, so that a Ctrl-C during the start (which on a busy
+        # machine takes seconds: each start waits for its child to read the pickled model) is
+        # held pending, not lost, and delivered once the handler is back.
         in_main_thread = threading.current_thread() is threading.main_thread()
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+        if in_main_thread:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for process in self.processes:
                 process.start()
         finally:
             if in_main_thread:
                 signal.signal(signal.SIGINT, handler)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def _check_for_silent_deaths(self) -> None:
         for rank, process in enumerate(self.processes):  # a worker that died without a word
