@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import matplotlib
 import pytest
@@ -37,3 +40,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def mujoco_box2d():
+    """benchmarks/mujoco_box2d.py as a module (its folder is not a package)."""
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        import mujoco_box2d
+    finally:
+        sys.path.remove(benchmarks)
+    return mujoco_box2d

@@ -1,5 +1,4 @@
 import dataclasses
-import importlib.util
 import json
 import re
 import subprocess
@@ -240,7 +239,7 @@ class ScriptedEnv(gym.Env):
                 bool(b.truncated[t, i]), {})
 
 
-def test_updates_match_sb3s_a2c_on_the_same_steps(monkeypatch):
+def test_updates_match_sb3s_a2c_on_the_same_steps(mujoco_box2d):
     """Two iterations of SB3's own A2C (its collect_rollouts, with the time limit's bootstrap folded
     into the reward, then its train) and of ours on the same transitions and the same sampled
     actions, from the same weights: the same parameters after each, with the benchmark's translation
@@ -248,10 +247,6 @@ def test_updates_match_sb3s_a2c_on_the_same_steps(monkeypatch):
     sb3 = pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    spec = importlib.util.spec_from_file_location("mujoco_box2d", ROOT / "benchmarks" / "mujoco_box2d.py")
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look themselves up there
-    spec.loader.exec_module(bench)
     torch.manual_seed(0)
     T, N = 5, 3
     config = A2CConfig(num_envs=N, n_steps=T, hidden=(8, 8), gamma=0.9, gae_lambda=0.8, vf_coef=0.4,
@@ -259,7 +254,7 @@ def test_updates_match_sb3s_a2c_on_the_same_steps(monkeypatch):
     script = make_batch(continuous=True, T=2 * T, N=N, seed=3)   # two iterations' worth of steps
     script.truncated[T - 1, 2] = True   # the time limit at an iteration's last step too
     env = DummyVecEnv([lambda i=i: ScriptedEnv(script, i) for i in range(N)])
-    model = sb3.A2C("MlpPolicy", env, device="cpu", seed=0, **bench.sb3_a2c_settings(config))
+    model = sb3.A2C("MlpPolicy", env, device="cpu", seed=0, **mujoco_box2d.sb3_a2c_settings(config))
     theirs = model.policy
     space = env.observation_space
     policy = make_policy("a2c", space, env.action_space, config.hidden, config.log_std_init)

@@ -229,28 +229,18 @@ class StandStill:
         return torch.zeros(len(obs), 1), torch.zeros(len(obs))
 
 
-def test_normalisation_is_sb3s_vecnormalize_step_for_step(monkeypatch):
+def test_normalisation_is_sb3s_vecnormalize_step_for_step(monkeypatch, mujoco_box2d):
     """The normalised observations (final ones of episodes included) and scaled rewards a rollout
     hands the learner are VecNormalize's on the same stream, through the benchmark's translation of
     the settings (benchmarks/mujoco_box2d.py); clips small enough to bite."""
     pytest.importorskip("stable_baselines3")
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    spec = importlib.util.spec_from_file_location(
-        "mujoco_box2d", Path(__file__).resolve().parents[1] / "benchmarks" / "mujoco_box2d.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)
-    spec.loader.exec_module(bench)
     monkeypatch.setitem(gym.registry, "test/ScriptedStream-v0",
                         gym.envs.registration.EnvSpec("test/ScriptedStream-v0", entry_point=ScriptedStream))
     config = a2c.A2CConfig(num_envs=1, gamma=0.9, clip_obs=2.5, clip_reward=1.5, **NORMALIZED)
     steps = 40
-    theirs = VecNormalize(DummyVecEnv([lambda: gym.make("test/ScriptedStream-v0")]), **bench.sb3_normalize(config))
+    theirs = VecNormalize(DummyVecEnv([lambda: gym.make("test/ScriptedStream-v0")]), **mujoco_box2d.sb3_normalize(config))
     obs, rows = theirs.reset(), []
     for _ in range(steps):
         new_obs, reward, done, info = theirs.step(np.zeros((1, 1), np.float32))

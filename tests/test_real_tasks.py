@@ -142,17 +142,6 @@ def test_the_benchmark_runs_dqn_on_lunarlander_beside_sb3_and_refuses_it_on_mujo
     assert refused.returncode == 2 and "only LunarLander-v3" in refused.stderr.strip().splitlines()[-1]
 
 
-@pytest.fixture
-def mujoco_box2d():
-    """The benchmark script as a module (its folder is not a package)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import mujoco_box2d
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return mujoco_box2d
-
-
 def test_sb3_trpo_gets_the_zoo_halfcheetah_settings_and_refuses_what_it_cannot_run(mujoco_box2d):
     # hyperparams/trpo.yml, HalfCheetah-v4: the mujoco-defaults (n_envs 2, n_steps 1024, batch_size 128,
     # n_critic_updates 20, cg_max_steps 25, cg_damping 0.1, learning_rate 1e-3) with target_kl 0.04
