@@ -148,14 +148,17 @@ def sb3_a2c_settings(config) -> dict:
                 sde_sample_freq=config.sde_sample_freq, normalize_advantage=False, policy_kwargs=policy_kwargs)
 
 
-def sb3_trpo_settings(config) -> dict:
-    """Keyword arguments of sb3-contrib's TRPO: a ``TRPOConfig``'s numbers in its words (target_kl is
-    δ, cg_max_steps the CG iterations, the line search's shrinking factor and tries, the critic's Adam
-    step, minibatch and passes; no sub-sampling)."""
+def sb3_trpo_settings(config, action_dims: int) -> dict:
+    """Keyword arguments of sb3-contrib's TRPO: a ``TRPOConfig``'s numbers in its words (cg_max_steps
+    the CG iterations, the line search's shrinking factor and tries, the critic's Adam step, minibatch
+    and passes; no sub-sampling). sb3-contrib averages a Gaussian's KL over the action's
+    ``action_dims`` dimensions (1 for discrete actions), so its target_kl and cg_damping are δ and λ
+    divided by them (rlcourse.pg.trpo's docstring)."""
     refuse_unlike("TRPO", config, {"squash_output": False, "method": "trpo"})
     return dict(n_steps=config.n_steps, batch_size=config.critic_batch_size, gamma=config.gamma,
                 gae_lambda=config.gae_lambda, learning_rate=config.critic_lr, n_critic_updates=config.critic_epochs,
-                cg_max_steps=config.cg_iters, cg_damping=config.cg_damping, target_kl=config.max_kl,
+                cg_max_steps=config.cg_iters, cg_damping=config.cg_damping / action_dims,
+                target_kl=config.max_kl / action_dims,
                 line_search_shrinking_factor=config.backtrack_coef, line_search_max_iter=config.backtrack_iters,
                 normalize_advantage=config.normalize_advantages, sub_sampling_factor=1, use_sde=config.use_sde,
                 sde_sample_freq=config.sde_sample_freq, policy_kwargs=sb3_policy_kwargs(config))
@@ -210,7 +213,19 @@ def training_curve(ends: list[tuple[int, float]], job: SB3Job) -> tuple[np.ndarr
     return stats.on_grid(steps, curve, job.grid), stats.steps_to_threshold(steps, curve, job.threshold)
 
 
-SB3_SETTINGS = {"ppo": sb3_settings, "trpo": sb3_trpo_settings, "a2c": sb3_a2c_settings, "dqn": sb3_dqn_settings}
+SB3_SETTINGS = {"ppo": sb3_settings, "a2c": sb3_a2c_settings, "dqn": sb3_dqn_settings}
+
+
+def sb3_kwargs(algo: str, config, env_id: str) -> dict:
+    """Keyword arguments of SB3's ``algo`` for ``config`` on ``env_id`` (TRPO's depend on the action's dimensions)."""
+    if algo == "trpo":
+        import gymnasium as gym
+
+        probe = gym.make(env_id)
+        space = probe.action_space
+        probe.close()
+        return sb3_trpo_settings(config, int(np.prod(space.shape)) if isinstance(space, gym.spaces.Box) else 1)
+    return SB3_SETTINGS[algo](config)
 
 
 def sb3_class(algo: str):
@@ -231,7 +246,7 @@ def sb3_seed(job: SB3Job) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
-    kwargs = SB3_SETTINGS[job.algo](job.config)
+    kwargs = sb3_kwargs(job.algo, job.config, job.env_id)
     normalize = None if job.algo == "dqn" else sb3_normalize(job.config)
     start = time.perf_counter()
     env = sb3_env(job.env_id, job.config.num_envs, job.seed)
@@ -460,7 +475,7 @@ def main(argv=None) -> int:
             parser.error(f"{name} is not installed: pip install {name} torch==2.13.0 (or --no-sb3)")
         for env_id in args.envs:
             try:
-                SB3_SETTINGS[args.algo](rlcourse_config(args.algo, env_id, args.set, args.vectorization))
+                sb3_kwargs(args.algo, rlcourse_config(args.algo, env_id, args.set, args.vectorization), env_id)
             except ValueError as error:
                 parser.error(f"--algo {args.algo} on {env_id}: {error} (or --no-sb3)")
     results = [run_task(env_id, args) for env_id in args.envs]

@@ -144,21 +144,26 @@ def test_the_benchmark_runs_dqn_on_lunarlander_beside_sb3_and_refuses_it_on_mujo
 
 def test_sb3_trpo_gets_the_zoo_halfcheetah_settings_and_refuses_what_it_cannot_run(mujoco_box2d):
     # hyperparams/trpo.yml, HalfCheetah-v4: the mujoco-defaults (n_envs 2, n_steps 1024, batch_size 128,
-    # n_critic_updates 20, cg_max_steps 25, cg_damping 0.1, learning_rate 1e-3) with target_kl 0.04
+    # n_critic_updates 20, cg_max_steps 25, cg_damping 0.1, learning_rate 1e-3) with target_kl 0.04, for
+    # sb3-contrib's KL averaged over the 6 action dimensions: ours, of the whole action, is 6 times both
     from rlcourse.pg.trpo import TRPOConfig
 
     config = TRPOConfig.for_env("HalfCheetah-v5")
-    kwargs = mujoco_box2d.sb3_trpo_settings(config)
+    assert (config.max_kl, config.cg_damping) == pytest.approx((0.24, 0.6))
+    assert (TRPOConfig.for_env("Hopper-v5").max_kl, TRPOConfig.for_env("Walker2d-v5").max_kl) == \
+        pytest.approx((0.03, 0.06))
+    kwargs = mujoco_box2d.sb3_kwargs("trpo", config, "HalfCheetah-v5")
     assert (kwargs["n_steps"], kwargs["batch_size"], kwargs["n_critic_updates"]) == (1024, 128, 20)
-    assert (kwargs["cg_max_steps"], kwargs["cg_damping"], kwargs["learning_rate"]) == (25, 0.1, 1e-3)
-    assert (kwargs["target_kl"], kwargs["gae_lambda"], kwargs["sub_sampling_factor"]) == (0.04, 0.95, 1)
+    assert (kwargs["cg_max_steps"], kwargs["cg_damping"], kwargs["learning_rate"]) == (25, pytest.approx(0.1), 1e-3)
+    assert (kwargs["target_kl"], kwargs["gae_lambda"], kwargs["sub_sampling_factor"]) == (pytest.approx(0.04), 0.95, 1)
+    assert mujoco_box2d.sb3_kwargs("trpo", TRPOConfig.for_env("CartPole-v1"), "CartPole-v1")["cg_damping"] == 1e-3
     assert (kwargs["line_search_shrinking_factor"], kwargs["line_search_max_iter"]) == (0.8, 10)
     assert kwargs["policy_kwargs"]["net_arch"] == {"pi": [64, 64], "vf": [64, 64]}
     assert kwargs["policy_kwargs"]["ortho_init"] is True and kwargs["policy_kwargs"]["log_std_init"] == 0.0
     assert mujoco_box2d.sb3_normalize(config) == dict(norm_obs=True, norm_reward=True, clip_obs=10.0,
                                                       clip_reward=10.0, gamma=0.99)
     with pytest.raises(ValueError, match="TRPO cannot run method = 'npg'"):
-        mujoco_box2d.sb3_trpo_settings(dataclasses.replace(config, method="npg"))
+        mujoco_box2d.sb3_kwargs("trpo", dataclasses.replace(config, method="npg"), "HalfCheetah-v5")
 
 
 def test_sb3_a2c_gets_rmsprop_as_ours_and_refuses_what_it_cannot_run(mujoco_box2d):
@@ -246,8 +251,9 @@ def test_a_box2d_run_refuses_to_resume_in_one_line(tmp_path):
 def test_trpo_with_the_zoo_mujoco_settings_normalises_and_runs():
     pytest.importorskip("mujoco")
     config = trpo.TRPOConfig.for_env("HalfCheetah-v5")
-    assert (config.normalize_obs, config.normalize_reward, config.max_kl, config.num_envs) == (True, True, 0.04, 2)
-    assert trpo.TRPOConfig.for_env("Hopper-v5").max_kl == 0.01
+    assert (config.normalize_obs, config.normalize_reward, config.max_kl, config.num_envs) == \
+        (True, True, pytest.approx(0.24), 2)
+    assert trpo.TRPOConfig.for_env("Hopper-v5").max_kl == pytest.approx(0.03)  # 0.01 for each of 3 dimensions
     result = trpo.train("Hopper-v5", dataclasses.replace(config, critic_epochs=1), steps=1_024, seed=0)
     assert result.steps == 1_024 and result.policy.obs_normalizer.rms.count == PRIOR_COUNT + 1_024 + 2
     assert np.isfinite(result.log.drop(columns=["return", "length"]).to_numpy(dtype=float)).all()

@@ -52,10 +52,18 @@ Pseudocode::
 
 Defaults: sb3-contrib's TRPO (``sb3_contrib/trpo/trpo.py``: n_steps 2048, batch_size 128
 for the critic, gamma 0.99, gae_lambda 0.95, target_kl δ = 0.01, cg_max_steps 15,
-cg_damping 0.1, line search factor 0.8 for 10 tries, 10 critic updates with Adam at 1e-3,
-advantages standardised), and :meth:`TRPOConfig.for_env` swaps in the RL Zoo's tuned
-values (rl-baselines3-zoo, ``hyperparams/trpo.yml``) for the environments in
+cg_damping 0.1, line search factor 0.8 for 10 tries, 10 critic updates with Adam at 1e-3
+and ε = 1e-5, advantages standardised), and :meth:`TRPOConfig.for_env` swaps in the RL
+Zoo's tuned values (rl-baselines3-zoo, ``hyperparams/trpo.yml``) for the environments in
 :data:`RL_ZOO`.
+
+What δ bounds: here, as in the paper, the KL between two policies' distributions over the
+whole action, averaged over states (D̄ above). sb3-contrib (2.x) averages a
+Gaussian's KL over the action's dimensions as well as over states, so its δ bounds D̄ / d for
+d-dimensional actions, and its H is the Fisher matrix / d. Its ``target_kl`` δ and
+``cg_damping`` λ are therefore this module's d·δ and d·λ: the same step, number for number
+(tests/test_trpo.py runs sb3-contrib's update beside ours). For discrete actions and d = 1
+the two agree.
 """
 
 from __future__ import annotations
@@ -110,9 +118,9 @@ LOG_COLUMNS = [
 @dataclasses.dataclass(frozen=True)
 class TRPOConfig:
     method: str = "trpo"  # "trpo" (with the line search) or "npg" (the plain natural step)
-    max_kl: float = 0.01  # δ, the bound on the mean KL (sb3-contrib: target_kl)
+    max_kl: float = 0.01  # δ, the bound on the mean KL of the whole action (sb3-contrib: target_kl × action dims)
     cg_iters: int = 15  # conjugate-gradient iterations for x = H⁻¹g
-    cg_damping: float = 0.1  # λ added to H's diagonal
+    cg_damping: float = 0.1  # λ added to H's diagonal (sb3-contrib: cg_damping × action dims)
     backtrack_coef: float = 0.8  # α of the line search's steps αʲΔ
     backtrack_iters: int = 10  # tries before the line search gives up
     num_envs: int = 1  # N environments stepped together
@@ -163,7 +171,9 @@ class TRPOConfig:
 
 
 # rl-baselines3-zoo, hyperparams/trpo.yml (at commit 22e3ff2450fd92033f7f032915e1f64894a09584; learning_rate,
-# batch_size and n_critic_updates there are critic_lr, critic_batch_size and critic_epochs here). Its Pendulum-v1
+# batch_size and n_critic_updates there are critic_lr, critic_batch_size and critic_epochs here; its target_kl and
+# cg_damping, for sb3-contrib's KL averaged over a Gaussian action's d dimensions, are max_kl / d and cg_damping / d
+# here: see the module's docstring). Its Pendulum-v1
 # entry also has use_sde: True, which for_env leaves off (use_sde=True turns it on): with a plain Gaussian, seed 0
 # reaches -144 in 200,000 steps.
 _TRPO_MUJOCO: dict[str, Any] = dict(
@@ -175,10 +185,17 @@ _TRPO_MUJOCO: dict[str, Any] = dict(
     gamma=0.99,
     gae_lambda=0.95,
     cg_iters=25,
-    cg_damping=0.1,
     critic_epochs=20,
     critic_lr=1e-3,
 )
+
+
+def _from_sb3_contrib(target_kl: float, action_dims: int) -> dict[str, float]:
+    """The Zoo's target_kl and cg_damping (0.1 for the MuJoCo tasks) for sb3-contrib's KL averaged over
+    ``action_dims`` dimensions, as max_kl and cg_damping for this module's KL of the whole action."""
+    return dict(max_kl=round(target_kl * action_dims, 12), cg_damping=round(0.1 * action_dims, 12))
+
+
 RL_ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         num_envs=2,
@@ -198,9 +215,10 @@ RL_ZOO: dict[str, dict[str, Any]] = {
     # The Zoo's MuJoCo v4 entries (its "mujoco-defaults", the PyBullet values with n_timesteps 1e6; target_kl
     # there is max_kl here, cg_max_steps is cg_iters, sub_sampling_factor 1 is no sub-sampling); v5 takes them as
     # PPO's table does. normalize: true is normalize_obs and normalize_reward (see rlcourse.pg.ppo's RL_ZOO).
-    "HalfCheetah-v5": dict(_TRPO_MUJOCO, max_kl=0.04),
-    "Hopper-v5": _TRPO_MUJOCO,
-    "Walker2d-v5": _TRPO_MUJOCO,
+    # target_kl there: 0.04 for HalfCheetah, sb3-contrib's default 0.01 for the others; 6, 3 and 6 action dimensions.
+    "HalfCheetah-v5": dict(_TRPO_MUJOCO, **_from_sb3_contrib(0.04, 6)),
+    "Hopper-v5": dict(_TRPO_MUJOCO, **_from_sb3_contrib(0.01, 3)),
+    "Walker2d-v5": dict(_TRPO_MUJOCO, **_from_sb3_contrib(0.01, 6)),
 }
 
 
@@ -319,6 +337,12 @@ def policy_update(policy: Policy, theta: nn.Parameter, data: Minibatch, config: 
     }
 
 
+def critic_optimizer(phi: nn.Parameter, config: TRPOConfig) -> torch.optim.Adam:
+    """Adam on the critic's flat parameters φ at ``critic_lr``, with SB3's ε = 1e-5 (its policies'
+    optimiser, which fits sb3-contrib's critic) instead of torch's 1e-8."""
+    return torch.optim.Adam([phi], lr=config.critic_lr, eps=1e-5, fused=True)
+
+
 def fit_critic(critic: nn.Module, phi: nn.Parameter, optimizer, data: Minibatch, config: TRPOConfig) -> Tensor:
     """``critic_epochs`` passes of Adam over minibatches on (V(s_t) − y_t)²; the mean loss."""
     total, count = torch.zeros((), device=data.returns.device), 0
@@ -367,7 +391,7 @@ def train(
                                        **gaussian_options(config))  # fmt: skip
         policy, critic = policy.to(device), critic.to(device)
         theta, phi = flatten_parameters(policy), flatten_parameters(critic)
-        optimizer = torch.optim.Adam([phi], lr=config.critic_lr, fused=True)
+        optimizer = critic_optimizer(phi, config)
         rollout = Rollout.for_config(env_id, config, seed, env_kwargs, device)
         policy.obs_normalizer = rollout.obs_normalizer  # acting on raw observations (evaluation, save)
         record = IterationRecord(
