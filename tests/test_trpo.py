@@ -260,9 +260,9 @@ def test_nan_reward_raises_with_the_step_and_keeps_the_checkpoint(tmp_path):
 
 
 def test_cartpole_learns_in_seconds():
-    # two of three seeds: at 30,000 steps a seed's greedy return is 500 or, now and then, far below (seeds 0-5
-    # gave 115, 500, 500, 500, 288, 500; with torch's Adam ε of 1e-8 for the critic, 500 ×4, 248, 234)
-    returns = [evaluate_policy(trpo.train("CartPole-v1", steps=30_000, seed=seed).policy, "CartPole-v1",
+    # two of three seeds: one seed's greedy return can fall far below the rest (at 30,000 steps seeds 0-5 gave
+    # 115, 500, 500, 500, 288, 500); at 20,000 steps seeds 0-5 gave 492, 424, 500, 414, 500, 500
+    returns = [evaluate_policy(trpo.train("CartPole-v1", steps=20_000, seed=seed).policy, "CartPole-v1",
                                episodes=10, print_fn=None)["mean_return"] for seed in range(3)]
     assert sum(r >= 150 for r in returns) >= 2, returns
 
