@@ -274,6 +274,7 @@ def cmd_grade(args) -> int:
         if value is not None and value <= 0:
             raise UsageError(f"--{name} = {value:g} is out of range: it must be > 0 seconds")
     _check_at_least("--memory-mb", args.memory_mb, 256)
+    _check_at_least("--jobs", args.jobs, 1)
     try:
         report = grade(
             args.submission,

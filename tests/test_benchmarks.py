@@ -56,8 +56,9 @@ def test_ppo_benchmark_quick_runs_and_prints_the_table(env_id, threshold, sb3):
 
 
 def test_ppo_surrogates_benchmark_quick_runs_and_prints_the_table():
+    # one task: the table's rows and the comparison with the paper are the same code for any number
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppo_surrogates.py"), "--quick",
-                           "--steps", "2048", "--workers", "2", "--random-episodes", "2"],
+                           "--tasks", "CartPole-v1", "--steps", "2048", "--workers", "2", "--random-episodes", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = proc.stdout.split("average normalised score", 1)[1]
@@ -71,7 +72,7 @@ def test_ppo_surrogates_benchmark_quick_runs_and_prints_the_table():
     assert [float(paper) for _, _, paper in rows][:3] == [-0.39, 0.76, 0.82]
     assert re.search(r"^(agrees with the paper|partly agrees with the paper|does not agree with the paper|"
                      r"cannot compare with the paper): ", table, flags=re.MULTILINE), proc.stdout
-    assert "33 runs in" in proc.stdout
+    assert "11 runs in" in proc.stdout
 
 
 def test_rlhf_benchmark_quick_runs_and_prints_tokens_per_second_and_memory():

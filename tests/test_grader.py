@@ -204,7 +204,8 @@ def test_misbehaving_code_earns_only_what_it_earned_in_the_sandbox(toy):
 
 
 def test_misbehaving_code_earns_only_what_it_earned_without_isolation(toy):
-    report = grade(toy / "sub", tests="all", tests_dir=toy / "graded", timeout=3, memory_mb=1024, jobs=2,
+    # one harness: every misbehaviour in turn in one sandbox, each test's process forked anew
+    report = grade(toy / "sub", tests="all", tests_dir=toy / "graded", timeout=3, memory_mb=1024, jobs=1,
                    isolation_level="none")
     assert report.isolation.startswith("isolation: none") and "not isolated" in report.isolation
     check_toy_report(report)
@@ -215,7 +216,7 @@ def test_cli_grades_the_lessons_asked_for_and_writes_gradescope_results(toy, cap
     (toy / "graded" / "test_lesson3.py").write_text("def test_other():\n    assert False\n")
     out = toy / "results.json"
     code = main(["grade", str(toy / "sub"), "--lessons", "4", "--json", str(out), "--timeout", "3",
-                 "--memory-mb", "1024", "--tests-dir", str(toy / "graded")])
+                 "--memory-mb", "1024", "--tests-dir", str(toy / "graded"), "--jobs", "1"])
     assert code == 0
     results = json.loads(out.read_text())
     names = {t["name"] for t in results["tests"]}
@@ -229,16 +230,18 @@ def test_cli_grades_the_lessons_asked_for_and_writes_gradescope_results(toy, cap
         assert f"{entry['score']:g} / {entry['max_score']:g}" in line
     assert results["score"] == 2 and "total" in table and "2 / 13" in table
     # a second grading of the same submission gives the same points, test by test
-    again = grade(toy / "sub", lessons=[4], tests_dir=toy / "graded", timeout=3, memory_mb=1024)
+    again = grade(toy / "sub", lessons=[4], tests_dir=toy / "graded", timeout=3, memory_mb=1024, jobs=1)
     assert {t.title: t.score for t in again.tests} == {t["name"]: t["score"] for t in results["tests"]}
     assert main(["grade", str(toy / "sub"), "--lessons", "9", "--tests-dir", str(toy / "graded")]) == 2
     assert "no graded tests for lesson(s) 9" in capsys.readouterr().err
     assert main(["grade", str(toy / "sub"), "--timeout", "-1"]) == 2
+    assert main(["grade", str(toy / "sub"), "--jobs", "0"]) == 2
+    assert "--jobs = 0 is out of range: it must be >= 1" in capsys.readouterr().err
 
 
 def test_a_submission_that_does_not_import_gets_zero_and_a_clear_message(toy):
     (toy / "sub" / "rlcourse" / "__init__.py").write_text("def broken(:\n    pass\n")
-    report = grade(toy / "sub", tests_dir=toy / "graded", timeout=3)
+    report = grade(toy / "sub", tests_dir=toy / "graded", timeout=3, jobs=1)
     assert report.score == 0
     assert report.message.startswith("the submission does not import: SyntaxError")
     assert "__init__.py" in report.message
