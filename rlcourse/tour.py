@@ -45,9 +45,9 @@ def _savefig(fig, out: Path, name: str) -> str:
 
 
 def _steps_in_thousands(*axes) -> None:
-    """Write environment steps as 20k, 40k, … so that the tick labels never run together."""
+    """Write environment steps as 20k, 40k, … (or 0.5k, 1k, …) so that the tick labels never run together."""
     for ax in axes:
-        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")
 
 
 @contextlib.contextmanager
@@ -259,7 +259,7 @@ def lesson3_linear(out: Path, quick: bool) -> list[str]:
 
 
 def lesson3_dqn(out: Path, quick: bool) -> list[str]:
-    steps = 4_000 if quick else 30_000
+    steps = 2_000 if quick else 30_000
     result = rlcourse.train("dqn", "CartPole-v1", steps=steps, seed=0)
     result.save(out / "runs" / "cartpole_dqn")
     score = evaluate(result, episodes=10, seed=0)
@@ -327,7 +327,7 @@ def lesson4_variance(out: Path, quick: bool) -> list[str]:
 
 
 def lesson4_reinforce(out: Path, quick: bool) -> list[str]:
-    steps = 20_000 if quick else 50_000
+    steps = 12_000 if quick else 50_000
     fig, ax = plt.subplots(figsize=(6, 3.5))
     lines = [
         "## Lesson 4b: REINFORCE on CartPole-v1",
@@ -363,7 +363,7 @@ def lesson4_reinforce(out: Path, quick: bool) -> list[str]:
 
 
 def lesson5_a2c(out: Path, quick: bool) -> list[str]:
-    steps = 20_000 if quick else 60_000
+    steps = 8_000 if quick else 60_000
     result = rlcourse.train("a2c", "CartPole-v1", steps=steps, seed=0)
     score = evaluate(result, episodes=10, seed=0)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -388,7 +388,7 @@ def lesson5_a2c(out: Path, quick: bool) -> list[str]:
 
 
 def lesson6_ppo(out: Path, quick: bool) -> list[str]:
-    steps = 20_000 if quick else 40_000
+    steps = 8_000 if quick else 40_000
     result = rlcourse.train("ppo", "CartPole-v1", steps=steps, seed=0)
     score = evaluate(result, episodes=10, seed=0)
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.5))
