@@ -259,10 +259,10 @@ def test_every_critic_free_psi_learns_cartpole(psi):
 
 def test_benchmark_quick_prints_a_row_per_psi():
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "pg.py"), "--quick"], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "pg.py"), "--quick", "--steps", "3000"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    row = r"^(\S+)\s+8,000\s+[\d.]+\s+[\d,]+\s+(?:[\d,]+|-)\s+[\d.]+$"   # psi, steps, s, steps/s, to 475, final
+    row = r"^(\S+)\s+3,000\s+[\d.]+\s+[\d,]+\s+(?:[\d,]+|-)\s+[\d.]+$"   # psi, steps, s, steps/s, to 475, final
     rows = re.findall(row, proc.stdout, flags=re.MULTILINE)
     assert rows == list(PSI), proc.stdout
 
