@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from rlcourse.assignments.release import available_lessons, release
 
-    timeout = args.timeout
     lessons = [5] if args.quick else ([int(n) for n in args.lessons.split(",")] if args.lessons
                                       else available_lessons(ROOT))
     print(f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}")
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'submission':<10} {'lessons':<14} {'tests':>5} {'points':>11} {'timed out':>9} {'seconds':>8}")
         first = True
         for name, chosen in cases:
-            limit = 1.0 if args.quick and name == "hanging" else timeout
+            limit = 1.0 if args.quick and name == "hanging" else args.timeout
             result = time_grading(submissions[name], chosen, work, limit)
             if first:
                 print(result["isolation"])
