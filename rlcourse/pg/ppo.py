@@ -269,7 +269,8 @@ RL_ZOO: dict[str, dict[str, Any]] = {
         vf_coef=0.58096,
         **_MUJOCO_NET,
     ),
-    "Hopper-v5": dict(  # the Zoo's Hopper-v4
+    "Hopper-v5": dict(  # the Zoo's Hopper-v4. On v5 it stands rather than hops, in SB3 as here; the
+        # class defaults with both normalisations hop: docs/mujoco.md, "PPO on Hopper-v5 with the PPO paper's settings"
         **_NORMALIZE,
         num_envs=1,
         batch_size=32,
